@@ -1,0 +1,5 @@
+import sys
+
+from rarft.cli import main
+
+sys.exit(main())

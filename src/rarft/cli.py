@@ -1,0 +1,50 @@
+"""`python -m rarft <stage> [args]`: the only entry point Snakemake and DVC call.
+
+Each stage lives in its own module with a `cli(argv)` function; this file only dispatches.
+Errors the user must fix (bad config, bad data) are printed as one clear message, exit code 2.
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+
+STAGES = {
+    "prepare-data": "rarft.data",
+    "decontaminate": "rarft.decontam",
+    "build-traces": "rarft.traces",
+    "init-policy": "rarft.policy",
+    "sample-candidates": "rarft.labels:cli_candidates",
+    "label-relevance": "rarft.labels",
+    "compare-labelers": "rarft.labels:cli_compare",
+    "train-retriever": "rarft.retriever",
+    "evaluate-retrievers": "rarft.retriever:cli_evaluate",
+    "retrieve": "rarft.retrieval",
+    "train-policy": "rarft.train",
+    "evaluate": "rarft.evaluate",
+    "analyze": "rarft.analysis",
+    "plan": "rarft.plan",
+    "export-dvc": "rarft.dvcgen",
+    "config-apply": "rarft.config:cli_apply",
+    "validate-config": "rarft.config:cli_validate",
+}
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or argv[0] in ("-h", "--help"):
+        print("usage: python -m rarft <stage> [options]\n\nstages:\n  " + "\n  ".join(STAGES))
+        return 0 if argv else 2
+    stage, rest = argv[0], argv[1:]
+    if stage not in STAGES:
+        print(f"rarft: unknown stage {stage!r}; one of: {', '.join(STAGES)}", file=sys.stderr)
+        return 2
+    module, _, func = STAGES[stage].partition(":")
+    from rarft.config import ConfigError
+    from rarft.io import DataError
+
+    try:
+        return getattr(importlib.import_module(module), func or "cli")(rest) or 0
+    except (ConfigError, DataError) as e:
+        print(f"rarft {stage}: error: {e}", file=sys.stderr)
+        return 2
