@@ -1,0 +1,93 @@
+"""The policy stage: tokenizer, chat template, tiny Qwen3 checkpoint, model resolution, SFT warm-up."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from conftest import TINY_TEST_CFG
+
+
+def test_tokenizer_round_trips_any_text(world_small):
+    from rarft.policy import build_tokenizer, world_texts
+
+    tok = build_tokenizer(world_texts(world_small["train"]), 320)
+    assert len(tok) <= 320
+    for text in [world_small["corpus"][0]["trace"], "gcd(84, 36) = 12 ünïcödé 漢字 \t\n  $\\boxed{7}$"]:
+        ids = tok.encode(text, add_special_tokens=False)
+        assert tok.decode(ids) == text
+    # digits are single tokens (Qwen's pre-tokenisation), so numbers are spelled digit by digit
+    assert len(tok.encode("1234567", add_special_tokens=False)) == 7
+    # the special tokens are single tokens and the ids the model config uses
+    for t in ("<|endoftext|>", "<|im_start|>", "<|im_end|>", "<think>", "</think>"):
+        assert len(tok.encode(t, add_special_tokens=False)) == 1
+    assert tok.eos_token == "<|im_end|>" and tok.pad_token == "<|endoftext|>"
+    # <think> is not a "special" token (as in Qwen3): it survives skip_special_tokens
+    ids = tok.encode("<think>\nhi\n</think><|im_end|>", add_special_tokens=False)
+    assert tok.decode(ids, skip_special_tokens=True) == "<think>\nhi\n</think>"
+
+
+def test_chat_template_thinking_on_and_off(tiny_policy_dir):
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(tiny_policy_dir)
+    msgs = [{"role": "user", "content": "What is 2 + 3?"}]
+    off = tok.apply_chat_template(msgs, tokenize=False, add_generation_prompt=True, enable_thinking=False)
+    on = tok.apply_chat_template(msgs, tokenize=False, add_generation_prompt=True, enable_thinking=True)
+    assert on == "<|im_start|>user\nWhat is 2 + 3?<|im_end|>\n<|im_start|>assistant\n"
+    assert off == on + "<think>\n\n</think>\n\n"
+    # prompt-completion: the rendered prompt is a prefix of prompt + completion (TRL's completion mask)
+    full = tok.apply_chat_template(msgs + [{"role": "assistant", "content": "5"}], tokenize=False,
+                                   enable_thinking=False)
+    assert full == off + "5<|im_end|>\n"
+
+
+def test_tiny_policy_loads_with_auto_classes(tiny_policy_dir):
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(tiny_policy_dir)
+    model = AutoModelForCausalLM.from_pretrained(tiny_policy_dir)
+    assert model.config.model_type == "qwen3"
+    assert model.config.hidden_size == TINY_TEST_CFG["hidden_size"]
+    assert model.config.vocab_size == len(tok)
+    assert model.config.eos_token_id == tok.convert_tokens_to_ids("<|im_end|>")
+    assert tok.padding_side == "left"
+    batch = tok(["a", "a longer prompt"], return_tensors="pt", padding=True)
+    with torch.no_grad():
+        out = model.generate(**batch, max_new_tokens=3, do_sample=True)
+    assert out.shape[0] == 2 and out.shape[1] <= batch["input_ids"].shape[1] + 3
+
+
+def test_tiny_policy_is_deterministic_per_seed(world_small, tiny_policy_dir, tmp_path):
+    from safetensors.torch import load_file
+
+    from rarft.policy import build_tiny_policy, world_texts
+
+    texts = world_texts(world_small["train"] + world_small["corpus"])
+    same = build_tiny_policy(texts, TINY_TEST_CFG, tmp_path / "same", seed=0)
+    other = build_tiny_policy(texts, TINY_TEST_CFG, tmp_path / "other", seed=1)
+    ref = load_file(tiny_policy_dir / "model.safetensors")
+    again, diff = load_file(same / "model.safetensors"), load_file(other / "model.safetensors")
+    assert ref.keys() == again.keys()
+    assert all((ref[k] == again[k]).all() for k in ref)
+    assert any(not (ref[k] == diff[k]).all() for k in ref)
+    assert (same / "tokenizer.json").read_text() == (tiny_policy_dir / "tokenizer.json").read_text()
+    assert not list(tmp_path.glob(".same.*")), "atomic write left a temp directory behind"
+
+
+def test_resolve_model(tiny_policy_dir, tmp_path):
+    from rarft.io import DataError
+    from rarft.policy import resolve_model, write_pointer
+
+    pointer_dir = write_pointer("Qwen/Qwen3-1.7B", tmp_path / "base")
+    assert json.loads((pointer_dir / "rarft_model.json").read_text()) == {"name_or_path": "Qwen/Qwen3-1.7B"}
+    assert resolve_model(pointer_dir) == "Qwen/Qwen3-1.7B"
+    assert resolve_model(str(tiny_policy_dir)) == str(tiny_policy_dir)
+    assert resolve_model("Qwen/Qwen3-4B") == "Qwen/Qwen3-4B"
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    (bad / "rarft_model.json").write_text('{"path": "x"}')
+    with pytest.raises(DataError, match="name_or_path"):
+        resolve_model(bad)
