@@ -1,0 +1,32 @@
+# rarft: the RA-RFT pipeline as a Snakemake DAG.
+#   snakemake --cores all                       # embedded default (params.yaml), CPU, offline
+#   snakemake --cores all --use-conda           # each rule in its workflow/envs/*.yaml
+#   snakemake --configfile config/qwen3-1.7b.yaml --workflow-profile workflow/profiles/slurm
+# Rules only wire files to `python -m rarft <stage>`; all logic is in src/rarft/.
+# dvc.yaml is generated from this DAG: `python -m rarft export-dvc` (tests/test_workflow.py checks it).
+
+from snakemake.utils import min_version, validate
+
+min_version("9.0")
+
+
+configfile: "params.yaml"
+
+
+validate(config, "workflow/schemas/config.schema.yaml")
+
+
+include: "workflow/rules/common.smk"
+include: "workflow/rules/data.smk"
+include: "workflow/rules/policy.smk"
+include: "workflow/rules/relevance.smk"
+include: "workflow/rules/retriever.smk"
+include: "workflow/rules/train.smk"
+include: "workflow/rules/evaluate.smk"
+include: "workflow/rules/analysis.smk"
+
+
+rule all:
+    input:
+        ANALYSIS_OUTPUTS,
+    default_target: True

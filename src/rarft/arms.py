@@ -1,0 +1,59 @@
+"""The paper's comparison grid as data: which retriever an arm trains with, and how each policy is scored.
+
+Pure Python (no torch) so the Snakefile can import it at parse time to expand its targets.
+"""
+
+from __future__ import annotations
+
+PLAIN_ARMS = {"grpo": "grpo", "sft": "sft", "rloo": "rloo", "dapo": "dapo"}  # arm -> trainer
+RA_ARMS = {"rarft": "grpo", "rasft": "sft", "rarloo": "rloo", "radapo": "dapo",
+           "rarft_offshelf": "grpo", "rarft_random": "grpo", "rarft_bm25": "grpo", "rarft_colbert": "grpo"}
+# RA arms that name their retriever; the others use rl.retriever
+FIXED_RETRIEVER = {"rarft_offshelf": "offshelf", "rarft_random": "random", "rarft_bm25": "bm25",
+                   "rarft_colbert": "colbert"}
+
+
+def trainer_of(arm: str) -> str:
+    """'grpo' | 'rloo' | 'dapo' | 'sft': which TRL trainer (and loss) an arm uses."""
+    if arm in PLAIN_ARMS:
+        return PLAIN_ARMS[arm]
+    if arm in RA_ARMS:
+        return RA_ARMS[arm]
+    raise ValueError(f"unknown arm {arm!r}; known: {', '.join([*PLAIN_ARMS, *RA_ARMS])}")
+
+
+def retriever_of(arm: str, config: dict) -> str | None:
+    """The retriever whose top-1 trace an arm's prompts carry, or None for a plain arm."""
+    trainer_of(arm)  # validates the name
+    if arm in PLAIN_ARMS:
+        return None
+    return FIXED_RETRIEVER.get(arm, config["rl"].get("retriever", "finetuned"))
+
+
+def eval_settings(policy: str, config: dict) -> list[str]:
+    """Evaluation settings of a policy: 'none', 'top1-<R>' or 'topk-<R>' (Figure 4).
+
+    Each policy is scored as it was trained (RA arms with their retriever's top-1 trace). On top:
+    the base model both ways (Figure 3's step 0), the GRPO checkpoint with the top-1 trace added only
+    at inference (Table 4), and RA-RFT under each of its top-k traces separately (Figure 4).
+    """
+    main = config["rl"].get("retriever", "finetuned")
+    if policy == "base":
+        return ["none", f"top1-{main}"]
+    r = retriever_of(policy, config)
+    settings = ["none"] if r is None else [f"top1-{r}"]
+    if policy == "grpo":
+        settings.append(f"top1-{main}")
+    if policy == "rarft":
+        settings.append(f"topk-{main}")
+    return settings
+
+
+def retrievers_needed(config: dict) -> list[str]:
+    """Every retriever whose retrieval file some arm or evaluation needs."""
+    needed = {config["rl"].get("retriever", "finetuned")}
+    for arm in config["rl"]["arms"]:
+        r = retriever_of(arm, config)
+        if r:
+            needed.add(r)
+    return sorted(needed)

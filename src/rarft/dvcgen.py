@@ -1,0 +1,131 @@
+"""Generate dvc.yaml from the Snakemake DAG, so the stage graph is written once (in workflow/rules).
+
+Each concrete Snakemake job becomes one DVC stage with the same command, inputs (deps), outputs
+(outs) and config sections (params). Outputs under results/ are kept in git (`cache: false`) so the
+committed tables and figures are what a visitor sees; everything else goes to the DVC cache.
+
+    python -m rarft export-dvc            # rewrite dvc.yaml
+    python -m rarft export-dvc --check    # exit 1 if dvc.yaml is out of date (tests and CI use it)
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+import sys
+from pathlib import Path
+
+import yaml
+
+from rarft.cli import STAGES
+
+HEADER = (
+    "# GENERATED from the Snakemake DAG by `python -m rarft export-dvc`; do not edit by hand.\n"
+    "# Edit workflow/rules/*.smk and regenerate. tests/test_workflow.py fails when this file is stale.\n"
+)
+LOG_REDIRECT = re.compile(r"\s*>\s*\S+\s+2>&1\s*$")
+
+
+def snakemake_jobs(snakefile: str | Path = "Snakefile", configfiles: list[str] | None = None) -> list[dict]:
+    """Every job of the full DAG (as with --forceall) as plain dicts, in a stable order.
+
+    Uses Snakemake's Python API to build the DAG, then reads each job's rule, wildcards, files and
+    formatted shell command (the same objects `snakemake -n -p` prints).
+    """
+    from snakemake.api import SnakemakeApi
+    from snakemake.settings.types import ConfigSettings, DAGSettings, OutputSettings, Quietness, ResourceSettings
+
+    with SnakemakeApi(OutputSettings(quiet={Quietness.ALL})) as api:
+        workflow_api = api.workflow(
+            resource_settings=ResourceSettings(cores=1),
+            config_settings=ConfigSettings(configfiles=[Path(p) for p in configfiles or []]),
+            snakefile=Path(snakefile),
+        )
+        workflow_api.dag(dag_settings=DAGSettings(forceall=True))
+        # The public DAG API prints the DAG but does not return it; these two calls are what
+        # DAGApi.printdag() does before printing (snakemake 9.27, pinned).
+        workflow = workflow_api._workflow
+        workflow._prepare_dag(forceall=True, ignore_incomplete=True, lock_warn_only=True)
+        workflow._build_dag()
+        jobs = []
+        for job in workflow.dag.jobs:
+            if job.rule.norun:  # `rule all`: a target list, not a stage
+                continue
+            cfg = getattr(job.params, "cfg", None) or {}
+            jobs.append({
+                "rule": job.rule.name,
+                "wildcards": dict(job.wildcards_dict),
+                "input": sorted(str(f) for f in job.input),
+                "output": [str(f) for f in job.output],
+                "shell": job.shellcmd,
+                "params": list(cfg.keys()),
+            })
+    return sorted(jobs, key=lambda j: (j["rule"], sorted(j["wildcards"].items())))
+
+
+def stage_name(job: dict) -> str:
+    parts = [job["rule"], *(job["wildcards"][k] for k in sorted(job["wildcards"]))]
+    return re.sub(r"[^A-Za-z0-9_-]", "_", "-".join(parts))
+
+
+def _stage_module(shell: str) -> str | None:
+    """src/rarft/<module>.py of the CLI stage a command runs (a code dependency for DVC)."""
+    m = re.search(r"-m rarft (\S+)", shell)
+    if not m or m.group(1) not in STAGES:
+        return None
+    module = STAGES[m.group(1)].split(":")[0].split(".")[-1]
+    return f"src/rarft/{module}.py"
+
+
+def dvc_stages(jobs: list[dict]) -> dict:
+    stages = {}
+    for job in jobs:
+        cmd = LOG_REDIRECT.sub("", " ".join(job["shell"].split()))  # DVC shows output live
+        deps = list(job["input"])
+        module = _stage_module(cmd)
+        if module:
+            deps.append(module)
+        outs, metrics, plots = [], [], []
+        for out in job["output"]:
+            if out == "results/metrics.json":
+                metrics.append({out: {"cache": False}})
+            elif out == "results/plots":
+                plots.append({out: {"cache": False}})
+            else:
+                outs.append({out: {"cache": False}} if out.startswith("results/") else out)
+        stage = {"cmd": cmd, "deps": deps}
+        if job["params"]:
+            stage["params"] = list(job["params"])
+        stage["outs"] = outs
+        if metrics:
+            stage["metrics"] = metrics
+        if plots:
+            stage["plots"] = plots
+        stages[stage_name(job)] = stage
+    return {"stages": stages}
+
+
+def render(stages: dict) -> str:
+    return HEADER + yaml.safe_dump(stages, sort_keys=False, width=1000)
+
+
+def cli(argv: list[str]) -> int:
+    p = argparse.ArgumentParser(prog="rarft export-dvc", description=__doc__.split("\n\n")[0])
+    p.add_argument("--snakefile", default="Snakefile")
+    p.add_argument("--out", default="dvc.yaml")
+    p.add_argument("--check", action="store_true", help="do not write; exit 1 if --out differs")
+    args = p.parse_args(argv)
+    text = render(dvc_stages(snakemake_jobs(args.snakefile)))
+    out = Path(args.out)
+    if args.check:
+        current = out.read_text(encoding="utf-8") if out.exists() else ""
+        if current != text:
+            print(f"{out} is out of date with the Snakemake DAG: run `python -m rarft export-dvc`", file=sys.stderr)
+            return 1
+        print(f"{out} matches the Snakemake DAG")
+        return 0
+    from rarft.io import write_text
+
+    write_text(out, text)
+    print(f"wrote {out}: {len(yaml.safe_load(text)['stages'])} stages from the Snakemake DAG")
+    return 0

@@ -1,0 +1,35 @@
+# Paper tables and figures, the diversity analysis and results/README.md.
+
+
+rule analyze:
+    input:
+        evals=EVALS,
+        samples=[e.replace("summary.json", "samples.jsonl") for e in EVALS],
+        curves=expand("runs/train/{arm}/curve.jsonl", arm=[a for a in ("grpo", "rarft") if a in ARMS]),
+        retrieval=[retrieval_file(r) for r in RETRIEVERS],
+        retrievers="results/reports/retrievers.csv",
+        labelers="results/reports/labelers.csv",
+        similarity="results/reports/similarity_vs_gain.csv",
+        corpus="data/traces/corpus.jsonl",
+        bench=bench_files("clean"),
+    output:
+        readme="results/README.md",
+        metrics="results/metrics.json",
+        tables=directory("results/tables"),
+        figures=directory("results/figures"),
+        plots=directory("results/plots"),
+    params:
+        cfg=section("analysis", "evaluation", "rl"),
+    log:
+        "logs/analyze.log",
+    benchmark:
+        "benchmarks/analyze.tsv"
+    conda:
+        f"{ENVS}/cpu.yaml"
+    resources:
+        gpu=res("analyze", "gpu"),
+        mem_mb=res("analyze", "mem_mb"),
+        runtime=res("analyze", "runtime"),
+    shell:
+        "{RARFT} analyze --config {CONFIG_FILES} --runs runs --data data --reports results/reports"
+        " --out results > {log} 2>&1"

@@ -1,0 +1,72 @@
+# Shared names for the rules: file lists expanded from the config, nothing else.
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(workflow.basedir) / "src"))  # rarft.arms is pure Python
+from rarft.arms import eval_settings, retriever_of, retrievers_needed
+
+if workflow.config_settings.config:
+    raise ValueError(
+        "rarft: `--config key=value` is not forwarded to the stages; put overrides in a YAML file "
+        "and pass it with --configfile (see config/*.yaml)."
+    )
+
+# params.yaml first, then --configfile overrides, as the stages merge them (later files win).
+CONFIG_FILES = " ".join(
+    ["params.yaml"] + [str(p) for p in workflow.overwrite_configfiles if Path(p).name != "params.yaml"]
+)
+# Every stage is this CLI. PYTHONPATH=src makes the same command work in the project venv (where
+# rarft is installed) and inside --use-conda envs (which carry the dependencies but not the package;
+# Snakemake blocks an inherited PYTHONPATH there, so it is set in the command itself).
+RARFT = "PYTHONPATH=src python -m rarft"
+ENVS = "../envs"
+
+BENCHMARKS = sorted(
+    config["data"]["world"]["benchmarks"] if config["data"]["source"] == "world"
+    else config["data"]["real"]["benchmarks"]
+)
+LABELERS = list(config["labels"]["run"])
+ARMS = list(config["rl"]["arms"])
+RETRIEVERS = retrievers_needed(config)
+COMPARE_RETRIEVERS = list(config["retriever"]["compare"])
+POLICIES = ["base"] + ARMS
+EVALS = [f"runs/eval/{p}/{s}/summary.json" for p in POLICIES for s in eval_settings(p, config)]
+
+# A GPU policy stack when the config asks for vLLM; the CPU stack otherwise.
+POLICY_ENV = (
+    f"{ENVS}/gpu.yaml"
+    if config["generation"]["backend"] == "vllm" or config["rl"].get("use_vllm", False)
+    else f"{ENVS}/cpu.yaml"
+)
+
+
+def res(stage, key):
+    """Resources a cluster profile schedules (local runs ignore them unless --resources is given)."""
+    table = config.get("resources", {})
+    return table.get(stage, {}).get(key, table.get("default", {}).get(key, {"gpu": 0, "mem_mb": 4000, "runtime": 60}[key]))
+
+
+def section(*keys):
+    """The config sections a rule depends on: Snakemake reruns the rule when they change."""
+    return {k: config.get(k) for k in keys}
+
+
+def bench_files(stage_dir):
+    return [f"data/{stage_dir}/bench/{b}.jsonl" for b in BENCHMARKS]
+
+
+def retrieval_file(retriever):
+    return f"data/retrieval/{retriever}.jsonl"
+
+
+def setting_retriever(setting):
+    return None if setting == "none" else setting.split("-", 1)[1]
+
+
+ANALYSIS_OUTPUTS = [
+    "results/README.md",
+    "results/metrics.json",
+    "results/tables",
+    "results/figures",
+    "results/plots",
+]

@@ -1,0 +1,24 @@
+# The base policy: a tiny Qwen3 warmed up here (embedded default), or a pointer to a hub model.
+
+
+rule init_policy:
+    input:
+        train="data/clean/train.jsonl",
+        corpus="data/traces/corpus.jsonl",
+    output:
+        directory("models/policy/base"),
+    params:
+        cfg=section("policy", "seed"),
+    log:
+        "logs/init_policy.log",
+    benchmark:
+        "benchmarks/init_policy.tsv"
+    conda:
+        POLICY_ENV
+    resources:
+        gpu=res("init_policy", "gpu"),
+        mem_mb=res("init_policy", "mem_mb"),
+        runtime=res("init_policy", "runtime"),
+    shell:
+        "{RARFT} init-policy --config {CONFIG_FILES} --train {input.train} --corpus {input.corpus}"
+        " --out {output} > {log} 2>&1"

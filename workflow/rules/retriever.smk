@@ -1,0 +1,89 @@
+# The reasoning-aware retriever: train on the labels, compare retrievers, write top-k retrievals.
+TRAIN_LABELS = f"data/labels/{config['labels']['train_on']}.jsonl"
+ORACLE_LABELS = ["data/labels/oracle.jsonl"] if "oracle" in LABELERS else []
+
+
+rule train_retriever:
+    input:
+        labels=TRAIN_LABELS,
+        train="data/clean/train.jsonl",
+        corpus="data/traces/corpus.jsonl",
+    output:
+        directory("models/retriever/finetuned"),
+    params:
+        cfg=section("retriever", "seed"),
+    log:
+        "logs/train_retriever.log",
+    benchmark:
+        "benchmarks/train_retriever.tsv"
+    conda:
+        f"{ENVS}/cpu.yaml"
+    resources:
+        gpu=res("train_retriever", "gpu"),
+        mem_mb=res("train_retriever", "mem_mb"),
+        runtime=res("train_retriever", "runtime"),
+    shell:
+        "{RARFT} train-retriever --config {CONFIG_FILES} --labels {input.labels} --train {input.train}"
+        " --corpus {input.corpus} --out {output} > {log} 2>&1"
+
+
+rule evaluate_retrievers:
+    input:
+        labels=TRAIN_LABELS,
+        oracle=ORACLE_LABELS,
+        finetuned="models/retriever/finetuned",
+        train="data/clean/train.jsonl",
+        corpus="data/traces/corpus.jsonl",
+    output:
+        table="results/reports/retrievers.md",
+        csv="results/reports/retrievers.csv",
+    params:
+        cfg=section("retriever", "seed"),
+        oracle=lambda wc, input: f"--oracle-labels {input.oracle}" if input.oracle else "",
+    log:
+        "logs/evaluate_retrievers.log",
+    benchmark:
+        "benchmarks/evaluate_retrievers.tsv"
+    conda:
+        f"{ENVS}/cpu.yaml"
+    resources:
+        gpu=res("evaluate_retrievers", "gpu"),
+        mem_mb=res("evaluate_retrievers", "mem_mb"),
+        runtime=res("evaluate_retrievers", "runtime"),
+    shell:
+        "{RARFT} evaluate-retrievers --config {CONFIG_FILES} --labels {input.labels} {params.oracle}"
+        " --finetuned {input.finetuned} --train {input.train} --corpus {input.corpus}"
+        " --out-dir results/reports > {log} 2>&1"
+
+
+def retriever_model(wildcards):
+    return ["models/retriever/finetuned"] if wildcards.retriever == "finetuned" else []
+
+
+rule retrieve:
+    input:
+        model=retriever_model,
+        train="data/clean/train.jsonl",
+        corpus="data/traces/corpus.jsonl",
+        bench=bench_files("clean"),
+    output:
+        "data/retrieval/{retriever}.jsonl",
+    wildcard_constraints:
+        retriever="offshelf|finetuned|bm25|random|colbert",
+    params:
+        cfg=section("retriever", "seed"),
+        model=lambda wc, input: f"--model-dir {input.model}" if input.model else "",
+    log:
+        "logs/retrieve/{retriever}.log",
+    benchmark:
+        "benchmarks/retrieve/{retriever}.tsv"
+    conda:
+        f"{ENVS}/cpu.yaml"
+    resources:
+        gpu=res("retrieve", "gpu"),
+        mem_mb=res("retrieve", "mem_mb"),
+        runtime=res("retrieve", "runtime"),
+    shell:
+        "{RARFT} retrieve --config {CONFIG_FILES} --retriever {wildcards.retriever} {params.model}"
+        " --train {input.train} --corpus {input.corpus} --benchmarks {input.bench}"
+        " --out {output} > {log} 2>&1"
