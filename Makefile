@@ -1,0 +1,36 @@
+# The two commands (README): `make run` sets everything up and runs the DAG on the embedded default;
+# `make test` installs and runs the tests. Both create .venv on first use.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+# The embedded default runs fully offline: no hub look-ups for models or datasets.
+export HF_HUB_OFFLINE := 1
+export TRANSFORMERS_NO_ADVISORY_WARNINGS := 1
+
+.PHONY: run test test-fast setup clean-outputs
+
+$(BIN)/activate:
+	$(PYTHON) -m venv $(VENV)
+
+# torch first and by exact version: where a CPU wheel is on hand (or from the CPU index, see
+# README) pip takes it; otherwise PyPI's default build. The rest comes from pyproject.toml.
+$(VENV)/.installed: $(BIN)/activate pyproject.toml
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet torch==2.13.0
+	$(BIN)/python -m pip install --quiet -e ".[test]"
+	touch $@
+
+setup: $(VENV)/.installed
+
+run: setup
+	. $(BIN)/activate && snakemake --cores all
+
+test: setup
+	. $(BIN)/activate && pytest -m "not slow" -q
+	. $(BIN)/activate && pytest -m slow -q -p no:cacheprovider; rc=$$?; [ $$rc -eq 0 ] || [ $$rc -eq 5 ]
+
+test-fast: setup
+	. $(BIN)/activate && pytest -m "not slow" -q -x
+
+clean-outputs:
+	rm -rf data models runs logs benchmarks .snakemake

@@ -1,0 +1,124 @@
+"""The stage graph is written once: dvc.yaml must be what the Snakemake DAG generates; config errors are readable."""
+
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from rarft.config import ConfigError, deep_merge, load_config, validate_config
+from rarft.dvcgen import dvc_stages, render, snakemake_jobs, stage_name
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def jobs(tmp_path_factory):
+    import os
+
+    cwd = os.getcwd()
+    os.chdir(ROOT)
+    try:
+        return snakemake_jobs(ROOT / "Snakefile")
+    finally:
+        os.chdir(cwd)
+
+
+def test_dvc_yaml_is_generated_from_the_snakemake_dag(jobs):
+    committed = (ROOT / "dvc.yaml").read_text()
+    assert committed == render(dvc_stages(jobs)), "dvc.yaml is stale: run `python -m rarft export-dvc`"
+
+
+def test_every_rule_becomes_stages_with_the_same_files(jobs):
+    stages = yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"]
+    assert len(stages) == len(jobs)
+    rules = {j["rule"] for j in jobs}
+    assert {"prepare_data", "decontaminate", "label_relevance", "train_retriever", "train_policy",
+            "evaluate", "analyze"} <= rules
+    for job in jobs:
+        stage = stages[stage_name(job)]
+        assert stage["cmd"] == " ".join(job["shell"].split(" > ")[0].split())
+        outs = [next(iter(o)) if isinstance(o, dict) else o
+                for key in ("outs", "metrics", "plots") for o in stage.get(key, [])]
+        assert sorted(outs) == sorted(job["output"])
+        assert set(job["input"]) <= set(stage["deps"])
+
+
+def test_a_changed_dag_is_detected(jobs):
+    """The check is real: dropping one job or one input changes the rendering."""
+    assert render(dvc_stages(jobs[1:])) != render(dvc_stages(jobs))
+    altered = [dict(j) for j in jobs]
+    altered[0] = {**altered[0], "input": altered[0]["input"] + ["data/extra.jsonl"]}
+    assert render(dvc_stages(altered)) != render(dvc_stages(jobs))
+
+
+@pytest.mark.skipif(shutil.which("dvc") is None and not (Path(sys.executable).parent / "dvc").exists(),
+                    reason="dvc is not installed")
+def test_dvc_reads_the_same_stage_graph():
+    dvc = shutil.which("dvc") or str(Path(sys.executable).parent / "dvc")
+    out = subprocess.run([dvc, "stage", "list", "--name-only"], cwd=ROOT, capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    names = set(out.stdout.split())
+    assert names == set(yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"])
+
+
+def test_snakemake_dry_run_builds_the_whole_dag():
+    snakemake = shutil.which("snakemake") or str(Path(sys.executable).parent / "snakemake")
+    out = subprocess.run([snakemake, "-n", "--forceall", "--quiet", "rules"], cwd=ROOT,
+                         capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr[-2000:]
+    for rule in ("prepare_data", "train_policy", "evaluate", "analyze"):
+        assert rule in out.stdout + out.stderr
+
+
+def test_params_yaml_is_valid():
+    cfg = load_config(ROOT / "params.yaml")
+    assert cfg["data"]["source"] == "world"
+
+
+@pytest.mark.parametrize("override", ["qwen3-1.7b.yaml", "qwen3-4b.yaml"])
+def test_paper_scale_overrides_are_valid(override):
+    cfg = load_config([ROOT / "params.yaml", ROOT / "config" / override])
+    assert cfg["policy"]["base"].startswith("Qwen/Qwen3-")
+    assert cfg["rl"]["num_generations"] == 16 and cfg["rl"]["beta"] == 0.0
+    assert cfg["evaluation"]["k"] == 32
+
+
+def test_config_errors_name_the_key(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("rl:\n  learning_rate: -1\n  arms: [grpo, not_an_arm]\nretriever:\n  top_kk: 3\n")
+    with pytest.raises(ConfigError) as e:
+        load_config([ROOT / "params.yaml", bad])
+    msg = str(e.value)
+    assert "rl.learning_rate" in msg and "rl.arms.1" in msg
+    assert "retriever" in msg and "top_kk" in msg
+    assert "bad.yaml" in msg
+
+
+def test_missing_and_malformed_config_files(tmp_path):
+    with pytest.raises(ConfigError, match="not found"):
+        load_config(tmp_path / "nope.yaml")
+    broken = tmp_path / "broken.yaml"
+    broken.write_text("a: [1, 2\n")
+    with pytest.raises(ConfigError, match="not valid YAML"):
+        load_config(broken)
+    with pytest.raises(ConfigError, match="seed"):
+        validate_config({"data": {}}, "x")
+
+
+def test_deep_merge_overrides_like_snakemake():
+    base = {"a": {"b": 1, "c": [1, 2]}, "d": 1}
+    merged = deep_merge(base, {"a": {"c": [3]}, "e": 2})
+    assert merged == {"a": {"b": 1, "c": [3]}, "d": 1, "e": 2}
+    assert base["a"]["c"] == [1, 2]
+
+
+def test_cli_reports_config_errors_without_a_traceback(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("seed: -3\n")
+    out = subprocess.run([sys.executable, "-m", "rarft", "validate-config", "--config",
+                          str(ROOT / "params.yaml"), str(bad)], capture_output=True, text=True)
+    assert out.returncode == 2
+    assert "seed" in out.stderr and "Traceback" not in out.stderr
