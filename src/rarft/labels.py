@@ -247,8 +247,7 @@ Reference solution:
 Do the two problems share transferable reasoning: the same theorem, formula, algorithm or proof technique, whatever their story, wording or numbers? Surface similarity alone does not count.
 First write "Justification:" followed by at most three sentences. Then, on the last line, write exactly "Verdict: yes" or "Verdict: no"."""
 
-_VERDICT_RE = re.compile(r"(?:verdict|final answer|answer|decision)\s*\**\s*[:\-=]?\s*[\*_`\"'(\[]*\s*(yes|no)\b",
-                         re.IGNORECASE)
+_VERDICT_RE = re.compile(r"(?:verdict|final answer|answer|decision)[\s:*_`\"'(\[=-]*(yes|no)\b", re.IGNORECASE)
 _BOXED_RE = re.compile(r"\\boxed\{\s*(?:\\text\{)?\s*(yes|no)\s*\}?\s*\}", re.IGNORECASE)
 _THINK_RE = re.compile(r"<think>.*?</think>", re.DOTALL)
 

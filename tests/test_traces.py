@@ -1,0 +1,122 @@
+"""build-traces: validation of cheatsheet traces, teacher rewrite through a backend, resume after a kill."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from rarft.config import load_config
+from rarft.io import read_jsonl, write_jsonl
+from rarft.traces import build_traces, check_trace, clean_teacher_output, cli
+
+GOOD = ("Step 1 (Quantities): 3 and 4.\nStep 2 (Strategy): multiply.\nStep 3 (Compute): 3 * 4 = 12.\n"
+        "Therefore, the final answer is: $\\boxed{12}$")
+
+
+def _steps(n: int) -> str:
+    return "".join(f"Step {i} (s): ok.\n" for i in range(1, n + 1))
+
+
+@pytest.mark.parametrize("trace, gold, reason", [
+    (GOOD, "12", None),
+    (_steps(7) + "Therefore, the final answer is: $\\boxed{\\frac{1}{2}}$", "0.5", None),  # math-verify equivalence
+    (None, "12", "no_trace"),
+    ("The answer is 12. Therefore, the final answer is: $\\boxed{12}$", "12", "no_steps"),
+    (_steps(8) + "Therefore, the final answer is: $\\boxed{12}$", "12", "too_many_steps"),
+    ("Step 1 (a): x.\nStep 3 (b): y.\nTherefore, the final answer is: $\\boxed{12}$", "12", "steps_out_of_order"),
+    (GOOD.replace("Therefore, the final answer is:", "So the answer is"), "12", "no_final_line"),
+    (GOOD + "\nI hope this helps.", "12", "no_final_line"),
+    (GOOD, "13", "wrong_answer"),
+])
+def test_check_trace(trace, gold, reason):
+    assert check_trace(trace, gold, max_steps=7) == reason
+
+
+def test_validate_mode_keeps_world_traces_and_reports_drops(world_small):
+    config = load_config()
+    corpus = [dict(item) for item in world_small["corpus"]]
+    corpus[0]["trace"] = corpus[0]["trace"].replace(f"{{{corpus[0]['answer']}}}", "{-99999}")
+    corpus[1]["trace"] = None
+    kept, report = build_traces(corpus, config)
+    assert [k["id"] for k in kept] == [c["id"] for c in corpus[2:]]
+    assert report["n_in"] == len(corpus) and report["n_kept"] == len(corpus) - 2
+    assert report["dropped_by_reason"] == {"no_trace": 1, "wrong_answer": 1}
+    assert {d["id"] for d in report["dropped"]} == {corpus[0]["id"], corpus[1]["id"]}
+
+
+def test_clean_teacher_output_strips_thinking_and_chatter():
+    raw = "<think>let me see</think>Sure! Here it is:\n" + GOOD + "\nHope that helps."
+    assert clean_teacher_output(raw) == GOOD
+
+
+class ScriptedTeacher:
+    """Test double for the remote teacher LLM (no teacher model exists here): rewrites a prompt's
+    solution into a cheatsheet with the answer stated in the prompt, garbles every third call's
+    item, and can fail after a number of generate calls like a crashed or quota-limited server."""
+
+    def __init__(self, fail_after_calls: int | None = None):
+        self.calls, self.prompts, self.fail_after = 0, 0, fail_after_calls
+
+    def generate(self, prompts, sampling):
+        if self.fail_after is not None and self.calls >= self.fail_after:
+            raise RuntimeError("teacher server went away")
+        self.calls += 1
+        out = []
+        for msgs in prompts:
+            self.prompts += 1
+            text = msgs[-1]["content"]
+            answer = text.split("which is ", 1)[1].split(".\n", 1)[0]
+            if "wrong" in text:
+                answer = "-1"
+            out.append([f"Step 1 (Idea): restate.\nStep 2 (Compute): done.\n"
+                        f"Therefore, the final answer is: $\\boxed{{{answer}}}$\nExtra chatter."])
+        return out
+
+    def close(self):
+        pass
+
+
+def _rewrite_config(tmp_path):
+    cfg = tmp_path / "rewrite.yaml"
+    cfg.write_text("traces: {mode: rewrite}\n")
+    return load_config(["params.yaml", str(cfg)])
+
+
+def _real_items(n):
+    return [{"id": f"c{i}", "problem": f"Compute {i} times 2.", "answer": str(2 * i),
+             "solution": f"Doubling {i} gives {2 * i}." + (" wrong" if i % 3 == 0 else ""), "trace": None,
+             "problem_type": "algebra", "source": "test"} for i in range(1, 41)]
+
+
+def test_rewrite_mode_validates_teacher_output_and_resumes_after_a_kill(tmp_path):
+    config = _rewrite_config(tmp_path)
+    items = _real_items(40)
+    cache = tmp_path / "teacher_cache.jsonl"
+    with pytest.raises(RuntimeError):
+        build_traces(items, config, backend=ScriptedTeacher(fail_after_calls=1), cache_path=cache, progress=False)
+    assert len(read_jsonl(cache)) == 32  # the first chunk survived the crash
+    with open(cache, "a") as f:
+        f.write('{"key": "torn')  # a kill in the middle of a write
+    teacher = ScriptedTeacher()
+    kept, report = build_traces(items, config, backend=teacher, cache_path=cache, progress=False)
+    assert teacher.prompts == 8  # only the missing prompts were sent
+    wrong = {f"c{i}" for i in range(1, 41) if i % 3 == 0}
+    assert {k["id"] for k in kept} == {it["id"] for it in items} - wrong
+    assert report["dropped_by_reason"] == {"wrong_answer": len(wrong)}
+    assert all(k["trace"].endswith("}$") and "chatter" not in k["trace"] for k in kept)
+    again = ScriptedTeacher(fail_after_calls=0)  # everything is cached now: no call at all
+    kept2, _ = build_traces(items, config, backend=again, cache_path=cache, progress=False)
+    assert kept2 == kept
+
+
+def test_cli_validate_writes_corpus_and_report(world_small, tmp_path):
+    src = tmp_path / "corpus.jsonl"
+    items = [dict(x) for x in world_small["corpus"][:20]]
+    items[3]["trace"] = items[3]["trace"].replace("Step 2", "Step 5")
+    write_jsonl(src, items)
+    out, report = tmp_path / "traces" / "corpus.jsonl", tmp_path / "traces.json"
+    assert cli(["--corpus", str(src), "--out", str(out), "--report", str(report)]) == 0
+    assert len(read_jsonl(out)) == 19
+    rep = json.loads(report.read_text())
+    assert rep["mode"] == "validate" and rep["dropped"] == [{"id": items[3]["id"], "reason": "steps_out_of_order"}]
