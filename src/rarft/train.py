@@ -1,0 +1,419 @@
+"""Train one arm of the paper's grid through TRL: GRPO, RA-RFT, RLOO, DAPO, SFT and their RA twins.
+
+Every RL arm is a stock TRL trainer (GRPOTrainer or RLOOTrainer); SFT arms use SFTTrainer. An RA arm
+differs from its plain twin ONLY in its dataset: the prompt column is `build_prompt(problem, top-k
+retrieved traces)` instead of `build_prompt(problem)`. Training loop, sampling, advantages and loss
+are TRL's. The reward is the project's math-verify reward (`rarft.reward.accuracy_reward`).
+
+Validation curves (the paper's Figure 3) come from TRL's own evaluation loop: each benchmark is an
+eval dataset built like the training set (RA arms WITH their retrieved context), sampled
+`rl.eval_k` times per problem, so its mean reward is average@k. That path uses whatever generation
+the trainer uses (vLLM when `rl.use_vllm`, sharded models under DeepSpeed/FSDP), so it scales to the
+paper setting. SFT arms have no sampling loop: their curve file holds no rows (they are scored by the
+evaluate stage).
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import os
+import re
+import time
+from pathlib import Path
+
+from rarft.arms import retriever_of, trainer_of
+from rarft.config import ConfigError, add_config_argument, get, load_config
+from rarft.io import DataError, JsonlAppender, atomic_path, read_jsonl, write_json, write_jsonl
+from rarft.prompts import _norm, build_prompt
+
+CHECKPOINT_DIR = "checkpoints"
+CURVE_PARTIAL = "curve.partial.jsonl"  # survives a kill (Snakemake deletes curve.jsonl before a rerun)
+# Settings DAPO adds on top of GRPO, as TRL's paper index gives them (Yu et al. 2025): token-level loss,
+# clip-higher, overlong filtering, no KL. Dynamic sampling (resampling zero-variance groups) has no TRL
+# switch; it is not reproduced.
+DAPO_DEFAULTS = {"epsilon_high": 0.28, "mask_truncated_completions": True}
+
+
+# ---------------------------------------------------------------- datasets
+
+def load_retrieval(path: str | os.PathLike) -> dict[str, dict[str, list[dict]]]:
+    """`data/retrieval/<R>.jsonl` -> {split: {query id: [{"id", "score"}, ...] best first}}."""
+    out: dict[str, dict[str, list[dict]]] = {}
+    for i, row in enumerate(read_jsonl(path), 1):
+        for key in ("id", "split", "contexts"):
+            if key not in row:
+                raise DataError(f"{path}, row {i}: missing key {key!r}")
+        if not isinstance(row["contexts"], list):
+            raise DataError(f"{path}, row {i}: 'contexts' must be a list")
+        out.setdefault(row["split"], {})[row["id"]] = row["contexts"]
+    return out
+
+
+def select_contexts(item: dict, ranked: list[dict], corpus_by_id: dict[str, dict], k: int,
+                    where: str) -> list[dict]:
+    """The top-k corpus items of a retrieval list, skipping the query itself or a copy of it.
+
+    A retrieval file should never hold them (the retrieval stage drops them); skipping them here as
+    well means no prompt can ever show a problem its own solution.
+    """
+    chosen = []
+    for ctx in ranked:
+        cid = ctx.get("id") if isinstance(ctx, dict) else None
+        if cid not in corpus_by_id:
+            raise DataError(f"{where}: context id {cid!r} of query {item['id']!r} is not in the corpus")
+        doc = corpus_by_id[cid]
+        if cid == item["id"] or _norm(doc["problem"]) == _norm(item["problem"]):
+            continue
+        if not doc.get("trace"):
+            raise DataError(f"{where}: corpus item {cid!r} has no trace")
+        chosen.append(doc)
+        if len(chosen) == k:
+            return chosen
+    raise DataError(f"{where}: query {item['id']!r} has {len(chosen)} usable contexts, {k} needed")
+
+
+def prompt_rows(items: list[dict], corpus_by_id: dict[str, dict] | None,
+                contexts_by_id: dict[str, list[dict]] | None, k: int, where: str) -> list[dict]:
+    """Rows {id, prompt, answer, context_ids}: plain prompts when ``contexts_by_id`` is None, else
+    prompts with the query's top-k retrieved traces prepended."""
+    rows = []
+    for item in items:
+        contexts = []
+        if contexts_by_id is not None:
+            if item["id"] not in contexts_by_id:
+                raise DataError(f"{where}: no retrieval row for query {item['id']!r}")
+            contexts = select_contexts(item, contexts_by_id[item["id"]], corpus_by_id, k, where)
+        rows.append({"id": item["id"], "prompt": build_prompt(item["problem"], contexts, item["id"]),
+                     "answer": str(item["answer"]), "context_ids": [c["id"] for c in contexts]})
+    return rows
+
+
+def sft_rows(items: list[dict], corpus_by_id: dict[str, dict] | None,
+             contexts_by_id: dict[str, list[dict]] | None, k: int, where: str,
+             enable_thinking: bool) -> list[dict]:
+    """Prompt-completion rows for SFT / RA-SFT: the completion is the query's own teacher trace.
+
+    RA-SFT puts the same retrieved trace(s) in the prompt as RA-RFT does. Queries without a trace are
+    left out (there is nothing to imitate); none at all is an error.
+    """
+    with_trace = [it for it in items if it.get("trace")]
+    if not with_trace:
+        raise DataError(f"{where}: no training query has a 'trace'; SFT arms imitate the queries' traces")
+    rows = prompt_rows(with_trace, corpus_by_id, contexts_by_id, k, where)
+    for row, item in zip(rows, with_trace):
+        row["completion"] = [{"role": "assistant", "content": item["trace"]}]
+        row["chat_template_kwargs"] = {"enable_thinking": enable_thinking}
+    return rows
+
+
+# ---------------------------------------------------------------- trainer settings
+
+def _device(config: dict) -> tuple[bool, bool]:
+    """(use_cpu, cuda available) from `device` (auto | cpu | cuda)."""
+    import torch
+
+    cuda = torch.cuda.is_available()
+    wanted = config.get("device", "auto")
+    if wanted == "cuda" and not cuda:
+        raise ConfigError("device: cuda requested but torch sees no CUDA device")
+    return (wanted == "cpu" or not cuda), cuda
+
+
+def eval_batch_size(n_problems: list[int], eval_k: int, cap: int) -> int:
+    """Per-device eval batch: eval_k samples of m problems, m dividing every benchmark's size.
+
+    Equal-size batches make TRL's mean of per-batch mean rewards equal the mean over all samples
+    (average@k) on one process.
+    """
+    g = 0
+    for n in n_problems:
+        g = math.gcd(g, n)
+    m = max(d for d in range(1, max(1, g) + 1) if g % d == 0 and (d * eval_k <= max(cap, eval_k)))
+    return m * eval_k
+
+
+def common_args(config: dict, run_dir: Path, resume: bool) -> dict:
+    rl = config["rl"]
+    use_cpu, cuda = _device(config)
+    bf16 = bool(rl.get("bf16", cuda)) and not use_cpu
+    return dict(
+        output_dir=str(run_dir / CHECKPOINT_DIR),
+        seed=int(config.get("seed", 0)),
+        data_seed=int(config.get("seed", 0)),
+        use_cpu=use_cpu,
+        bf16=bf16,
+        gradient_checkpointing=bool(rl.get("gradient_checkpointing", False)),
+        save_strategy="steps",
+        save_steps=int(rl.get("save_steps", 10)),
+        save_total_limit=int(rl.get("save_total_limit", 2)),
+        logging_steps=1,
+        report_to=list(rl.get("report_to", ["tensorboard"])),
+        disable_tqdm=False,
+        dataloader_num_workers=0,
+        # step-0 point of the curve; a resumed run already has it (and its RNG state is restored)
+        eval_on_start=not resume,
+    )
+
+
+def rl_args(trainer: str, config: dict, run_dir: Path, n_problems: list[int], resume: bool):
+    """GRPOConfig / RLOOConfig for an RL arm. Loss: 'grpo' for GRPO (TRL's default is 'dapo')."""
+    rl = config["rl"]
+    gen = int(rl.get("num_generations", 8))
+    batch = int(rl.get("per_device_train_batch_size", 16))
+    accum = int(rl.get("gradient_accumulation_steps", 1))
+    eval_k = int(rl.get("eval_k", 4))
+    if batch * accum % gen:
+        raise ConfigError(f"rl.per_device_train_batch_size x gradient_accumulation_steps ({batch} x {accum}) "
+                          f"must be divisible by rl.num_generations ({gen}): TRL samples whole groups")
+    temperature = float(rl.get("temperature", 1.0))
+    kwargs = dict(
+        common_args(config, run_dir, resume),
+        max_steps=int(rl.get("max_steps", 30)),
+        learning_rate=float(rl.get("learning_rate", 1e-6)),
+        lr_scheduler_type=rl.get("lr_scheduler_type", "constant"),
+        warmup_steps=int(rl.get("warmup_steps", 0)),
+        weight_decay=float(rl.get("weight_decay", 0.0)),
+        max_grad_norm=float(rl.get("max_grad_norm", 1.0)),
+        per_device_train_batch_size=batch,
+        gradient_accumulation_steps=accum,
+        num_generations=gen,
+        max_completion_length=int(rl.get("max_completion_length", 96)),
+        temperature=temperature,
+        beta=float(rl.get("beta", 0.0)),
+        epsilon=float(rl.get("epsilon", 0.2)),
+        num_iterations=int(rl.get("num_iterations", 1)),
+        chat_template_kwargs={"enable_thinking": bool(get(config, "policy.enable_thinking", False))},
+        use_vllm=bool(rl.get("use_vllm", False)),
+        # validation curve: TRL's eval loop, eval_k samples per benchmark problem
+        eval_strategy="steps",
+        eval_steps=int(rl.get("eval_steps", 10)),
+        num_generations_eval=eval_k,
+        per_device_eval_batch_size=eval_batch_size(n_problems, eval_k, batch * accum),
+        log_completions=False,
+        shuffle_dataset=True,
+    )
+    if kwargs["use_vllm"]:
+        kwargs.update(vllm_mode=rl.get("vllm_mode", "colocate"),
+                      vllm_gpu_memory_utilization=float(get(config, "generation.vllm.gpu_memory_utilization", 0.3)),
+                      vllm_tensor_parallel_size=int(get(config, "generation.vllm.tensor_parallel_size", 1)))
+        if rl.get("vllm_server_base_url"):
+            kwargs["vllm_server_base_url"] = rl["vllm_server_base_url"]
+    if trainer == "rloo":
+        from trl import RLOOConfig
+
+        return RLOOConfig(**kwargs)
+    from trl import GRPOConfig
+
+    if trainer == "dapo":
+        dapo = {**DAPO_DEFAULTS, **rl.get("dapo", {})}
+        kwargs.update(loss_type="dapo", epsilon_high=float(dapo["epsilon_high"]),
+                      mask_truncated_completions=bool(dapo["mask_truncated_completions"]))
+    else:
+        kwargs.update(loss_type="grpo", scale_rewards="group")
+    return GRPOConfig(**kwargs)
+
+
+def sft_args(config: dict, run_dir: Path, resume: bool):
+    from trl import SFTConfig
+
+    rl, sft = config["rl"], config["rl"].get("sft", {})
+    kwargs = common_args(config, run_dir, resume)
+    kwargs.pop("eval_on_start", None)  # SFT arms have no generation loop to evaluate with
+    return SFTConfig(
+        **kwargs,
+        num_train_epochs=float(sft.get("epochs", 2)),
+        learning_rate=float(sft.get("learning_rate", 1e-5)),
+        per_device_train_batch_size=int(sft.get("batch_size", 16)),
+        lr_scheduler_type="constant",
+        max_length=int(sft.get("max_length", 4096)),
+        completion_only_loss=True,
+        eval_strategy="no",
+        shuffle_dataset=True,
+    )
+
+
+# ---------------------------------------------------------------- recording
+
+def _curve_callback_class():
+    from transformers import TrainerCallback
+
+    class CurveCallback(TrainerCallback):
+        """Turns TRL's per-benchmark eval logs into curve rows {step, benchmark, average_at_k, k}.
+
+        With a dict of eval datasets the Trainer evaluates each under the prefix `eval_<name>_` and
+        TRL adds the mean sampled reward as `eval_reward`: with eval_k samples per problem and 0/1
+        rewards, that is average@k.
+        """
+
+        def __init__(self, path: Path, k: int):
+            self.appender = JsonlAppender(path)
+            self.k = k
+
+        def on_log(self, args, state, control, logs=None, **kwargs):
+            if not logs or "eval_reward" not in logs or not state.is_world_process_zero:
+                return
+            names = [m.group(1) for key in logs if (m := re.fullmatch(r"eval_(.+)_runtime", key))]
+            if len(names) == 1:
+                self.appender.append({"step": int(state.global_step), "benchmark": names[0],
+                                      "average_at_k": float(logs["eval_reward"]), "k": self.k})
+
+    return CurveCallback
+
+
+def final_curve(rows: list[dict]) -> list[dict]:
+    """One row per (step, benchmark), the latest written (a resumed run may redo a step), by step."""
+    latest = {(r["step"], r["benchmark"]): r for r in rows}
+    return [latest[key] for key in sorted(latest)]
+
+
+# ---------------------------------------------------------------- entry point
+
+def _last_checkpoint(run_dir: Path) -> str | None:
+    from transformers.trainer_utils import get_last_checkpoint
+
+    ckpt_dir = run_dir / CHECKPOINT_DIR
+    return get_last_checkpoint(str(ckpt_dir)) if ckpt_dir.is_dir() else None
+
+
+def build_datasets(arm: str, train_items: list[dict], corpus_by_id: dict[str, dict],
+                   retrieval: dict[str, dict[str, list[dict]]] | None, val_benchmarks: dict[str, list[dict]],
+                   config: dict, retrieval_name: str = "retrieval") -> tuple[list[dict], dict[str, list[dict]]]:
+    """(train rows, {benchmark: eval rows}) for an arm; RA arms need ``retrieval``, plain ones ignore it."""
+    trainer = trainer_of(arm)
+    retriever = retriever_of(arm, config)
+    k = int(config["rl"].get("top_k", 1))
+    if retriever is not None and retrieval is None:
+        raise DataError(f"arm {arm!r} trains with retriever {retriever!r}: pass its retrieval file")
+
+    def ctx(split: str) -> dict[str, list[dict]] | None:
+        if retriever is None:
+            return None
+        if split not in retrieval:
+            raise DataError(f"{retrieval_name}: no rows with split {split!r}")
+        return retrieval[split]
+
+    if trainer == "sft":
+        train = sft_rows(train_items, corpus_by_id, ctx("train"), k, retrieval_name,
+                         bool(get(config, "policy.enable_thinking", False)))
+        return train, {}
+    train = prompt_rows(train_items, corpus_by_id, ctx("train"), k, retrieval_name)
+    evals = {name: prompt_rows(items, corpus_by_id, ctx(name), k, retrieval_name)
+             for name, items in val_benchmarks.items()}
+    return train, evals
+
+
+def train_policy(arm: str, base_dir: str | os.PathLike, train_items: list[dict], corpus_by_id: dict[str, dict],
+                 retrieval: dict[str, dict[str, list[dict]]] | None, val_benchmarks: dict[str, list[dict]],
+                 config: dict, out_dir: str | os.PathLike, run_dir: str | os.PathLike,
+                 retrieval_name: str = "retrieval", reward_funcs: list | None = None) -> dict:
+    """Train ``arm`` from the base policy; write the final model to ``out_dir`` (atomically) and the
+    curve, log history, TensorBoard log and checkpoints under ``run_dir``. Resumes from the last
+    checkpoint in ``run_dir`` if there is one. Returns the run summary.
+
+    ``reward_funcs`` defaults to the math-verify accuracy reward (TRL's reward-function signature).
+    """
+    from datasets import Dataset
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from rarft.policy import resolve_model
+
+    trainer_kind = trainer_of(arm)
+    run_dir, out_dir = Path(run_dir), Path(out_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    train_rows, eval_rows = build_datasets(arm, train_items, corpus_by_id, retrieval, val_benchmarks, config,
+                                           retrieval_name)
+    last = _last_checkpoint(run_dir)
+    if last:
+        print(f"train-policy {arm}: resuming from {last}")
+
+    # transformers 5 takes the TensorBoard directory from the environment only (no logging_dir)
+    os.environ["TENSORBOARD_LOGGING_DIR"] = str(run_dir / "tensorboard")
+    name = resolve_model(base_dir)
+    tokenizer = AutoTokenizer.from_pretrained(name)
+    model = AutoModelForCausalLM.from_pretrained(name, dtype="auto")
+    callbacks = []
+    k = int(config["rl"].get("eval_k", 4))
+    if trainer_kind == "sft":
+        from trl import SFTTrainer
+
+        args = sft_args(config, run_dir, resume=bool(last))
+        train_ds = Dataset.from_list([{key: r[key] for key in ("prompt", "completion", "chat_template_kwargs")}
+                                      for r in train_rows])
+        trainer = SFTTrainer(model=model, args=args, train_dataset=train_ds, processing_class=tokenizer)
+    else:
+        if reward_funcs is None:
+            from rarft.reward import accuracy_reward
+
+            reward_funcs = [accuracy_reward]
+        args = rl_args(trainer_kind, config, run_dir, [len(v) for v in eval_rows.values()], resume=bool(last))
+        columns = ("prompt", "answer")
+        train_ds = Dataset.from_list([{c: r[c] for c in columns} for r in train_rows])
+        eval_ds = {b: Dataset.from_list([{c: r[c] for c in columns} for r in rows]) for b, rows in eval_rows.items()}
+        callbacks.append(_curve_callback_class()(run_dir / CURVE_PARTIAL, k))
+        if trainer_kind == "rloo":
+            from trl import RLOOTrainer as Trainer
+        else:
+            from trl import GRPOTrainer as Trainer
+        trainer = Trainer(model=model, reward_funcs=reward_funcs, args=args, train_dataset=train_ds,
+                          eval_dataset=eval_ds or None, processing_class=tokenizer, callbacks=callbacks)
+
+    start = time.time()
+    result = trainer.train(resume_from_checkpoint=last)
+    elapsed = time.time() - start
+
+    if trainer.is_world_process_zero():
+        with atomic_path(out_dir) as tmp:
+            trainer.save_model(str(tmp))
+            tokenizer.save_pretrained(tmp)
+        write_json(run_dir / "log_history.json", trainer.state.log_history)
+        curve = final_curve(JsonlAppender(run_dir / CURVE_PARTIAL).rows) if callbacks else []
+        write_jsonl(run_dir / "curve.jsonl", curve)
+        train_logs = [h for h in trainer.state.log_history if "reward" in h or "loss" in h]
+        summary = {
+            "arm": arm, "trainer": trainer_kind, "retriever": retriever_of(arm, config), "base": name,
+            "seed": args.seed, "resumed_from": last, "global_step": trainer.state.global_step,
+            "train_loss": result.training_loss, "final_reward": next((h["reward"] for h in reversed(train_logs)
+                                                                     if "reward" in h), None),
+            "n_train": len(train_rows), "seconds": round(elapsed, 1),
+            "final_curve": {r["benchmark"]: r["average_at_k"] for r in curve
+                            if r["step"] == max(c["step"] for c in curve)} if curve else {},
+            "training_args": args.to_dict(),
+        }
+        write_json(run_dir / "train_summary.json", summary)
+        return summary
+    return {}
+
+
+def cli(argv: list[str]) -> int:
+    p = argparse.ArgumentParser(prog="rarft train-policy", description="Train one arm of the grid with TRL.")
+    add_config_argument(p)
+    p.add_argument("--arm", required=True, help="grpo | rarft | sft | rasft | rloo | rarloo | dapo | radapo | rarft_<R>")
+    p.add_argument("--base", required=True, help="base policy dir (models/policy/base)")
+    p.add_argument("--train", required=True, help="training queries (data/clean/train.jsonl)")
+    p.add_argument("--corpus", required=True, help="corpus with traces (data/traces/corpus.jsonl)")
+    p.add_argument("--retrieval", help="data/retrieval/<R>.jsonl of the arm's retriever (RA arms)")
+    p.add_argument("--benchmarks", nargs="*", default=[], help="validation benchmarks data/clean/bench/<name>.jsonl")
+    p.add_argument("--out", required=True, help="final model dir (models/policy/<arm>)")
+    p.add_argument("--run-dir", required=True, help="curve, logs, checkpoints (runs/train/<arm>)")
+    args = p.parse_args(argv)
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    config = load_config(args.config)
+    try:
+        trainer_of(args.arm)
+    except ValueError as e:
+        raise ConfigError(str(e)) from None
+    retriever = retriever_of(args.arm, config)
+    if retriever is None and args.retrieval:
+        print(f"train-policy {args.arm}: plain arm, --retrieval {args.retrieval} ignored")
+    retrieval = load_retrieval(args.retrieval) if retriever is not None and args.retrieval else None
+    corpus = read_jsonl(args.corpus)
+    benchmarks = {Path(b).stem: read_jsonl(b) for b in args.benchmarks}
+    summary = train_policy(args.arm, args.base, read_jsonl(args.train), {c["id"]: c for c in corpus}, retrieval,
+                           benchmarks, config, args.out, args.run_dir, retrieval_name=args.retrieval or "retrieval")
+    if summary:
+        curve = ", ".join(f"{b} {v:.3f}" for b, v in summary["final_curve"].items()) or "no curve"
+        print(f"train-policy {args.arm}: {summary['global_step']} steps in {summary['seconds']}s, "
+              f"final train reward {summary['final_reward']}, validation average@{config['rl'].get('eval_k', 4)}: "
+              f"{curve} -> {args.out}")
+    return 0
