@@ -158,6 +158,9 @@ def test_missing_arms_say_not_run(analyzed):
     t3 = pd.read_csv(paths["out"] / "tables" / "table3.csv")
     ft = t3[t3["row"] == "fine-tuned"].iloc[0]
     assert ft["recall_at_1"] == pytest.approx(40.0)  # fraction 0.4 from retrievers.csv shown as %
+    # rarft_offshelf is in rl.arms (so "not run"); rarft_bm25 is not configured (so no row at all)
+    assert set(t3.loc[t3["row"] == "off-the-shelf", "status"]) == {"not run"}
+    assert "BM25" not in set(t3["row"])
     assert "\\textbf{" in (paths["out"] / "tables" / "table1.tex").read_text()
 
 

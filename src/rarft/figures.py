@@ -56,14 +56,17 @@ def figure_curves(curves: pd.DataFrame, stem: str | Path, labels: dict[str, str]
     colors = {"grpo": GRPO_COLOR, "rarft": RARFT_COLOR}
     for ax, bench in zip(axes, benches):
         sub = curves[curves["benchmark"] == bench]
+        step0 = sub[sub["step"] == 0].groupby("arm")["average_at_k"].first()
         for arm, adf in sub.groupby("arm", sort=False):
             adf = adf.sort_values("step")
             y = 100 * adf["average_at_k"].to_numpy()
             ax.plot(adf["step"], y, marker="o", ms=4, lw=2, color=colors.get(arm), label=labels.get(arm, arm))
-            first = adf.iloc[0]
-            if first["step"] == 0:
-                ax.annotate(f"{100 * first['average_at_k']:.1f}", (0, y[0]), textcoords="offset points",
-                            xytext=(6, -12 if arm == "rarft" else 6), fontsize=8, color=colors.get(arm))
+            if arm in step0.index:  # the lower start is labelled below its point, the higher above
+                lower = step0[arm] == step0.min() and len(step0) > 1
+                ax.annotate(f"step 0: {100 * step0[arm]:.1f}", (0, 100 * step0[arm]), textcoords="offset points",
+                            xytext=(8, -14 if lower else 7), fontsize=8, color=colors.get(arm), weight="bold",
+                            bbox={"boxstyle": "round,pad=0.15", "fc": "white", "ec": "none", "alpha": 0.85})
+        ax.margins(y=0.15)
         k = int(sub["k"].iloc[0]) if "k" in sub and len(sub) else None
         ax.set_title(bench)
         ax.set_xlabel("training step")
@@ -92,26 +95,31 @@ def figure_contexts(per_context: pd.DataFrame, grpo: pd.DataFrame, stem: str | P
         wide = wide.loc[order]
         x = np.arange(len(wide))
         lo, hi = wide.min(axis=1).to_numpy(), wide.max(axis=1).to_numpy()
-        ax.vlines(x, lo, hi, color=RARFT_LIGHT, lw=3, alpha=0.8, zorder=1, label=f"range over top-{top_k}")
+        ax.vlines(x, lo, hi, color=RARFT_LIGHT, lw=3, alpha=0.8, zorder=1, label=f"range over the top-{top_k}")
         for j, rank in enumerate(wide.columns[1:]):
             ax.scatter(x, wide[rank], s=14, color=RARFT_LIGHT, edgecolor="none", zorder=2,
                        label=f"RA-RFT, contexts 2-{top_k}" if j == 0 else None)
         ax.scatter(x, wide[wide.columns[0]], s=22, color=RARFT_COLOR, zorder=3, label="RA-RFT, top-1 context")
+        means = [(wide[wide.columns[0]].mean(), RARFT_COLOR, "RA-RFT top-1 mean")]
         if len(g):
             ax.plot(x, [g.get(p, np.nan) for p in wide.index], color=GRPO_COLOR, marker="_", ms=9,
                     lw=0, mew=2, zorder=4, label="GRPO (no context)")
-            ax.axhline(g.mean(), color=GRPO_COLOR, ls="--", lw=1.2, label=f"GRPO mean {g.mean():.1f}")
-        top1_mean = wide[wide.columns[0]].mean()
-        ax.axhline(top1_mean, color=RARFT_COLOR, ls="--", lw=1.2, label=f"RA-RFT top-1 mean {top1_mean:.1f}")
+            means.append((g.mean(), GRPO_COLOR, "GRPO mean"))
+        for value, color, label in means:
+            ax.axhline(value, color=color, ls="--", lw=1.2, label=f"{label} (dashed)")
+            ax.annotate(f"{value:.1f}", (1.0, value), xycoords=("axes fraction", "data"), xytext=(3, 0),
+                        textcoords="offset points", va="center", fontsize=8, color=color, weight="bold")
         ax.set_title(bench)
         ax.set_xlabel("problem (sorted by GRPO accuracy)")
         ax.set_ylabel("accuracy (%)")
         ax.set_ylim(-3, 103)
         ax.set_xlim(-1, len(wide))
         ax.grid(axis="y", alpha=0.3)
-        ax.legend(fontsize=7, loc="upper left", framealpha=0.9)
+    handles, labels = axes[0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="lower center", ncol=len(labels), fontsize=8, frameon=False,
+               bbox_to_anchor=(0.5, -0.02))
     fig.suptitle(f"Figure 4: RA-RFT accuracy under each of its top-{top_k} retrieved contexts")
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, 0.07, 1, 1))
     return save_figure(fig, stem)
 
 
@@ -135,7 +143,7 @@ def figure_similarity(df: pd.DataFrame, stem: str | Path) -> tuple[list[Path], d
             ax.errorbar(sub["similarity"], 100 * sub["gain"], yerr=100 * sub["stderr"].fillna(0), fmt="none",
                         ecolor=color, alpha=0.15, lw=0.8)
         ax.scatter(sub["similarity"], 100 * sub["gain"], s=14, alpha=0.6, color=color,
-                   label=f"{label} (n={len(sub)})")
+                   label=f"{label} (n={len(sub)}, mean gain {100 * sub['gain'].mean():+.1f})")
     if len(df) >= 2 and df["similarity"].nunique() > 1:
         slope, icpt = np.polyfit(df["similarity"], 100 * df["gain"], 1)
         xs = np.linspace(df["similarity"].min(), df["similarity"].max(), 50)

@@ -47,6 +47,7 @@ class Row:
     setting: str | None = None
     quoted: dict[str, float] | None = None  # benchmark (or "mean") -> the paper's number
     extra: dict[str, str] = field(default_factory=dict)  # extra columns, e.g. recall@1
+    optional: bool = False  # an arm outside rl.arms: shown only if it was evaluated anyway
 
 
 @dataclass
@@ -214,12 +215,12 @@ def table_specs(config: dict, paper_scale: bool) -> list[TableSpec]:
             t1_quoted.append(Block(f"{model} ({QUOTED})", [
                 Row(method, quoted=dict(zip([*PAPER_BENCHMARKS, "mean"], vals)))
                 for method, vals in PAPER_TABLE1[model].items()]))
-    retriever_rows = [Row("off-the-shelf", "rarft_offshelf", "top1-offshelf", extra={"retriever": "offshelf"}),
-                      Row("BM25", "rarft_bm25", "top1-bm25", extra={"retriever": "bm25"}),
-                      Row("ColBERT", "rarft_colbert", "top1-colbert", extra={"retriever": "colbert"}),
-                      Row(f"fine-tuned ({m})" if m != "finetuned" else "fine-tuned", "rarft", ra,
-                          extra={"retriever": m}),
-                      Row("random same-type trace", "rarft_random", "top1-random", extra={"retriever": "random"})]
+    arms = set(config.get("rl", {}).get("arms", []))
+    retriever_rows = [Row(label, arm, f"top1-{r}", extra={"retriever": r}, optional=arm not in arms)
+                      for label, arm, r in (("off-the-shelf", "rarft_offshelf", "offshelf"), ("BM25", "rarft_bm25", "bm25"),
+                                            ("ColBERT", "rarft_colbert", "colbert"))]
+    retriever_rows += [Row(f"fine-tuned ({m})" if m != "finetuned" else "fine-tuned", "rarft", ra, extra={"retriever": m}),
+                       Row("random same-type trace", "rarft_random", "top1-random", extra={"retriever": "random"})]
     return [
         TableSpec("table1", "Table 1: main results (average@k, %)",
                   "RA-RFT beats GRPO and the base model on every benchmark.",
@@ -293,6 +294,8 @@ def build_table(spec: TableSpec, summaries: dict, benches: list[str], seed: int,
                     lines.append({**base, "status": QUOTED, "benchmark": b, "score": v})
                 continue
             s = summaries.get((row.policy, row.setting))
+            if s is None and row.optional:
+                continue
             if s is None:
                 lines += [{**base, "status": NOT_RUN, "benchmark": b} for b in [*benches, "mean"]]
                 continue
