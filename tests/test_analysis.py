@@ -48,7 +48,7 @@ def _write_eval(runs, policy, setting, rows):
 def make_tree(root: Path, seed: int = 0) -> dict:
     """A synthetic runs/, data/ and results/tables/ following docs/architecture.md."""
     rng = np.random.default_rng(seed)
-    runs, data, tin = root / "runs", root / "data", root / "results" / "tables"
+    runs, data, tin = root / "runs", root / "data", root / "results" / "reports"
     for (policy, setting), level in LEVEL.items():
         rows = []
         for b in BENCHES:
@@ -85,13 +85,14 @@ def make_tree(root: Path, seed: int = 0) -> dict:
                                                                for j in range(4)]}
                  for b in BENCHES for i in range(N_PROB)])
     tin.mkdir(parents=True, exist_ok=True)
-    pd.DataFrame({"retriever": ["offshelf", "finetuned", "random"], "recall_at_1": [0.1, 0.4, 0.0]}).to_csv(
-        tin / "retrievers.csv", index=False)
+    # evaluate-retrievers' layout: one row per (retriever, label set); Table 3 uses labels.train_on (gain)
+    pd.DataFrame({"retriever": ["offshelf", "finetuned", "random"] * 2, "against": ["oracle"] * 3 + ["gain"] * 3,
+                  "n_queries": 12, "recall@1": [0.9, 0.9, 0.9, 0.1, 0.4, 0.0]}).to_csv(tin / "retrievers.csv", index=False)
     sim = rng.uniform(0, 1, 60)
     pd.DataFrame({"query_id": [f"q{i}" for i in range(60)], "context_id": [f"c{i}" for i in range(60)],
                   "similarity": sim, "gain": 0.1 * rng.standard_normal(60), "stderr": 0.05,
                   "oracle": rng.random(60) < 0.5}).to_csv(tin / "similarity_vs_gain.csv", index=False)
-    return {"runs": runs, "data": data, "tables_in": tin, "out": root / "results"}
+    return {"runs": runs, "data": data, "reports": tin, "out": root / "results"}
 
 
 @pytest.fixture(scope="module")
@@ -160,6 +161,7 @@ def test_missing_arms_say_not_run(analyzed):
     assert ft["recall_at_1"] == pytest.approx(40.0)  # fraction 0.4 from retrievers.csv shown as %
     # rarft_offshelf is in rl.arms (so "not run"); rarft_bm25 is not configured (so no row at all)
     assert set(t3.loc[t3["row"] == "off-the-shelf", "status"]) == {"not run"}
+    assert "held-out gain labels" in (paths["out"] / "tables" / "table3.md").read_text()
     assert "BM25" not in set(t3["row"])
     assert "\\textbf{" in (paths["out"] / "tables" / "table1.tex").read_text()
 
@@ -258,8 +260,11 @@ def test_bad_inputs_name_the_file(tmp_path):
     pd.DataFrame({"name": ["x"], "mrr": [0.3]}).to_csv(tmp_path / "r.csv", index=False)
     with pytest.raises(DataError, match="r.csv: expected columns"):
         tables.read_recall_at_1(tmp_path / "r.csv")
-    pd.DataFrame({"Name": ["x"], "Recall@1": [12.5]}).to_csv(tmp_path / "r2.csv", index=False)
-    assert tables.read_recall_at_1(tmp_path / "r2.csv") == {"x": 12.5}
+    pd.DataFrame({"Name": ["x"], "recall_at_1": [12.5]}).to_csv(tmp_path / "r2.csv", index=False)
+    assert tables.read_recall_at_1(tmp_path / "r2.csv") == ({"x": 12.5}, None)
+    pd.DataFrame({"retriever": ["x", "x"], "against": ["gain", "oracle"], "recall@1": [0.2, 0.5]}).to_csv(
+        tmp_path / "r3.csv", index=False)
+    assert tables.read_recall_at_1(tmp_path / "r3.csv", prefer=("judge", "oracle")) == ({"x": 50.0}, "oracle")
 
 
 def test_paper_numbers_only_in_paper_scale_runs_and_labelled(config):
@@ -283,7 +288,7 @@ def test_cli_with_no_runs_writes_every_artifact_with_notes(tmp_path):
     cfg.write_text("analysis: {dissimilarity: jaccard}\nevaluation: {k: 4, bootstrap_resamples: 100}\n")
     out = tmp_path / "results"
     assert analysis.cli(["--config", "params.yaml", str(cfg), "--runs", str(tmp_path / "runs"), "--data",
-                         str(tmp_path / "data"), "--tables-in", str(tmp_path / "in"), "--out", str(out)]) == 0
+                         str(tmp_path / "data"), "--reports", str(tmp_path / "in"), "--out", str(out)]) == 0
     for name in ("fig3_training_curves", "fig4_context_diversity", "gain_vs_similarity"):
         assert (out / "figures" / f"{name}.png").stat().st_size > 0
     assert "not run" in (out / "tables" / "table1.md").read_text()

@@ -4,8 +4,8 @@ Inputs (each optional; what is missing is reported as "not run" in tables, READM
 figures, so the set of outputs is fixed whatever ran):
   runs/eval/<policy>/<setting>/{summary,samples}.json[l]   -> Tables 1-5, paired differences, Figure 4
   runs/train/{grpo,rarft}/curve.jsonl                       -> Figure 3
-  <tables-in>/retrievers.csv                                -> recall@1 column of Table 3
-  <tables-in>/similarity_vs_gain.csv                        -> gain-vs-similarity scatter
+  <reports>/retrievers.csv                                  -> recall@1 column of Table 3
+  <reports>/similarity_vs_gain.csv                          -> gain-vs-similarity scatter
   data/retrieval/<R>.jsonl, data/traces/corpus.jsonl, data/clean/bench/<b>.jsonl -> diversity
 """
 
@@ -259,9 +259,9 @@ def placeholder_figure(stem: Path, title: str, reason: str) -> list[Path]:
     return figures.save_figure(fig, stem)
 
 
-def analyze(config: dict, runs: str | Path, data: str | Path, tables_in: str | Path, out: str | Path) -> dict:
+def analyze(config: dict, runs: str | Path, data: str | Path, reports: str | Path, out: str | Path) -> dict:
     """Write every table, figure, results/README.md and results/metrics.json; return the metrics."""
-    runs, data, tables_in, out = Path(runs), Path(data), Path(tables_in), Path(out)
+    runs, data, reports, out = Path(runs), Path(data), Path(reports), Path(out)
     a = config.get("analysis", {})
     seed = int(config.get("seed", 0))
     resamples = int(get(config, "evaluation.bootstrap_resamples", 2000))
@@ -286,10 +286,13 @@ def analyze(config: dict, runs: str | Path, data: str | Path, tables_in: str | P
     steps.update()
 
     # Tables 1-5
-    recall = tables.read_recall_at_1(tables_in / "retrievers.csv")
+    recall, against = tables.read_recall_at_1(reports / "retrievers.csv",
+                                              prefer=(get(config, "labels.train_on", "gain"), "oracle"))
     if not recall:
-        notes.append(f"{tables_in / 'retrievers.csv'} absent: Table 3 has no recall@1 column values.")
+        notes.append(f"{reports / 'retrievers.csv'} absent: Table 3 has no recall@1 values.")
     for spec in tables.table_specs(config, paper_scale):
+        if spec.name == "table3" and against:
+            spec.title = spec.title.replace("held-out labels", f"held-out {against} labels")
         df = tables.build_table(spec, summaries, benches, seed, resamples, level, recall)
         for r in df[(df["status"] == "ok") & (df["benchmark"] == "mean")].to_dict("records"):
             metrics[f"avg_at_k.{r['policy']}.{r['setting']}.mean"] = round(r["score"], 4)
@@ -381,11 +384,11 @@ def analyze(config: dict, runs: str | Path, data: str | Path, tables_in: str | P
     steps.update()
 
     # Gain vs similarity
-    sim = load_similarity(tables_in / "similarity_vs_gain.csv")
+    sim = load_similarity(reports / "similarity_vs_gain.csv")
     stem = fdir / "gain_vs_similarity"
     if sim is None or len(sim) < 2:
-        placeholder_figure(stem, "Context gain vs semantic similarity", f"no {tables_in / 'similarity_vs_gain.csv'}")
-        notes.append(f"Gain-vs-similarity figure: {tables_in / 'similarity_vs_gain.csv'} absent or empty.")
+        placeholder_figure(stem, "Context gain vs semantic similarity", f"no {reports / 'similarity_vs_gain.csv'}")
+        notes.append(f"Gain-vs-similarity figure: {reports / 'similarity_vs_gain.csv'} absent or empty.")
     else:
         _, stats = figures.figure_similarity(sim, stem)
         metrics.update({f"similarity_vs_gain.{k}": round(v, 4) for k, v in stats.items() if not math.isnan(v)})
@@ -414,8 +417,9 @@ def readme(artifacts: list[tuple[str, str]], notes: list[str], summaries: dict, 
         lines += ["Rows labelled 'quoted from the paper' are the paper's published numbers, not results of this run.", ""]
     lines += ["## Artifacts", "", "| file | what it shows |", "|---|---|"]
     lines += [f"| `{path}` | {what} |" for path, what in artifacts]
-    lines += ["", "Inputs from other stages, also here: `tables/retrievers.{md,csv}` (retriever recall), "
-                  "`tables/labelers.{md,csv}` and `tables/similarity_vs_gain.csv` (labeler comparison).", ""]
+    lines += ["", "Reports of earlier stages sit in `reports/`: data and decontamination reports, traces, "
+                  "`retrievers.{md,csv}` (retriever recall), `labelers.{md,csv}` and `similarity_vs_gain.csv` "
+                  "(labeler comparison).", ""]
     lines += ["## Missing inputs", ""] + ([f"- {n}" for n in notes] or ["- none: every input was present."]) + [""]
     return "\n".join(lines)
 
@@ -437,12 +441,12 @@ def cli(argv: list[str] | None = None) -> int:
     add_config_argument(p)
     p.add_argument("--runs", default="runs", help="holds eval/<policy>/<setting>/ and train/<arm>/ (default: runs)")
     p.add_argument("--data", default="data", help="holds retrieval/, traces/, clean/ (default: data)")
-    p.add_argument("--tables-in", default="results/tables",
-                   help="where retrievers.csv and similarity_vs_gain.csv are read (default: results/tables)")
+    p.add_argument("--reports", "--tables-in", dest="reports", default="results/reports",
+                   help="where retrievers.csv and similarity_vs_gain.csv are read (default: results/reports)")
     p.add_argument("--out", default="results", help="writes tables/, figures/, plots/, README.md, metrics.json")
     args = p.parse_args(argv)
     config = load_config(args.config)
     if config.get("analysis", {}).get("dissimilarity") not in (None, "jaccard", "embedding"):
         raise ConfigError("analysis.dissimilarity: must be jaccard or embedding")
-    analyze(config, args.runs, args.data, args.tables_in, args.out)
+    analyze(config, args.runs, args.data, args.reports, args.out)
     return 0

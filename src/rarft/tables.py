@@ -257,24 +257,31 @@ def comparison_pairs(config: dict) -> list[tuple[str, tuple[str, str], tuple[str
             ("GRPO + top-1 at inference - GRPO", ("grpo", ra), ("grpo", "none"))]
 
 
-def read_recall_at_1(path: str | Path) -> dict[str, float]:
-    """{retriever: recall@1 in %} from retrievers.csv; {} when the file is absent.
+def read_recall_at_1(path: str | Path, prefer: tuple[str, ...] = ()) -> tuple[dict[str, float], str | None]:
+    """({retriever: recall@1 in %}, the label set it is measured against) from retrievers.csv.
 
-    Expected: a retriever-name column (`retriever` or `name`) and a recall@1 column (`recall_at_1`,
-    `recall@1`, `r@1` or `recall1`, any case). Values <= 1 are fractions and shown as percent.
+    Expected (evaluate-retrievers' file): a retriever-name column (`retriever` or `name`), a recall@1
+    column (`recall@1`, `recall_at_1`, `r@1` or `recall1`, any case) and optionally `against` (the label
+    set; one row per retriever and label set). The first label set of `prefer` present is used, else
+    the first in the file. Values <= 1 are fractions and shown as percent. ({}, None) when absent.
     """
     path = Path(path)
     if not path.exists():
-        return {}
+        return {}, None
     df = pd.read_csv(path)
     cols = {c.lower().strip(): c for c in df.columns}
     name_col = next((cols[c] for c in ("retriever", "name") if c in cols), None)
-    rec_col = next((cols[c] for c in ("recall_at_1", "recall@1", "r@1", "recall1") if c in cols), None)
+    rec_col = next((cols[c] for c in ("recall@1", "recall_at_1", "r@1", "recall1") if c in cols), None)
     if name_col is None or rec_col is None:
-        raise DataError(f"{path}: expected columns 'retriever' and 'recall_at_1'; found {list(df.columns)}")
+        raise DataError(f"{path}: expected columns 'retriever' and 'recall@1'; found {list(df.columns)}")
+    against = None
+    if "against" in cols:
+        sets = list(dict.fromkeys(df[cols["against"]].astype(str)))
+        against = next((p for p in prefer if p in sets), sets[0] if sets else None)
+        df = df[df[cols["against"]].astype(str) == against]
     values = pd.to_numeric(df[rec_col], errors="coerce")
     scale = 100.0 if values.dropna().le(1.0).all() else 1.0
-    return {str(n): float(v) * scale for n, v in zip(df[name_col], values) if not math.isnan(v)}
+    return {str(n): float(v) * scale for n, v in zip(df[name_col], values) if not math.isnan(v)}, against
 
 
 def build_table(spec: TableSpec, summaries: dict, benches: list[str], seed: int, resamples: int,
