@@ -1,0 +1,175 @@
+"""rarft.train: each arm's dataset, a short TRL run that moves the weights, resume and determinism."""
+
+from __future__ import annotations
+
+import copy
+import json
+import random
+import shutil
+
+import pytest
+
+from rarft.arms import PLAIN_ARMS, RA_ARMS
+from rarft.config import load_config
+from rarft.io import DataError, read_jsonl, write_jsonl
+from rarft.train import build_datasets, eval_batch_size, final_curve, load_retrieval, train_policy
+
+BENCHES = ("bench_easy", "bench_hard")
+
+
+@pytest.fixture(scope="module")
+def config():
+    return load_config("params.yaml")
+
+
+def fake_retrieval(world, seed=0, n=3):
+    """Random same-type corpus contexts for every train and benchmark query (best first)."""
+    rng = random.Random(seed)
+    out = {}
+    for split in ("train", *BENCHES):
+        out[split] = {}
+        for item in world[split]:
+            pool = [c for c in world["corpus"] if c["problem_type"] == item["problem_type"]]
+            out[split][item["id"]] = [{"id": c["id"], "score": 1.0 - i / 10} for i, c in enumerate(rng.sample(pool, n))]
+    return out
+
+
+def corpus_by_id(world):
+    return {c["id"]: c for c in world["corpus"]}
+
+
+@pytest.mark.parametrize("arm", sorted([*PLAIN_ARMS, *RA_ARMS]))
+def test_dataset_of_each_arm(arm, world_small, config):
+    retrieval = fake_retrieval(world_small)
+    benches = {b: world_small[b] for b in BENCHES}
+    train, evals = build_datasets(arm, world_small["train"], corpus_by_id(world_small), retrieval, benches, config)
+    assert len(train) == len(world_small["train"])
+    ra = arm in RA_ARMS
+    corpus = corpus_by_id(world_small)
+    for split, rows in [("train", train), *evals.items()]:
+        for row, item in zip(rows, world_small[split] if split != "train" else world_small["train"]):
+            text = row["prompt"][0]["content"]
+            assert item["problem"] in text
+            if ra:
+                top = corpus[retrieval[split][item["id"]][0]["id"]]
+                assert row["context_ids"] == [top["id"]]
+                assert top["trace"] in text and top["problem"] in text
+            else:
+                assert row["context_ids"] == [] and "Reference" not in text
+    if arm in ("sft", "rasft"):
+        assert evals == {}
+        assert all(r["completion"][0]["content"] == it["trace"] for r, it in zip(train, world_small["train"]))
+    else:
+        assert set(evals) == set(BENCHES) and all(r["answer"] for r in train)
+
+
+def test_no_self_retrieval(world_small, config):
+    query = world_small["train"][0]
+    copy_of_query = {**world_small["corpus"][0], "id": "corpus-copy", "problem": "  " + query["problem"].upper()}
+    corpus = {**corpus_by_id(world_small), "corpus-copy": copy_of_query, query["id"]: query}
+    ranked = [{"id": query["id"], "score": 1.0}, {"id": "corpus-copy", "score": 0.9},
+              {"id": world_small["corpus"][5]["id"], "score": 0.5}]
+    retrieval = {"train": {query["id"]: ranked}}
+    train, _ = build_datasets("rarft", [query], corpus, retrieval, {}, config)
+    assert train[0]["context_ids"] == [world_small["corpus"][5]["id"]]
+    # nothing usable left -> an error naming the query, never a prompt showing its own answer
+    retrieval = {"train": {query["id"]: ranked[:2]}}
+    with pytest.raises(DataError, match=query["id"]):
+        build_datasets("rarft", [query], corpus, retrieval, {}, config)
+
+
+def test_bad_retrieval_inputs(world_small, config, tmp_path):
+    query = world_small["train"][0]
+    with pytest.raises(DataError, match="retrieval file"):
+        build_datasets("rarft", [query], corpus_by_id(world_small), None, {}, config)
+    with pytest.raises(DataError, match="not in the corpus"):
+        build_datasets("rarft", [query], corpus_by_id(world_small), {"train": {query["id"]: [{"id": "nope"}]}}, {}, config)
+    with pytest.raises(DataError, match="no retrieval row"):
+        build_datasets("rarft", [query], corpus_by_id(world_small), {"train": {}}, {}, config)
+    bad = tmp_path / "r.jsonl"
+    write_jsonl(bad, [{"id": "a", "split": "train"}])
+    with pytest.raises(DataError, match=r"r.jsonl, row 1: missing key 'contexts'"):
+        load_retrieval(bad)
+
+
+def test_eval_batch_divides_benchmarks():
+    assert eval_batch_size([32, 32], 4, 16) == 16     # 4 problems x 4 samples, 32 % 4 == 0
+    assert eval_batch_size([30, 30], 32, 512) == 15 * 32
+    assert eval_batch_size([7], 4, 16) == 4           # prime size: one problem per batch
+
+
+def test_final_curve_keeps_latest_row_per_step():
+    rows = [{"step": 0, "benchmark": "a", "average_at_k": 0.1, "k": 2},
+            {"step": 5, "benchmark": "a", "average_at_k": 0.2, "k": 2},
+            {"step": 5, "benchmark": "a", "average_at_k": 0.3, "k": 2}]
+    assert [r["average_at_k"] for r in final_curve(rows)] == [0.1, 0.3]
+
+
+# ---------------------------------------------------------------- short real TRL runs
+
+def digit_reward(completions, **kwargs):
+    """A reward with variance on a random policy (the accuracy reward is 0 everywhere there)."""
+    texts = [c[-1]["content"] if isinstance(c, list) else c for c in completions]
+    return [sum(ch.isdigit() or ch == " " for ch in t) / max(1, len(t)) for t in texts]
+
+
+def tiny_config(config, **rl):
+    cfg = copy.deepcopy(config)
+    cfg["device"] = "cpu"
+    cfg["rl"].update(max_steps=2, save_steps=1, eval_steps=1, eval_k=2, num_generations=2,
+                     per_device_train_batch_size=4, max_completion_length=8, learning_rate=1e-2,
+                     report_to=["tensorboard"], **rl)
+    return cfg
+
+
+def run(arm, world, policy, cfg, tmp, name):
+    benches = {b: world[b][:2] for b in BENCHES}
+    return train_policy(arm, policy, world["train"][:12], corpus_by_id(world), fake_retrieval(world), benches, cfg,
+                        tmp / name / "model", tmp / name / "run", reward_funcs=[digit_reward])
+
+
+def weights(path):
+    from safetensors.torch import load_file
+
+    return load_file(str(path / "model.safetensors"))
+
+
+def max_diff(a, b):
+    return max((a[k].float() - b[k].float()).abs().max().item() for k in a)
+
+
+def test_two_ra_rft_steps_change_weights_and_record(world_small, tiny_policy_dir, config, tmp_path):
+    arm = "rarft"
+    summary = run(arm, world_small, tiny_policy_dir, tiny_config(config), tmp_path, arm)
+    assert summary["global_step"] == 2 and summary["retriever"] == "finetuned"
+    assert max_diff(weights(tiny_policy_dir), weights(tmp_path / arm / "model")) > 1e-4
+    run_dir = tmp_path / arm / "run"
+    curve = read_jsonl(run_dir / "curve.jsonl")
+    assert {(r["step"], r["benchmark"]) for r in curve} == {(s, b) for s in (0, 1, 2) for b in BENCHES}
+    assert all(r["k"] == 2 and 0.0 <= r["average_at_k"] <= 1.0 for r in curve)
+    logs = json.loads((run_dir / "log_history.json").read_text())
+    train_logs = [h for h in logs if "reward" in h]
+    assert len(train_logs) == 2 and all("frac_reward_zero_std" in h and "completions/mean_length" in h
+                                        for h in train_logs)
+    assert any(p.name.startswith("events.out.tfevents") for p in (run_dir / "tensorboard").rglob("*"))
+
+
+def test_same_seed_same_result_and_resume_after_kill(world_small, tiny_policy_dir, config, tmp_path):
+    cfg = tiny_config(config)
+    a = run("grpo", world_small, tiny_policy_dir, cfg, tmp_path, "a")
+    b = run("grpo", world_small, tiny_policy_dir, cfg, tmp_path, "b")
+    wa = weights(tmp_path / "a" / "model")
+    assert a["retriever"] is None and max_diff(weights(tiny_policy_dir), wa) > 1e-4  # plain GRPO learns too
+    assert max_diff(wa, weights(tmp_path / "b" / "model")) == 0.0
+    assert a["final_reward"] == b["final_reward"] and a["final_curve"] == b["final_curve"]
+
+    # A kill after the step-1 checkpoint: no final model, no step-2 checkpoint; the rerun resumes.
+    killed = tmp_path / "b"
+    shutil.rmtree(killed / "model")
+    shutil.rmtree(killed / "run" / "checkpoints" / "checkpoint-2")
+    (killed / "run" / "curve.jsonl").unlink()
+    c = run("grpo", world_small, tiny_policy_dir, cfg, tmp_path, "b")
+    assert c["resumed_from"].endswith("checkpoint-1") and c["global_step"] == 2
+    assert max_diff(wa, weights(killed / "model")) < 1e-6
+    curve = read_jsonl(killed / "run" / "curve.jsonl")  # step 0 and 1 kept from before the kill
+    assert sorted({r["step"] for r in curve}) == [0, 1, 2]
