@@ -1,0 +1,212 @@
+"""`rarft plan`: what a configuration will cost before it is launched.
+
+For each stage: the number of sampled generations, generated and prompt tokens, judge (API) calls,
+and a GPU-hour estimate. Counts follow from the config exactly (they are upper bounds for tokens:
+every generation is counted at its max length). GPU hours follow from the throughput assumptions
+below, which are stated, rough and meant to be edited: measure your own cluster and change them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+from dataclasses import asdict, dataclass
+
+from rarft.arms import eval_settings, retriever_of, retrievers_needed, trainer_of
+from rarft.config import add_config_argument, get, load_config
+
+# Sizes of the real datasets (data.source: real), before the optional max_train / max_corpus caps.
+REAL_TRAIN = 12_500        # QuestA's training problems
+REAL_CORPUS = 220_000      # OpenR1-Math-220k (minus overlap with training; ~220k)
+REAL_BENCH_PROBLEMS = 30   # each of AIME 2024, AIME 2025, HMMT Feb 2025, BrUMO 2025
+
+# Prompt-side token counts (assumptions): a problem statement, and one cheatsheet trace (<= 7 steps).
+PROBLEM_TOKENS = {"world": 60, "real": 150}
+TRACE_TOKENS = {"world": 60, "real": 400}
+TEMPLATE_TOKENS = 30       # instruction, chat template, "Reference problem" labels
+
+# Throughput assumptions, per H100-80GB-class GPU, bf16.
+# Batched sampling with vLLM: decode tokens/s per GPU for a dense model of P billion parameters is
+# about DECODE_TOKENS_PER_S_1B / P (memory-bandwidth bound; 1.7B -> ~12k tok/s, 4B -> ~5k tok/s).
+DECODE_TOKENS_PER_S_1B = 20_000.0
+# Prefill (prompt) tokens are ~10x cheaper than decoded ones under vLLM.
+PREFILL_SPEEDUP = 10.0
+# Training: 6 * params FLOPs per token (forward + backward) at this sustained rate per GPU
+# (~35% MFU of 989 dense bf16 TFLOP/s).
+TRAIN_FLOPS_PER_S = 3.5e14
+# The teacher (Qwen3-235B-A22B, MoE) decodes like a ~22B dense model (active parameters).
+TEACHER_ACTIVE_B = 22.0
+# A retriever (embedding model) encodes this many tokens per GPU-second (forward only).
+ENCODE_TOKENS_PER_S = 2.0e5
+
+
+@dataclass
+class StageCost:
+    stage: str
+    generations: int = 0
+    generated_tokens: int = 0      # upper bound: generations x max new tokens
+    prompt_tokens: int = 0
+    judge_calls: int = 0
+    train_tokens: int = 0          # tokens passed through forward+backward
+    gpu_hours: float = 0.0
+    note: str = ""
+
+
+def model_billions(name: str, config: dict) -> float:
+    """Parameters (billions) of a model named like 'Qwen/Qwen3-1.7B'; the tiny policy from its dims."""
+    if name == "tiny":
+        t = get(config, "policy.tiny", {})
+        h, layers, vocab, inter = t.get("hidden_size", 128), t.get("num_hidden_layers", 4), t.get("vocab_size", 1024), \
+            t.get("intermediate_size", 384)
+        return (layers * (4 * h * h + 3 * h * inter) + vocab * h) / 1e9
+    m = re.search(r"(\d+(?:\.\d+)?)\s*[Bb]\b", name)
+    if m:
+        return float(m.group(1))
+    m = re.search(r"(\d+(?:\.\d+)?)\s*[Mm]\b", name)
+    return float(m.group(1)) / 1000 if m else 1.0
+
+
+def dataset_sizes(config: dict) -> tuple[int, int, dict[str, int]]:
+    """(training queries, corpus items, {benchmark: problems}) the config implies."""
+    if get(config, "data.source", "world") == "world":
+        w = config["data"]["world"]
+        return int(w["n_train"]), int(w["n_corpus"]), {b: int(v["n"]) for b, v in w["benchmarks"].items()}
+    real = get(config, "data.real", {})
+    n_train = min(REAL_TRAIN, real.get("max_train") or REAL_TRAIN)
+    n_corpus = min(REAL_CORPUS, real.get("max_corpus") or REAL_CORPUS)
+    return n_train, n_corpus, {b: REAL_BENCH_PROBLEMS for b in real.get("benchmarks", {})}
+
+
+def decode_hours(tokens: float, prompt_tokens: float, billions: float) -> float:
+    rate = DECODE_TOKENS_PER_S_1B / max(billions, 1e-3)
+    return (tokens + prompt_tokens / PREFILL_SPEEDUP) / rate / 3600
+
+
+def train_hours(tokens: float, billions: float) -> float:
+    return 6 * billions * 1e9 * tokens / TRAIN_FLOPS_PER_S / 3600
+
+
+def plan(config: dict) -> list[StageCost]:
+    kind = "real" if get(config, "data.source", "world") == "real" else "world"
+    n_train, n_corpus, benches = dataset_sizes(config)
+    n_bench = sum(benches.values())
+    problem, trace = PROBLEM_TOKENS[kind], TRACE_TOKENS[kind]
+    plain_prompt, ra_prompt = problem + TEMPLATE_TOKENS, 2 * problem + trace + TEMPLATE_TOKENS
+    policy_b = model_billions(get(config, "policy.base", "tiny"), config)
+    rows: list[StageCost] = []
+
+    # build-traces: one teacher rewrite per corpus item
+    if get(config, "traces.mode", "validate") == "rewrite":
+        gen, max_new = n_corpus, int(get(config, "traces.teacher.max_new_tokens", 1024))
+        api = get(config, "traces.teacher.backend", "openai") == "openai"
+        rows.append(StageCost("build-traces", generations=gen, generated_tokens=gen * max_new,
+                              prompt_tokens=gen * (2 * problem + TEMPLATE_TOKENS),
+                              gpu_hours=decode_hours(gen * max_new, gen * 2 * problem, TEACHER_ACTIVE_B),
+                              note="teacher " + get(config, "traces.teacher.model", "?")
+                              + (" (served behind an OpenAI-compatible endpoint)" if api else "")))
+    else:
+        rows.append(StageCost("build-traces", note="traces.mode validate: no generation"))
+
+    # label-relevance: M candidates per query
+    m = int(get(config, "labels.candidates_per_query", 6))
+    pairs = n_train * m
+    for labeler in get(config, "labels.run", []):
+        if labeler == "gain":
+            g = config["labels"].get("gain", {})
+            n, max_new = int(g.get("n_samples", 8)), int(g.get("max_new_tokens", 96))
+            gen = n_train * (m + 1) * n  # n rollouts per (query, candidate) and per query alone
+            prompts = n_train * n * plain_prompt + pairs * n * ra_prompt
+            rows.append(StageCost("label-relevance gain", generations=gen, generated_tokens=gen * max_new,
+                                  prompt_tokens=prompts, gpu_hours=decode_hours(gen * max_new, prompts, policy_b),
+                                  note=f"{n_train} queries x ({m} candidates + alone) x {n} rollouts"))
+        elif labeler == "judge":
+            j = config["labels"].get("judge", {})
+            max_new = int(j.get("max_new_tokens", 256))
+            prompts = pairs * (2 * problem + 2 * trace + TEMPLATE_TOKENS)
+            rows.append(StageCost("label-relevance judge", judge_calls=pairs, generated_tokens=pairs * max_new,
+                                  prompt_tokens=prompts, note=f"{j.get('model', '?')} via API: no GPU hours counted"))
+        else:
+            rows.append(StageCost(f"label-relevance {labeler}", note="no model calls"))
+
+    # train-retriever + retrieve: encoder work only
+    r_b = model_billions(get(config, "retriever.base_model", ""), config)
+    t = get(config, "retriever.train", {})
+    tok = int(pairs * float(t.get("epochs", 3)) * (problem + problem + trace))
+    rows.append(StageCost("train-retriever", train_tokens=tok, gpu_hours=train_hours(tok, r_b),
+                          note=f"upper bound: every labelled pair a positive, {t.get('epochs', 3)} epochs"))
+    n_ret = len(retrievers_needed(config))
+    enc = n_ret * (n_corpus * (problem + trace) + (n_train + n_bench) * problem)
+    rows.append(StageCost("retrieve", prompt_tokens=enc, gpu_hours=enc / ENCODE_TOKENS_PER_S / 3600,
+                          note=f"{n_ret} retrievers: encode corpus and queries"))
+
+    # train-policy: one row per arm
+    rl = config["rl"]
+    procs = max(1, int(get(config, "resources.train_policy.gpu", 0) or 1))
+    completions_per_step = int(rl.get("per_device_train_batch_size", 16)) * int(rl.get("gradient_accumulation_steps", 1)) * procs
+    steps, max_new = int(rl.get("max_steps", 30)), int(rl.get("max_completion_length", 96))
+    n_evals = steps // int(rl.get("eval_steps", 10)) + 1  # step 0 and every eval_steps
+    eval_k = int(rl.get("eval_k", 4))
+    for arm in rl["arms"]:
+        prompt = plain_prompt if retriever_of(arm, config) is None else ra_prompt
+        if trainer_of(arm) == "sft":
+            sft = rl.get("sft", {})
+            tok = int(float(sft.get("epochs", 2)) * n_train * (prompt + trace))
+            rows.append(StageCost(f"train-policy {arm}", train_tokens=tok, gpu_hours=train_hours(tok, policy_b),
+                                  note=f"SFT {sft.get('epochs', 2)} epochs over {n_train} traces"))
+            continue
+        gen = steps * completions_per_step
+        ev = n_evals * n_bench * eval_k
+        prompts = (gen + ev) * prompt
+        train_tok = gen * (prompt + max_new) * int(rl.get("num_iterations", 1))
+        hours = decode_hours((gen + ev) * max_new, prompts, policy_b) + train_hours(train_tok, policy_b)
+        rows.append(StageCost(f"train-policy {arm}", generations=gen + ev, generated_tokens=(gen + ev) * max_new,
+                              prompt_tokens=prompts, train_tokens=train_tok, gpu_hours=hours,
+                              note=f"{steps} steps x {completions_per_step} completions ({procs} GPUs); "
+                                   f"curve: {n_evals} evals x {n_bench} problems x {eval_k}"))
+
+    # evaluate: every policy under each of its settings
+    k, max_new = int(get(config, "evaluation.k", 32)), int(get(config, "evaluation.max_new_tokens", 96))
+    top_k = int(get(config, "analysis.diversity_top_k", 4))
+    gen = prompts = 0
+    for policy in ["base", *rl["arms"]]:
+        for setting in eval_settings(policy, config):
+            contexts = top_k if setting.startswith("topk-") else 1
+            g = n_bench * k * contexts
+            gen += g
+            prompts += g * (plain_prompt if setting == "none" else ra_prompt)
+    rows.append(StageCost("evaluate", generations=gen, generated_tokens=gen * max_new, prompt_tokens=prompts,
+                          gpu_hours=decode_hours(gen * max_new, prompts, policy_b),
+                          note=f"{n_bench} problems x average@{k}, every policy and setting"))
+    return rows
+
+
+def format_plan(rows: list[StageCost], title: str) -> str:
+    head = "| stage | generations | generated tokens (max) | prompt tokens | judge calls | train tokens | GPU-h | note |"
+    lines = [f"# Plan: {title}", "", head, "|" + "---|" * 8]
+    for r in rows:
+        lines.append(f"| {r.stage} | {r.generations:,} | {r.generated_tokens:,} | {r.prompt_tokens:,} | "
+                     f"{r.judge_calls:,} | {r.train_tokens:,} | {r.gpu_hours:,.1f} | {r.note} |")
+    total = StageCost("total", *(sum(getattr(r, f) for r in rows) for f in
+                                 ("generations", "generated_tokens", "prompt_tokens", "judge_calls", "train_tokens",
+                                  "gpu_hours")))
+    lines.append(f"| **total** | {total.generations:,} | {total.generated_tokens:,} | {total.prompt_tokens:,} | "
+                 f"{total.judge_calls:,} | {total.train_tokens:,} | {total.gpu_hours:,.1f} | |")
+    lines += ["", f"GPU hours assume H100-class GPUs: vLLM decode {DECODE_TOKENS_PER_S_1B:,.0f}/P tokens/s for a "
+              f"P-billion model, prefill {PREFILL_SPEEDUP:.0f}x cheaper, training at {TRAIN_FLOPS_PER_S:.1e} FLOP/s "
+              "(6 x params per token). Token counts are upper bounds (max lengths). See rarft/plan.py."]
+    return "\n".join(lines)
+
+
+def cli(argv: list[str]) -> int:
+    p = argparse.ArgumentParser(prog="rarft plan", description=__doc__.split("\n\n")[0])
+    add_config_argument(p)
+    p.add_argument("--json", help="also write the rows as JSON to this file")
+    args = p.parse_args(argv)
+    config = load_config(args.config)
+    rows = plan(config)
+    print(format_plan(rows, " + ".join(args.config)))
+    if args.json:
+        from rarft.io import write_json
+
+        write_json(args.json, [asdict(r) for r in rows])
+    return 0
