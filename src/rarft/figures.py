@@ -135,7 +135,8 @@ def figure_similarity(df: pd.DataFrame, stem: str | Path) -> tuple[list[Path], d
     if "oracle" in df and df["oracle"].notna().any():
         o = df["oracle"].astype("boolean")
         groups = [(True, df[o.fillna(False).to_numpy(bool)], "#2ca02c", "same latent strategy"),
-                  (False, df[~o.fillna(True).to_numpy(bool)], "#d62728", "different strategy")]
+                  (False, df[~o.fillna(True).to_numpy(bool)], "#d62728", "different strategy"),
+                  (None, df[o.isna().to_numpy(bool)], "#7f7f7f", "strategy unknown")]
     for _, sub, color, label in groups:
         if not len(sub):
             continue
