@@ -201,6 +201,8 @@ def paper_model(config: dict) -> str | None:
 def table_specs(config: dict, paper_scale: bool) -> list[TableSpec]:
     m = main_retriever(config)
     ra = f"top1-{m}"
+    base = str(config.get("policy", {}).get("base", "tiny"))
+    ours = "ours" if base == "tiny" else f"ours ({base})"
 
     def quoted(table: str) -> list[Block]:
         if not paper_scale:
@@ -224,18 +226,18 @@ def table_specs(config: dict, paper_scale: bool) -> list[TableSpec]:
     return [
         TableSpec("table1", "Table 1: main results (average@k, %)",
                   "RA-RFT beats GRPO and the base model on every benchmark.",
-                  [Block("ours", [Row("base", "base", "none"), Row("GRPO", "grpo", "none"),
+                  [Block(ours, [Row("base", "base", "none"), Row("GRPO", "grpo", "none"),
                                   Row("RA-RFT", "rarft", ra)]), *t1_quoted]),
         TableSpec("table2", "Table 2: training objective (average@k, %)",
                   "Retrieval helps RL more than SFT; RL beats SFT.",
-                  [Block("ours", [Row("SFT", "sft", "none"), Row("RA-SFT", "rasft", ra),
+                  [Block(ours, [Row("SFT", "sft", "none"), Row("RA-SFT", "rasft", ra),
                                   Row("GRPO", "grpo", "none"), Row("RA-RFT", "rarft", ra)]), *quoted("table2")]),
         TableSpec("table3", "Table 3: retriever used by RA-RFT (average@k, %; recall@1 on held-out labels)",
                   "A retriever that ranks by usefulness (higher recall@1) gives a better RA-RFT policy.",
-                  [Block("ours", retriever_rows), *quoted("table3")], extra_columns=["recall@1"]),
+                  [Block(ours, retriever_rows), *quoted("table3")], extra_columns=["recall@1"]),
         TableSpec("table4", "Table 4: retrieval only at inference (average@k, %)",
                   "The gain needs training with the context: adding it to a GRPO model only at inference hurts.",
-                  [Block("ours", [Row("GRPO + top-1 trace at inference", "grpo", ra),
+                  [Block(ours, [Row("GRPO + top-1 trace at inference", "grpo", ra),
                                   Row("GRPO", "grpo", "none"), Row("RA-RFT", "rarft", ra)]), *quoted("table4")]),
         TableSpec("table5", "Table 5: RL optimizer (average@k, %)",
                   "Retrieval augmentation helps whatever the policy-gradient estimator.",
