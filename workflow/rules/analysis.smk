@@ -19,7 +19,7 @@ rule analyze:
         figures=directory("results/figures"),
         plots=directory("results/plots"),
     params:
-        cfg=section("analysis", "evaluation", "rl"),
+        cfg=section("analysis", "evaluation", "rl", "data", "policy", "retriever", "labels", "seed"),
     log:
         "logs/analyze.log",
     benchmark:
