@@ -95,6 +95,7 @@ def test_bad_retrieval_inputs(world_small, config, tmp_path):
 def test_eval_batch_divides_benchmarks():
     assert eval_batch_size([32, 32], 4, 16) == 16     # 4 problems x 4 samples, 32 % 4 == 0
     assert eval_batch_size([30, 30], 32, 512) == 15 * 32
+    assert eval_batch_size([32, 32], 2, 64) == 64
     assert eval_batch_size([7], 4, 16) == 4           # prime size: one problem per batch
 
 

@@ -19,6 +19,7 @@ import argparse
 import math
 import os
 import re
+import shutil
 import time
 from pathlib import Path
 
@@ -186,10 +187,10 @@ def rl_args(trainer: str, config: dict, run_dir: Path, n_problems: list[int], re
         chat_template_kwargs={"enable_thinking": bool(get(config, "policy.enable_thinking", False))},
         use_vllm=bool(rl.get("use_vllm", False)),
         # validation curve: TRL's eval loop, eval_k samples per benchmark problem
-        eval_strategy="steps",
+        eval_strategy="steps" if n_problems else "no",
         eval_steps=int(rl.get("eval_steps", 10)),
         num_generations_eval=eval_k,
-        per_device_eval_batch_size=eval_batch_size(n_problems, eval_k, batch * accum),
+        per_device_eval_batch_size=eval_batch_size(n_problems or [1], eval_k, int(rl.get("eval_batch_size", 64))),
         log_completions=False,
         shuffle_dataset=True,
     )
@@ -199,6 +200,8 @@ def rl_args(trainer: str, config: dict, run_dir: Path, n_problems: list[int], re
                       vllm_tensor_parallel_size=int(get(config, "generation.vllm.tensor_parallel_size", 1)))
         if rl.get("vllm_server_base_url"):
             kwargs["vllm_server_base_url"] = rl["vllm_server_base_url"]
+    if not n_problems:
+        kwargs["eval_on_start"] = False
     if trainer == "rloo":
         from trl import RLOOConfig
 
@@ -247,16 +250,22 @@ def _curve_callback_class():
         """
 
         def __init__(self, path: Path, k: int):
-            self.appender = JsonlAppender(path)
-            self.k = k
+            self.path, self.k, self.appender = path, k, None
 
         def on_log(self, args, state, control, logs=None, **kwargs):
             if not logs or "eval_reward" not in logs or not state.is_world_process_zero:
                 return
+            if self.appender is None:  # opened on the main process only
+                self.appender = JsonlAppender(self.path)
             names = [m.group(1) for key in logs if (m := re.fullmatch(r"eval_(.+)_runtime", key))]
             if len(names) == 1:
                 self.appender.append({"step": int(state.global_step), "benchmark": names[0],
                                       "average_at_k": float(logs["eval_reward"]), "k": self.k})
+
+        def on_train_end(self, args, state, control, **kwargs):
+            if self.appender is not None:
+                self.appender.close()
+                self.appender = None
 
     return CurveCallback
 
@@ -362,12 +371,24 @@ def train_policy(arm: str, base_dir: str | os.PathLike, train_items: list[dict],
     result = trainer.train(resume_from_checkpoint=last)
     elapsed = time.time() - start
 
-    if trainer.is_world_process_zero():
+    # Every process takes part in save_model (ZeRO-3 / FSDP gather the sharded weights); the main one
+    # then moves the finished directory into place, so out_dir is either complete or absent.
+    main = trainer.is_world_process_zero()
+    staging = out_dir.with_name(f".{out_dir.name}.partial")
+    if main:
+        shutil.rmtree(staging, ignore_errors=True)
+    trainer.accelerator.wait_for_everyone()
+    trainer.save_model(str(staging))
+    trainer.accelerator.wait_for_everyone()
+    if main:
+        tokenizer.save_pretrained(staging)
         with atomic_path(out_dir) as tmp:
-            trainer.save_model(str(tmp))
-            tokenizer.save_pretrained(tmp)
+            os.replace(staging, tmp)
         write_json(run_dir / "log_history.json", trainer.state.log_history)
-        curve = final_curve(JsonlAppender(run_dir / CURVE_PARTIAL).rows) if callbacks else []
+        curve = []
+        if (run_dir / CURVE_PARTIAL).exists():
+            with JsonlAppender(run_dir / CURVE_PARTIAL) as log:  # drops a torn last row
+                curve = final_curve(log.rows)
         write_jsonl(run_dir / "curve.jsonl", curve)
         train_logs = [h for h in trainer.state.log_history if "reward" in h or "loss" in h]
         summary = {
