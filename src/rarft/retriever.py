@@ -1,0 +1,333 @@
+"""Train the reasoning-aware retriever on relevance labels, and compare retrievers on held-out queries.
+
+Training (the paper's stage 2): a sentence-transformers bi-encoder fine-tuned with contrastive
+InfoNCE (`MultipleNegativesRankingLoss`, scale = 1 / temperature, in-batch negatives) on
+(query problem, positive corpus document) pairs, where a document is problem + trace
+(`rarft.retrieval.doc_text`). A seeded share of the labelled QUERIES is held out; an
+`InformationRetrievalEvaluator` scores recall@1 (accuracy@1) over the whole corpus on them each epoch
+and the best epoch is kept (`load_best_model_at_end`). With `retriever.train.loss: listwise` the
+graded scores (the `gain` labeler's P(correct|q,c) - P(correct|q)) are distilled listwise instead
+(`DistillKLDivLoss`: KL between the softmax of the labels and of the model's similarities).
+
+Evaluation: recall@1, recall@k (share of queries with a relevant document in the top k) and MRR
+(cut at rank 100) for every retriever in `retriever.compare`, over the whole corpus with the same
+exclusion rules as retrieval, against the `train_on` labels of the held-out queries and, on the
+embedded world, against the oracle (same latent strategy, over the whole corpus).
+
+Multi-vector late interaction (Reason-ModernColBERT): `load_colbert` uses sentence-transformers 6's
+`MultiVectorEncoder`, which reads PyLate checkpoints natively; PyLate itself is only needed for the
+optional conda env `workflow/envs/colbert.yaml` (its pins conflict with the base stack).
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import os
+import random
+import tempfile
+import time
+from pathlib import Path
+from typing import Sequence
+
+from rarft.config import add_config_argument, get, load_config
+from rarft.io import DataError, atomic_path, read_json, read_jsonl, write_json, write_text
+from rarft.retrieval import EMBEDDED_MODEL, Searcher, doc_text, load_items, resolve_device, resolve_model_path, retrieve
+
+MRR_DEPTH = 100
+
+
+# ---------------------------------------------------------------- labels
+def load_labels(path: str | Path) -> list[dict]:
+    rows = read_jsonl(path)
+    for i, r in enumerate(rows, 1):
+        for key in ("query_id", "context_id", "label"):
+            if key not in r:
+                raise DataError(f"{path}, row {i}: missing key {key!r}")
+        if r["label"] not in (0, 1, None, True, False):
+            raise DataError(f"{path}, row {i}: label must be 1, 0 or null, got {r['label']!r}")
+    return rows
+
+
+def positives(labels: Sequence[dict], query_ids: set[str] | None = None) -> dict[str, set[str]]:
+    """query id -> the set of context ids labelled relevant."""
+    out: dict[str, set[str]] = {}
+    for r in labels:
+        if r["label"] and (query_ids is None or r["query_id"] in query_ids):
+            out.setdefault(r["query_id"], set()).add(r["context_id"])
+    return out
+
+
+def oracle_relevance(queries: Sequence[dict], corpus: Sequence[dict]) -> dict[str, set[str]]:
+    """Same latent strategy = relevant, over the whole corpus (embedded world only; else empty)."""
+    by_strategy: dict[str, set[str]] = {}
+    for c in corpus:
+        if c.get("strategy"):
+            by_strategy.setdefault(c["strategy"], set()).add(c["id"])
+    return {q["id"]: by_strategy[q["strategy"]] for q in queries if q.get("strategy") in by_strategy}
+
+
+def split_holdout(query_ids: Sequence[str], fraction: float, seed: int) -> tuple[list[str], list[str]]:
+    """Seeded split of QUERIES (not pairs), so no held-out query is seen in training."""
+    ids = sorted(set(query_ids))
+    random.Random(seed).shuffle(ids)
+    n_hold = min(len(ids) - 1, max(1, round(fraction * len(ids))))
+    return sorted(ids[n_hold:]), sorted(ids[:n_hold])
+
+
+# ---------------------------------------------------------------- metrics
+def recall_at_k(ranked: Sequence[str], relevant: set[str], k: int) -> float:
+    """1 if a relevant id is among the first k (the paper's recall@1 for k = 1), else 0."""
+    return float(any(c in relevant for c in ranked[:k]))
+
+
+def reciprocal_rank(ranked: Sequence[str], relevant: set[str]) -> float:
+    for rank, c in enumerate(ranked, 1):
+        if c in relevant:
+            return 1.0 / rank
+    return 0.0
+
+
+def retrieval_metrics(rankings: dict[str, list[str]], relevant: dict[str, set[str]], k: int) -> dict:
+    """Mean recall@1, recall@k and MRR over the queries that have at least one relevant document."""
+    qids = [q for q in rankings if relevant.get(q)]
+    if not qids:
+        return {"n_queries": 0, "recall@1": math.nan, f"recall@{k}": math.nan, "mrr": math.nan}
+    mean = lambda xs: sum(xs) / len(xs)  # noqa: E731
+    return {
+        "n_queries": len(qids),
+        "recall@1": mean([recall_at_k(rankings[q], relevant[q], 1) for q in qids]),
+        f"recall@{k}": mean([recall_at_k(rankings[q], relevant[q], k) for q in qids]),
+        "mrr": mean([reciprocal_rank(rankings[q], relevant[q]) for q in qids]),
+    }
+
+
+# ---------------------------------------------------------------- training
+def training_pairs(labels: Sequence[dict], train_ids: set[str], queries: dict[str, dict],
+                   corpus: dict[str, dict], path: str = "labels") -> dict[str, list]:
+    anchors, docs = [], []
+    for r in labels:
+        if r["label"] and r["query_id"] in train_ids:
+            if r["query_id"] not in queries or r["context_id"] not in corpus:
+                raise DataError(f"{path}: label ({r['query_id']!r}, {r['context_id']!r}) names an "
+                                "unknown training query or corpus item")
+            anchors.append(queries[r["query_id"]]["problem"])
+            docs.append(doc_text(corpus[r["context_id"]]))
+    return {"anchor": anchors, "positive": docs}
+
+
+def training_lists(labels: Sequence[dict], train_ids: set[str], queries: dict[str, dict],
+                   corpus: dict[str, dict], seed: int) -> dict[str, list]:
+    """(query, doc_1..doc_n) rows with their graded scores, n = the smallest list size (>= 2)."""
+    lists: dict[str, list[tuple[str, float]]] = {}
+    for r in labels:
+        if r["query_id"] in train_ids and r.get("score") is not None and r["context_id"] in corpus:
+            lists.setdefault(r["query_id"], []).append((r["context_id"], float(r["score"])))
+    lists = {q: v for q, v in lists.items() if len(v) >= 2 and q in queries}
+    if not lists:
+        raise DataError("listwise loss needs labels with a numeric `score` and >= 2 candidates per query")
+    n = min(len(v) for v in lists.values())
+    rng = random.Random(seed)
+    cols: dict[str, list] = {"anchor": [], **{f"doc_{i}": [] for i in range(n)}, "label": []}
+    for q, cands in sorted(lists.items()):
+        cands = rng.sample(cands, n)
+        cols["anchor"].append(queries[q]["problem"])
+        for i, (c, _) in enumerate(cands):
+            cols[f"doc_{i}"].append(doc_text(corpus[c]))
+        cols["label"].append([s for _, s in cands])
+    return cols
+
+
+def train_retriever(config: dict, labels: Sequence[dict], train: Sequence[dict], corpus: Sequence[dict],
+                    out_dir: str | Path, labels_path: str = "labels") -> dict:
+    """Fine-tune the base model on the labels; save the best epoch to ``out_dir``; return a summary."""
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    from datasets import Dataset
+    from sentence_transformers import (SentenceTransformer, SentenceTransformerTrainer,
+                                       SentenceTransformerTrainingArguments)
+    from sentence_transformers.sentence_transformer.evaluation import InformationRetrievalEvaluator
+    from sentence_transformers.sentence_transformer.losses import DistillKLDivLoss, MultipleNegativesRankingLoss
+    from sentence_transformers.base.sampler import BatchSamplers
+    from sentence_transformers.util import pairwise_cos_sim
+
+    tc = get(config, "retriever.train", {}) or {}
+    seed = int(get(config, "seed", 0))
+    queries = {q["id"]: q for q in train}
+    corpus_by_id = {c["id"]: c for c in corpus}
+    labelled = [r["query_id"] for r in labels if r["label"] is not None]
+    if not labelled:
+        raise DataError(f"{labels_path}: no labelled (query, context) pairs")
+    train_ids, holdout_ids = split_holdout(labelled, float(tc.get("holdout_fraction", 0.05)), seed)
+    train_ids_set = set(train_ids)
+    loss_name = tc.get("loss", "infonce")
+    temperature = float(tc.get("temperature", 0.05))
+    if loss_name == "listwise":
+        data = training_lists(labels, train_ids_set, queries, corpus_by_id, seed)
+    else:
+        data = training_pairs(labels, train_ids_set, queries, corpus_by_id, labels_path)
+    n_rows = len(data["anchor"])
+    if n_rows < 2:
+        raise DataError(f"{labels_path}: only {n_rows} positive pair(s) outside the held-out queries; "
+                        "nothing to train on")
+
+    device = resolve_device(config)
+    model = SentenceTransformer(resolve_model_path(get(config, "retriever.base_model", EMBEDDED_MODEL)), device=device)
+    if loss_name == "listwise":
+        # KL between softmax(labels / teacher_t) and softmax(cos / temperature): graded, listwise
+        loss = DistillKLDivLoss(model, similarity_fct=pairwise_cos_sim, student_temperature=temperature,
+                                teacher_temperature=float(tc.get("teacher_temperature", 0.1)))
+    else:
+        loss = MultipleNegativesRankingLoss(model, scale=1.0 / temperature)
+
+    held_pos = positives(labels, set(holdout_ids))
+    evaluator = InformationRetrievalEvaluator(
+        queries={q: queries[q]["problem"] for q in holdout_ids if q in queries},
+        corpus={c["id"]: doc_text(c) for c in corpus}, relevant_docs=held_pos,
+        accuracy_at_k=[1], precision_recall_at_k=[1], mrr_at_k=[10], ndcg_at_k=[10], map_at_k=[10],
+        name="holdout", write_csv=False, batch_size=64)
+    metric = "eval_holdout_cosine_accuracy@1"
+    out_dir = Path(out_dir)
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    t0 = time.time()
+    with tempfile.TemporaryDirectory(prefix=".retriever-ckpt.", dir=out_dir.parent) as ckpt:
+        args = SentenceTransformerTrainingArguments(
+            output_dir=ckpt, num_train_epochs=float(tc.get("epochs", 3)),
+            per_device_train_batch_size=int(tc.get("batch_size", 32)),
+            learning_rate=float(tc.get("learning_rate", 3e-5)),
+            warmup_steps=float(tc.get("warmup_ratio", 0.1)),  # a float < 1 is a ratio in transformers 5
+            weight_decay=float(tc.get("weight_decay", 0.01)), lr_scheduler_type="linear",
+            batch_sampler=BatchSamplers.NO_DUPLICATES,  # a repeated text in a batch is a false negative
+            eval_strategy="epoch", save_strategy="epoch", save_total_limit=2,
+            load_best_model_at_end=bool(held_pos), metric_for_best_model=metric, greater_is_better=True,
+            bf16=device == "cuda", use_cpu=device == "cpu", seed=seed, data_seed=seed,
+            report_to=[], logging_steps=10, disable_tqdm=False, dataloader_drop_last=False)
+        trainer = SentenceTransformerTrainer(model=model, args=args, train_dataset=Dataset.from_dict(data),
+                                             loss=loss, evaluator=evaluator if held_pos else None)
+        before = evaluator(model)[metric.removeprefix("eval_")] if held_pos else None
+        trainer.train()
+        after = evaluator(model)[metric.removeprefix("eval_")] if held_pos else None
+        history = [h for h in trainer.state.log_history if metric in h]
+        with atomic_path(out_dir) as tmp:
+            model.save(str(tmp))
+            write_json(tmp / "holdout.json", {"query_ids": holdout_ids, "train_query_ids": train_ids,
+                                              "seed": seed, "labels": str(labels_path)})
+            summary = {"loss": loss_name, "temperature": temperature, "rows": n_rows,
+                       "train_queries": len(train_ids), "holdout_queries": len(holdout_ids),
+                       "holdout_queries_with_positives": len(held_pos),
+                       "holdout_recall@1_before": before, "holdout_recall@1_best": after,
+                       "per_epoch": [{"epoch": h["epoch"], "recall@1": h[metric]} for h in history],
+                       "device": device, "train_seconds": round(time.time() - t0, 1)}
+            write_json(tmp / "training_summary.json", summary)
+    return summary
+
+
+# ---------------------------------------------------------------- evaluation
+def load_colbert(name_or_path: str, device: str = "cpu"):
+    """A late-interaction model (Reason-ModernColBERT or a PyLate save) via sentence-transformers 6."""
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    from sentence_transformers import MultiVectorEncoder
+
+    try:
+        return MultiVectorEncoder(name_or_path, device=device)
+    except OSError as e:  # offline and not in the local cache
+        raise DataError(f"colbert model {name_or_path!r} could not be loaded ({e}); "
+                        "download it first or point retriever.colbert.base_model at a local copy") from None
+
+
+def evaluate_retrievers(config: dict, queries: Sequence[dict], corpus: Sequence[dict],
+                        relevance: dict[str, dict[str, set[str]]], finetuned_dir: str | None,
+                        cache_dir: str | None = None) -> list[dict]:
+    """One row per (retriever, labels): recall@1, recall@k, MRR@100 over the whole corpus."""
+    k = int(get(config, "retriever.top_k", 4))
+    threshold = float(get(config, "retriever.near_duplicate_jaccard", 0.9))
+    rows = []
+    for name in get(config, "retriever.compare", ["offshelf", "finetuned", "bm25", "random"]):
+        if name == "colbert" and not get(config, "retriever.colbert.enabled", False):
+            continue
+        searcher = Searcher(name, corpus, config, finetuned_dir if name == "finetuned" else None, cache_dir)
+        ranked = retrieve(searcher, queries, min(MRR_DEPTH, len(corpus)), threshold)
+        rankings = {q["id"]: [c["id"] for c in ctx] for q, ctx in zip(queries, ranked)}
+        for against, rel in relevance.items():
+            rows.append({"retriever": name, "against": against, **retrieval_metrics(rankings, rel, k)})
+    return rows
+
+
+def verdict(rows: list[dict]) -> str:
+    by = {(r["retriever"], r["against"]): r for r in rows}
+    for against in ("oracle", *sorted({r["against"] for r in rows})):
+        ft, off = by.get(("finetuned", against)), by.get(("offshelf", against))
+        if ft and off and ft["n_queries"]:
+            word = "beats" if ft["recall@1"] > off["recall@1"] else "does NOT beat"
+            return (f"The fine-tuned retriever {word} off-the-shelf on recall@1 against the {against} labels "
+                    f"({ft['recall@1']:.3f} vs {off['recall@1']:.3f}, {ft['n_queries']} held-out queries).")
+    return "No fine-tuned vs off-the-shelf comparison was possible (no held-out query has a relevant document)."
+
+
+def write_tables(rows: list[dict], out_dir: str | Path, note: str) -> None:
+    import pandas as pd
+
+    df = pd.DataFrame(rows)
+    out_dir = Path(out_dir)
+    with atomic_path(out_dir / "retrievers.csv") as tmp:
+        df.to_csv(tmp, index=False)
+    md = ("# Retrievers on held-out queries\n\n" + note + "\n\n"
+          + df.to_markdown(index=False, floatfmt=".3f") + "\n\n" + verdict(rows) + "\n")
+    write_text(out_dir / "retrievers.md", md)
+
+
+def cli(argv: list[str]) -> int:
+    p = argparse.ArgumentParser(prog="rarft train-retriever", description="Fine-tune the retriever on relevance labels.")
+    add_config_argument(p)
+    p.add_argument("--labels", required=True, help="data/labels/<train_on>.jsonl")
+    p.add_argument("--train", required=True, help="data/clean/train.jsonl")
+    p.add_argument("--corpus", required=True, help="data/traces/corpus.jsonl")
+    p.add_argument("--out", required=True, help="models/retriever/finetuned")
+    args = p.parse_args(argv)
+    config = load_config(args.config)
+    summary = train_retriever(config, load_labels(args.labels), load_items(args.train),
+                              load_items(args.corpus, ("id", "problem", "trace")), args.out, args.labels)
+    print(f"train-retriever: {summary['rows']} {summary['loss']} rows from {summary['train_queries']} queries, "
+          f"held-out recall@1 {summary['holdout_recall@1_before']} -> {summary['holdout_recall@1_best']} "
+          f"({summary['holdout_queries_with_positives']} queries), {summary['train_seconds']}s -> {args.out}")
+    return 0
+
+
+def cli_evaluate(argv: list[str]) -> int:
+    p = argparse.ArgumentParser(prog="rarft evaluate-retrievers", description="Compare retrievers on held-out queries.")
+    add_config_argument(p)
+    p.add_argument("--labels", required=True, help="data/labels/<train_on>.jsonl (the training labels)")
+    p.add_argument("--oracle-labels", default=None,
+                   help="data/labels/oracle.jsonl; used when the items carry no `strategy` field")
+    p.add_argument("--finetuned", required=True, help="models/retriever/finetuned (with holdout.json)")
+    p.add_argument("--train", required=True)
+    p.add_argument("--corpus", required=True)
+    p.add_argument("--out-dir", required=True, help="results/tables")
+    p.add_argument("--cache-dir", default="data/retrieval/.cache")
+    args = p.parse_args(argv)
+    config = load_config(args.config)
+    t0 = time.time()
+    holdout = set(read_json(Path(args.finetuned) / "holdout.json")["query_ids"])
+    train = load_items(args.train)
+    corpus = load_items(args.corpus, ("id", "problem", "trace"))
+    queries = [q for q in train if q["id"] in holdout]
+    train_on = get(config, "labels.train_on", "gain")
+    relevance = {train_on: positives(load_labels(args.labels), holdout)}
+    oracle = oracle_relevance(queries, corpus)
+    if oracle:
+        relevance["oracle"] = oracle
+        source = "oracle = same latent strategy, over the whole corpus"
+    elif args.oracle_labels:
+        relevance["oracle"] = positives(load_labels(args.oracle_labels), holdout)
+        source = f"oracle = positives of {args.oracle_labels}"
+    else:
+        source = "no oracle available"
+    rows = evaluate_retrievers(config, queries, corpus, relevance, args.finetuned, args.cache_dir)
+    k = int(get(config, "retriever.top_k", 4))
+    note = (f"{len(queries)} held-out training queries ({Path(args.finetuned) / 'holdout.json'}); whole corpus of "
+            f"{len(corpus)} ranked with the retrieval exclusion rules. recall@k: share of queries with a relevant "
+            f"document in the top k (k = 1, {k}); mrr: mean reciprocal rank of the first relevant document "
+            f"(0 beyond rank {MRR_DEPTH}). Labels: {train_on} = positives of {args.labels}; {source}.")
+    write_tables(rows, args.out_dir, note)
+    print(f"evaluate-retrievers: {len(rows)} rows -> {args.out_dir}/retrievers.{{md,csv}} "
+          f"({time.time() - t0:.1f}s). {verdict(rows)}")
+    return 0

