@@ -1,0 +1,265 @@
+"""Generation backends: chat prompts in, n sampled completions per prompt out.
+
+Three implementations of one small interface (`Backend.generate(prompts, sampling)`):
+- `TransformersBackend`: `model.generate`, batched and left-padded, CPU or GPU; n samples per prompt by
+  repeating the prompt n times in the batch.
+- `VLLMBackend`: vLLM's `LLM.generate` with `SamplingParams(n=...)` and prefix caching (the n samples
+  of a prompt, and the shared retrieved context, are prefilled once). GPU only; imported lazily.
+- `OpenAIBackend`: an OpenAI-compatible chat-completions server (`vllm serve`, `transformers serve`, a
+  hosted judge/teacher). The API key comes from the environment variable named in the config and is
+  never logged or stored.
+Every backend applies the model's own chat template (server-side for the HTTP client) with
+`enable_thinking` from `policy.enable_thinking`.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Protocol
+
+from rarft.config import ConfigError, get
+
+
+@dataclass
+class Sampling:
+    n: int = 1
+    temperature: float = 1.0
+    top_p: float = 1.0
+    max_new_tokens: int = 256
+    seed: int = 0
+
+
+class Backend(Protocol):
+    def generate(self, prompts: list[list[dict]], sampling: Sampling) -> list[list[str]]:
+        """For each prompt (chat messages), ``sampling.n`` completion strings."""
+        ...
+
+    def close(self) -> None: ...
+
+
+def resolve_model(model: str) -> str:
+    """A policy directory (checkpoint or pointer file) or hub id -> what `from_pretrained` takes."""
+    from rarft.policy import resolve_model as resolve  # lazy: policy imports heavy libraries
+
+    return resolve(model)
+
+
+def pick_device(config: dict) -> str:
+    import torch
+
+    device = get(config, "device", "auto")
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if device == "cuda" and not torch.cuda.is_available():
+        raise ConfigError("config: device is 'cuda' but no CUDA device is available")
+    return device
+
+
+def chat_text(tokenizer, messages: list[dict], enable_thinking: bool | None) -> str:
+    """The prompt string the model's chat template makes of ``messages``, ready for generation."""
+    kwargs = {} if enable_thinking is None else {"enable_thinking": enable_thinking}
+    return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True, **kwargs)
+
+
+class TransformersBackend:
+    """Batched sampling with `model.generate`; ``batch_size`` counts sequences (prompts x samples)."""
+
+    def __init__(self, model, tokenizer, batch_size: int = 64, enable_thinking: bool | None = None,
+                 show_progress: bool = True):
+        self.model, self.tokenizer = model, tokenizer
+        self.batch_size, self.enable_thinking, self.show_progress = batch_size, enable_thinking, show_progress
+        if tokenizer.pad_token_id is None:
+            raise ConfigError("tokenizer has no pad token: batched generation needs one")
+
+    @classmethod
+    def from_model(cls, model, tokenizer, config: dict) -> "TransformersBackend":
+        """Wrap an in-memory model (the trainer's validation callback); the caller keeps ownership."""
+        return cls(model, tokenizer, batch_size=int(get(config, "generation.batch_size", 64)),
+                   enable_thinking=get(config, "policy.enable_thinking"), show_progress=False)
+
+    @classmethod
+    def load(cls, model: str, config: dict) -> "TransformersBackend":
+        import torch
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        path = resolve_model(model)
+        dtype = get(config, "generation.dtype", "auto")
+        tokenizer = AutoTokenizer.from_pretrained(path)
+        lm = AutoModelForCausalLM.from_pretrained(path, dtype=dtype if dtype == "auto" else getattr(torch, dtype))
+        lm.to(pick_device(config))
+        lm.eval()
+        return cls(lm, tokenizer, batch_size=int(get(config, "generation.batch_size", 64)),
+                   enable_thinking=get(config, "policy.enable_thinking"))
+
+    def generate(self, prompts: list[list[dict]], sampling: Sampling) -> list[list[str]]:
+        import torch
+        from tqdm.auto import tqdm
+
+        texts = [chat_text(self.tokenizer, p, self.enable_thinking) for p in prompts]
+        lengths = [len(ids) for ids in self.tokenizer(texts, add_special_tokens=False)["input_ids"]]
+        # every (prompt, sample) is one sequence; similar lengths share a batch (less padding)
+        seqs = sorted(((i, s) for i in range(len(texts)) for s in range(sampling.n)), key=lambda t: -lengths[t[0]])
+        out: list[list[str]] = [[""] * sampling.n for _ in texts]
+        do_sample = sampling.temperature > 0
+        was_training = self.model.training
+        self.model.eval()
+        torch.manual_seed(sampling.seed)
+        bar = tqdm(total=len(seqs), desc="generate", unit="seq", disable=not self.show_progress, leave=False)
+        try:
+            for start in range(0, len(seqs), self.batch_size):
+                chunk = seqs[start:start + self.batch_size]
+                enc = self.tokenizer([texts[i] for i, _ in chunk], return_tensors="pt", padding=True,
+                                     padding_side="left", add_special_tokens=False).to(self.model.device)
+                kwargs = dict(do_sample=do_sample, max_new_tokens=sampling.max_new_tokens,
+                              pad_token_id=self.tokenizer.pad_token_id)
+                if do_sample:
+                    kwargs.update(temperature=sampling.temperature, top_p=sampling.top_p, top_k=0)
+                else:
+                    kwargs.update(temperature=None, top_p=None, top_k=None)
+                with torch.inference_mode():
+                    ids = self.model.generate(**enc, **kwargs)
+                decoded = self.tokenizer.batch_decode(ids[:, enc["input_ids"].shape[1]:], skip_special_tokens=True)
+                for (i, s), text in zip(chunk, decoded):
+                    out[i][s] = text
+                bar.update(len(chunk))
+        finally:
+            bar.close()
+            self.model.train(was_training)
+        return out
+
+    def close(self) -> None:
+        pass
+
+
+class VLLMBackend:
+    """vLLM offline engine (GPU only). Not importable on a CPU machine; tests skip it with a reason."""
+
+    def __init__(self, model: str, config: dict):
+        try:
+            from vllm import LLM
+        except ImportError as e:
+            raise ConfigError("generation.backend is 'vllm' but vLLM is not installed "
+                              "(pip install -e '.[gpu]' on a CUDA machine)") from e
+        vcfg = get(config, "generation.vllm", {}) or {}
+        dtype = get(config, "generation.dtype", "auto")
+        self.enable_thinking = get(config, "policy.enable_thinking")
+        self.llm = LLM(
+            model=resolve_model(model),
+            dtype=dtype,
+            seed=int(get(config, "seed", 0)),
+            gpu_memory_utilization=float(vcfg.get("gpu_memory_utilization", 0.85)),
+            enable_prefix_caching=bool(vcfg.get("enable_prefix_caching", True)),
+            tensor_parallel_size=int(vcfg.get("tensor_parallel_size", 1)),
+            trust_remote_code=False,
+        )
+        self.tokenizer = self.llm.get_tokenizer()
+
+    def generate(self, prompts: list[list[dict]], sampling: Sampling) -> list[list[str]]:
+        from vllm import SamplingParams
+
+        params = SamplingParams(n=sampling.n, temperature=sampling.temperature, top_p=sampling.top_p,
+                                max_tokens=sampling.max_new_tokens, seed=sampling.seed)
+        texts = [chat_text(self.tokenizer, p, self.enable_thinking) for p in prompts]
+        outputs = self.llm.generate(texts, params, use_tqdm=True)
+        return [[o.text for o in req.outputs] for req in outputs]
+
+    def close(self) -> None:
+        del self.llm
+
+
+class OpenAIBackend:
+    """Chat completions over HTTP, n samples per prompt, retried with exponential backoff.
+
+    Servers that return fewer than n choices (some ignore ``n``) are asked again for the rest.
+    """
+
+    RETRY_STATUS = {408, 409, 425, 429, 500, 502, 503, 504}
+
+    def __init__(self, model: str, base_url: str, api_key_env: str | None = "OPENAI_API_KEY",
+                 max_retries: int = 5, timeout_s: float = 600.0, concurrency: int = 8,
+                 extra_body: dict | None = None, backoff_s: float = 1.0):
+        import requests
+
+        self.model, self.url = model, base_url.rstrip("/") + "/chat/completions"
+        self.max_retries, self.timeout_s, self.concurrency = max_retries, timeout_s, concurrency
+        self.extra_body, self.backoff_s = dict(extra_body or {}), backoff_s
+        self.session = requests.Session()
+        key = os.environ.get(api_key_env) if api_key_env else None
+        if key:  # held only in the session's headers: never printed, logged or written
+            self.session.headers["Authorization"] = f"Bearer {key}"
+
+    def __repr__(self) -> str:  # no headers, so no key, in any repr
+        return f"OpenAIBackend(model={self.model!r}, url={self.url!r})"
+
+    def _post(self, body: dict) -> dict:
+        import requests
+
+        delay = self.backoff_s
+        for attempt in range(self.max_retries + 1):
+            try:
+                r = self.session.post(self.url, json=body, timeout=self.timeout_s)
+                if r.status_code == 200:
+                    return r.json()
+                if r.status_code not in self.RETRY_STATUS:
+                    raise RuntimeError(f"{self.url}: HTTP {r.status_code}: {r.text[:300]}")
+                error = f"HTTP {r.status_code}"
+            except (requests.ConnectionError, requests.Timeout) as e:
+                error = type(e).__name__
+            if attempt == self.max_retries:
+                raise RuntimeError(f"{self.url}: gave up after {attempt + 1} attempts ({error})")
+            time.sleep(delay)
+            delay *= 2
+        raise AssertionError("unreachable")
+
+    def _one_prompt(self, messages: list[dict], sampling: Sampling) -> list[str]:
+        texts: list[str] = []
+        request = 0
+        while len(texts) < sampling.n:
+            body = {"model": self.model, "messages": messages, "n": sampling.n - len(texts),
+                    "temperature": sampling.temperature, "top_p": sampling.top_p,
+                    "max_tokens": sampling.max_new_tokens, "seed": sampling.seed + request, **self.extra_body}
+            choices = self._post(body).get("choices") or []
+            if not choices:
+                raise RuntimeError(f"{self.url}: response without choices")
+            texts.extend((c.get("message") or {}).get("content") or "" for c in choices)
+            request += 1
+        return texts[:sampling.n]
+
+    def generate(self, prompts: list[list[dict]], sampling: Sampling) -> list[list[str]]:
+        from tqdm.auto import tqdm
+
+        with ThreadPoolExecutor(max(1, self.concurrency)) as ex:
+            return list(tqdm(ex.map(lambda p: self._one_prompt(p, sampling), prompts), total=len(prompts),
+                             desc="generate (http)", unit="prompt", leave=False))
+
+    def close(self) -> None:
+        self.session.close()
+
+
+def make_backend(model: str, config: dict, backend: str | None = None, *, base_url: str | None = None,
+                 api_key_env: str | None = None) -> Backend:
+    """The configured backend for ``model`` (policy dir, local path or hub id / served model name).
+
+    ``backend`` defaults to ``generation.backend``; ``base_url``/``api_key_env`` override the
+    ``generation`` section for the HTTP client (a judge or teacher has its own endpoint).
+    """
+    backend = backend or get(config, "generation.backend", "transformers")
+    if backend == "transformers":
+        return TransformersBackend.load(model, config)
+    if backend == "vllm":
+        return VLLMBackend(model, config)
+    if backend == "openai":
+        from pathlib import Path
+
+        return OpenAIBackend(
+            resolve_model(model) if Path(model).exists() else model,  # a served policy dir's name
+            base_url or get(config, "generation.base_url", "http://localhost:8000/v1"),
+            api_key_env=api_key_env or get(config, "generation.api_key_env", "OPENAI_API_KEY"),
+            max_retries=int(get(config, "generation.max_retries", 5)),
+            timeout_s=float(get(config, "generation.request_timeout_s", 600)),
+            concurrency=int(get(config, "generation.http_concurrency", 8)),
+        )
+    raise ConfigError(f"config: generation.backend: unknown backend {backend!r} (transformers | vllm | openai)")
