@@ -24,7 +24,7 @@ import re
 from collections import defaultdict
 from pathlib import Path
 
-from rarft.config import ConfigError, add_config_argument, deep_merge, get, load_config
+from rarft.config import ConfigError, add_config_argument, get, load_config
 from rarft.io import (DataError, JsonlAppender, atomic_path, file_sha256, read_jsonl, text_sha256,
                       write_jsonl, write_text)
 
@@ -368,9 +368,8 @@ def label_relevance(labeler: str, queries: list[dict], corpus: list[dict], candi
     sampling = Sampling(n=1, temperature=jcfg.get("temperature", 0.0), max_new_tokens=jcfg.get("max_new_tokens", 256),
                         seed=seed)
     if own and not dry_run:
-        # The judge has its own endpoint (e.g. api.openai.com); key variable etc. stay shared.
-        jgen = deep_merge(config, {"generation": {"base_url": jcfg["base_url"]}} if "base_url" in jcfg else {})
-        backend = make_backend(jcfg["model"], jgen, backend=jcfg.get("backend"))
+        # The judge has its own endpoint (e.g. api.openai.com); the key variable etc. stay shared.
+        backend = make_backend(jcfg["model"], config, backend=jcfg.get("backend"), base_url=jcfg.get("base_url"))
     try:
         return judge_labels(pairs, backend, jcfg["model"], sampling, cache_path, dry_run, progress)
     finally:

@@ -16,7 +16,7 @@ import re
 from collections import Counter
 from pathlib import Path
 
-from rarft.config import ConfigError, deep_merge, get, load_config
+from rarft.config import ConfigError, get, load_config
 from rarft.io import DataError, JsonlAppender, read_jsonl, text_sha256, write_json, write_jsonl
 
 FINAL_PREFIX = "Therefore, the final answer is: $\\boxed{"
@@ -160,9 +160,9 @@ def build_traces(items: list[dict], config: dict, backend=None, cache_path: str 
                             max_new_tokens=teacher.get("max_new_tokens", 1024), seed=get(config, "seed", 0))
         own = backend is None
         if own:
-            # The teacher gets its own endpoint; everything else about generation is shared config.
-            gen_cfg = deep_merge(config, {"generation": {k: v for k, v in teacher.items() if k == "base_url"}})
-            backend = make_backend(teacher["model"], gen_cfg, backend=teacher.get("backend"))
+            # The teacher has its own endpoint; everything else about generation is shared config.
+            backend = make_backend(teacher["model"], config, backend=teacher.get("backend"),
+                                   base_url=teacher.get("base_url"))
         try:
             items = rewrite_traces(items, backend, teacher["model"], sampling, max_steps, cache_path,
                                    progress=progress)
