@@ -97,6 +97,11 @@ def test_eval_batch_divides_benchmarks():
     assert eval_batch_size([30, 30], 32, 512) == 15 * 32
     assert eval_batch_size([32, 32], 2, 64) == 64
     assert eval_batch_size([7], 4, 16) == 4           # prime size: one problem per batch
+    # 8 processes, 32 samples per problem: one problem per global batch = 4 completions per device
+    assert eval_batch_size([30] * 4, 32, 4, n_procs=8) == 4
+    assert eval_batch_size([30] * 4, 32, 64, n_procs=8) == 60  # 15 problems x 32 samples / 8 devices
+    # no m in divisors of 30 makes 2m divisible by 8: smallest valid per-device batch, capped
+    assert eval_batch_size([30], 2, 3, n_procs=8) == 3
 
 
 def test_final_curve_keeps_latest_row_per_step():
@@ -174,3 +179,30 @@ def test_same_seed_same_result_and_resume_after_kill(world_small, tiny_policy_di
     assert max_diff(wa, weights(killed / "model")) < 1e-6
     curve = read_jsonl(killed / "run" / "curve.jsonl")  # step 0 and 1 kept from before the kill
     assert sorted({r["step"] for r in curve}) == [0, 1, 2]
+
+
+def test_cli_rasft_end_to_end_and_missing_retrieval(world_small, tiny_policy_dir, tmp_path):
+    import yaml
+
+    from rarft.train import cli
+
+    write_jsonl(tmp_path / "train.jsonl", world_small["train"][:8])
+    write_jsonl(tmp_path / "corpus.jsonl", world_small["corpus"])
+    write_jsonl(tmp_path / "bench_easy.jsonl", world_small["bench_easy"][:2])
+    retrieval = fake_retrieval(world_small)
+    write_jsonl(tmp_path / "finetuned.jsonl", [{"id": qid, "split": split, "contexts": ctx}
+                                               for split, rows in retrieval.items() for qid, ctx in rows.items()])
+    (tmp_path / "small.yaml").write_text(yaml.safe_dump(
+        {"device": "cpu", "rl": {"report_to": [], "sft": {"epochs": 1, "batch_size": 4, "learning_rate": 1e-3}}}))
+    common = ["--config", "params.yaml", str(tmp_path / "small.yaml"), "--base", str(tiny_policy_dir),
+              "--train", str(tmp_path / "train.jsonl"), "--corpus", str(tmp_path / "corpus.jsonl"),
+              "--benchmarks", str(tmp_path / "bench_easy.jsonl"), "--out", str(tmp_path / "model"),
+              "--run-dir", str(tmp_path / "run")]
+    with pytest.raises(DataError, match="retrieval"):
+        cli(["--arm", "rasft", *common])
+    assert cli(["--arm", "rasft", "--retrieval", str(tmp_path / "finetuned.jsonl"), *common]) == 0
+    assert (tmp_path / "model" / "model.safetensors").exists() and (tmp_path / "model" / "tokenizer.json").exists()
+    assert read_jsonl(tmp_path / "run" / "curve.jsonl") == []  # SFT arms: scored by the evaluate stage
+    summary = json.loads((tmp_path / "run" / "train_summary.json").read_text())
+    assert summary["retriever"] == "finetuned" and summary["global_step"] == 2 and summary["seed"] == 0
+    assert not list(tmp_path.glob(".model*"))  # no staging leftovers

@@ -121,17 +121,24 @@ def _device(config: dict) -> tuple[bool, bool]:
     return (wanted == "cpu" or not cuda), cuda
 
 
-def eval_batch_size(n_problems: list[int], eval_k: int, cap: int) -> int:
-    """Per-device eval batch: eval_k samples of m problems, m dividing every benchmark's size.
+def eval_batch_size(n_problems: list[int], eval_k: int, cap: int, n_procs: int = 1) -> int:
+    """Per-device eval batch: the global batch holds eval_k samples of m whole problems, m dividing
+    every benchmark's size, and at most ``cap`` completions per device.
 
-    Equal-size batches make TRL's mean of per-batch mean rewards equal the mean over all samples
-    (average@k) on one process.
+    TRL needs the global batch divisible by eval_k; equal batches make its mean of per-batch mean
+    rewards equal the mean over all samples (average@k). If no m splits evenly over the processes,
+    the smallest valid batch is used and the last batch of a benchmark may be partial.
     """
     g = 0
     for n in n_problems:
         g = math.gcd(g, n)
-    m = max(d for d in range(1, max(1, g) + 1) if g % d == 0 and (d * eval_k <= max(cap, eval_k)))
-    return m * eval_k
+    g = max(g, 1)
+    fits = [m * eval_k for m in range(1, g + 1)
+            if g % m == 0 and m * eval_k % n_procs == 0 and m * eval_k <= cap * n_procs]
+    if fits:
+        return max(fits) // n_procs
+    step = eval_k // math.gcd(eval_k, n_procs)  # smallest per-device batch with n_procs * b % eval_k == 0
+    return step * max(1, cap // step) if step <= cap else step
 
 
 def common_args(config: dict, run_dir: Path, resume: bool) -> dict:
@@ -159,6 +166,8 @@ def common_args(config: dict, run_dir: Path, resume: bool) -> dict:
 
 def rl_args(trainer: str, config: dict, run_dir: Path, n_problems: list[int], resume: bool):
     """GRPOConfig / RLOOConfig for an RL arm. Loss: 'grpo' for GRPO (TRL's default is 'dapo')."""
+    from accelerate import PartialState
+
     rl = config["rl"]
     gen = int(rl.get("num_generations", 8))
     batch = int(rl.get("per_device_train_batch_size", 16))
@@ -190,7 +199,8 @@ def rl_args(trainer: str, config: dict, run_dir: Path, n_problems: list[int], re
         eval_strategy="steps" if n_problems else "no",
         eval_steps=int(rl.get("eval_steps", 10)),
         num_generations_eval=eval_k,
-        per_device_eval_batch_size=eval_batch_size(n_problems or [1], eval_k, int(rl.get("eval_batch_size", 64))),
+        per_device_eval_batch_size=eval_batch_size(n_problems or [1], eval_k, int(rl.get("eval_batch_size", 64)),
+                                                   PartialState().num_processes),
         log_completions=False,
         shuffle_dataset=True,
     )
