@@ -206,3 +206,15 @@ def test_cli_rasft_end_to_end_and_missing_retrieval(world_small, tiny_policy_dir
     summary = json.loads((tmp_path / "run" / "train_summary.json").read_text())
     assert summary["retriever"] == "finetuned" and summary["global_step"] == 2 and summary["seed"] == 0
     assert not list(tmp_path.glob(".model*"))  # no staging leftovers
+
+
+def test_answer_column_feeds_the_accuracy_reward(world_small, config):
+    """The RL rows' `answer` column is what TRL hands the reward: the query's own trace scores 1, another's 0."""
+    from rarft.reward import accuracy_reward
+
+    items = world_small["train"][:4]
+    rows, _ = build_datasets("rarft", items, corpus_by_id(world_small), fake_retrieval(world_small), {}, config)
+    own = [[{"role": "assistant", "content": it["trace"]}] for it in items]
+    assert accuracy_reward(own, answer=[r["answer"] for r in rows]) == [1.0] * 4
+    wrong = [r["answer"] for r in rows[1:] + rows[:1]]
+    assert sum(accuracy_reward(own, answer=wrong)) < 4
