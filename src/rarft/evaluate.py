@@ -1,0 +1,277 @@
+"""average@k evaluation, as the paper scores models, plus the intervals the paper does not report.
+
+`evaluate_policy` samples k completions per benchmark problem for one setting (`none`, `top1-<R>`,
+`topk-<R>`), appends every sample to `samples.jsonl` (a killed run resumes from it) and writes
+`summary.json`: average@k, a bootstrap CI over problems, pass@1 and unbiased pass@k per benchmark.
+The estimators are plain numpy functions, also used by the analysis stage (paired bootstrap).
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from collections import defaultdict
+from pathlib import Path
+
+import numpy as np
+
+from rarft.config import ConfigError, add_config_argument, get, load_config
+from rarft.io import DataError, JsonlAppender, read_json, read_jsonl, text_sha256, write_json
+
+# ---- estimators ----
+
+
+def average_at_k(rewards) -> float:
+    """Mean accuracy over all samples of all problems (rewards: problems x k, 0/1)."""
+    return float(np.mean(np.asarray(rewards, dtype=float)))
+
+
+def pass_at_k(n: int, c: int, k: int) -> float:
+    """Unbiased pass@k for one problem with c correct of n samples (Chen et al., 2021):
+    1 - C(n-c, k) / C(n, k), computed as a stable product."""
+    if k > n:
+        raise ValueError(f"pass@k needs k <= n (k={k}, n={n})")
+    if n - c < k:
+        return 1.0
+    return float(1.0 - np.prod(1.0 - k / np.arange(n - c + 1, n + 1)))
+
+
+def mean_pass_at_k(rewards, k: int) -> float:
+    """pass@k averaged over problems (rewards: problems x n)."""
+    r = np.asarray(rewards, dtype=float)
+    return float(np.mean([pass_at_k(r.shape[1], int(row.sum()), k) for row in r]))
+
+
+def bootstrap_ci(per_problem, resamples: int = 2000, level: float = 0.95, seed: int = 0) -> tuple[float, float]:
+    """Percentile bootstrap interval of the mean over problems (resampling problems with replacement)."""
+    x = np.asarray(per_problem, dtype=float)
+    rng = np.random.default_rng(seed)
+    means = x[rng.integers(0, len(x), size=(resamples, len(x)))].mean(axis=1)
+    alpha = (1.0 - level) / 2
+    return float(np.quantile(means, alpha)), float(np.quantile(means, 1 - alpha))
+
+
+def paired_bootstrap(a, b, resamples: int = 2000, level: float = 0.95, seed: int = 0) -> dict:
+    """Compare two runs on the SAME problems (a[i], b[i]: per-problem scores of problem i).
+
+    Resamples problems jointly; returns the mean difference a - b, its percentile interval and a
+    two-sided bootstrap p-value (twice the share of resampled differences on the far side of 0).
+    """
+    a, b = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
+    if a.shape != b.shape:
+        raise ValueError(f"paired bootstrap needs the same problems in both runs ({a.shape} vs {b.shape})")
+    d = a - b
+    rng = np.random.default_rng(seed)
+    diffs = d[rng.integers(0, len(d), size=(resamples, len(d)))].mean(axis=1)
+    alpha = (1.0 - level) / 2
+    p = 2 * min(np.mean(diffs <= 0), np.mean(diffs >= 0))
+    return {"diff": float(d.mean()), "ci_low": float(np.quantile(diffs, alpha)),
+            "ci_high": float(np.quantile(diffs, 1 - alpha)), "p_value": float(min(1.0, p))}
+
+
+# ---- settings and units ----
+
+
+def parse_setting(setting: str) -> tuple[str, str | None]:
+    """'none' -> ('none', None); 'top1-bm25' -> ('top1', 'bm25'); 'topk-finetuned' -> ('topk', 'finetuned')."""
+    if setting == "none":
+        return "none", None
+    mode, _, retriever = setting.partition("-")
+    if mode not in ("top1", "topk") or not retriever:
+        raise ConfigError(f"--setting {setting!r}: expected none, top1-<retriever> or topk-<retriever>")
+    return mode, retriever
+
+
+def build_units(benchmarks: dict[str, list[dict]], setting: str, config: dict,
+                retrieval: list[dict] | None, corpus: list[dict] | None) -> list[dict]:
+    """One unit per (benchmark, problem, context rank): the prompt and what a sample row records."""
+    from rarft.prompts import build_prompt
+
+    mode, retriever = parse_setting(setting)
+    ranks = {"none": 1, "top1": 1, "topk": int(get(config, "analysis.diversity_top_k", 4))}[mode]
+    by_query, by_id = {}, {}
+    if mode != "none":
+        if retrieval is None or corpus is None:
+            raise ConfigError(f"--setting {setting}: needs --retrieval and --corpus")
+        by_query = {(r.get("split"), r.get("id")): r for r in retrieval}
+        by_id = {c["id"]: c for c in corpus}
+    units = []
+    for bench, items in benchmarks.items():
+        for item in items:
+            for rank in range(ranks):
+                ctx = None
+                if mode != "none":
+                    row = by_query.get((bench, item["id"]))
+                    if row is None:
+                        raise DataError(f"retrieval ({retriever}): no row with split={bench!r}, id={item['id']!r}")
+                    contexts = row.get("contexts") or []
+                    if len(contexts) <= rank:
+                        raise DataError(f"retrieval ({retriever}): row {bench}/{item['id']} has {len(contexts)} "
+                                        f"contexts, setting {setting} needs {rank + 1}")
+                    ctx = by_id.get(contexts[rank]["id"])
+                    if ctx is None:
+                        raise DataError(f"corpus: context id {contexts[rank]['id']!r} (retrieved for "
+                                        f"{bench}/{item['id']}) is not in the corpus")
+                units.append({
+                    "benchmark": bench, "problem_id": item["id"], "answer": item["answer"],
+                    "context_id": ctx["id"] if ctx else None, "context_rank": rank,
+                    "prompt": build_prompt(item["problem"], [ctx] if ctx else [], target_id=item["id"]),
+                })
+    return units
+
+
+# ---- the stage ----
+
+
+def evaluate_policy(backend, policy_name: str, setting: str, benchmarks: dict[str, list[dict]], config: dict,
+                    out_dir: str | Path, retrieval: list[dict] | None = None, corpus: list[dict] | None = None,
+                    k: int | None = None) -> dict:
+    """Sample k completions per unit with ``backend``, score them, write samples.jsonl and summary.json.
+
+    Units already complete in ``out_dir/samples.jsonl`` are not generated again; a partly written
+    unit gets only its missing samples. Returns the summary.
+    """
+    from tqdm.auto import tqdm
+
+    from rarft.generation import Sampling
+    from rarft.reward import extract_boxed, math_reward
+
+    out_dir = Path(out_dir)
+    k = int(k or get(config, "evaluation.k", 32))
+    ev = get(config, "evaluation", {}) or {}
+    units = build_units(benchmarks, setting, config, retrieval, corpus)
+    run_meta = {"policy": policy_name, "setting": setting, "k": k, "temperature": ev.get("temperature", 1.0),
+                "top_p": ev.get("top_p", 1.0), "max_new_tokens": ev.get("max_new_tokens", 256),
+                "seed": get(config, "seed", 0),
+                "units": text_sha256(*(f"{u['benchmark']}/{u['problem_id']}/{u['context_id']}" for u in units))}
+    meta_path = out_dir / "run.json"
+    samples_path = out_dir / "samples.jsonl"
+    if samples_path.exists() and meta_path.exists() and read_json(meta_path) != run_meta:
+        raise DataError(f"{samples_path}: written by a different run ({meta_path} differs: policy, setting, "
+                        "sampling or problems changed); delete the directory to start over")
+    write_json(meta_path, run_meta)
+
+    t0 = time.time()
+    with JsonlAppender(samples_path) as log:
+        have: dict[tuple, set[int]] = defaultdict(set)
+        for r in log.rows:
+            have[(r["benchmark"], r["problem_id"], r["context_rank"])].add(r["sample"])
+        todo = []
+        for u in units:
+            missing = [s for s in range(k) if s not in have[(u["benchmark"], u["problem_id"], u["context_rank"])]]
+            if missing:
+                todo.append((u, missing))
+        resumed = sum(len(v) for v in have.values())
+        # Prompts sharing a missing-sample count go to the backend together, in chunks of about
+        # generation.batch_size sequences: each chunk is written as soon as it is scored.
+        groups: dict[int, list] = defaultdict(list)
+        for u, missing in todo:
+            groups[len(missing)].append((u, missing))
+        batch = int(get(config, "generation.batch_size", 64))
+        bar = tqdm(total=sum(len(m) for _, m in todo), desc=f"evaluate {policy_name}/{setting}", unit="sample")
+        for n, group in groups.items():
+            per_call = max(1, batch // n)
+            for start in range(0, len(group), per_call):
+                chunk = group[start:start + per_call]
+                first = chunk[0][0]
+                seed = int(text_sha256(first["benchmark"], first["problem_id"], str(first["context_rank"]),
+                                       str(run_meta["seed"]))[:8], 16)
+                sampling = Sampling(n=n, temperature=float(ev.get("temperature", 1.0)), top_p=float(ev.get("top_p", 1.0)),
+                                    max_new_tokens=int(ev.get("max_new_tokens", 256)), seed=seed)
+                completions = backend.generate([u["prompt"] for u, _ in chunk], sampling)
+                for (u, missing), texts in zip(chunk, completions):
+                    for s, text in zip(missing, texts):
+                        log.append({"benchmark": u["benchmark"], "problem_id": u["problem_id"],
+                                    "context_id": u["context_id"], "context_rank": u["context_rank"], "sample": s,
+                                    "completion": text, "extracted": extract_boxed(text),
+                                    "reward": math_reward(text, u["answer"])})
+                    bar.update(len(missing))
+        bar.close()
+        rows = list(log.rows)
+
+    summary = summarise(rows, units, policy_name, setting, k, config)
+    write_json(out_dir / "summary.json", summary)
+    line = ", ".join(f"{b} {v['average_at_k']:.3f} [{v['ci_low']:.3f}, {v['ci_high']:.3f}]"
+                     for b, v in summary["benchmarks"].items())
+    print(f"evaluate {policy_name}/{setting}: average@{k} {line} ({len(rows) - resumed} new samples, "
+          f"{resumed} resumed, {time.time() - t0:.0f}s)")
+    return summary
+
+
+def summarise(rows: list[dict], units: list[dict], policy_name: str, setting: str, k: int, config: dict) -> dict:
+    """summary.json from sample rows (only the units of this run, only sample indices < k)."""
+    topk = setting.startswith("topk-")
+    rewards: dict[tuple, dict[int, float]] = defaultdict(dict)
+    for r in rows:
+        if 0 <= r["sample"] < k:
+            rewards[(r["benchmark"], r["problem_id"], r["context_rank"])][r["sample"]] = float(r["reward"])
+    ev = get(config, "evaluation", {}) or {}
+    out = {"policy": policy_name, "setting": setting, "k": k, "benchmarks": {}, "per_problem": {}}
+    by_bench: dict[str, list] = defaultdict(list)
+    for u in units:
+        key = (u["benchmark"], u["problem_id"], u["context_rank"])
+        got = rewards.get(key, {})
+        if len(got) != k:
+            raise DataError(f"samples: {u['benchmark']}/{u['problem_id']} rank {u['context_rank']} has "
+                            f"{len(got)} of {k} samples")
+        by_bench[u["benchmark"]].append((u, [got[s] for s in range(k)]))
+    for bench, entries in by_bench.items():
+        matrix = np.array([r for _, r in entries])
+        per_problem = matrix.mean(axis=1)
+        low, high = bootstrap_ci(per_problem, int(ev.get("bootstrap_resamples", 2000)),
+                                 float(ev.get("ci_level", 0.95)), seed=int(get(config, "seed", 0)))
+        out["benchmarks"][bench] = {
+            "average_at_k": average_at_k(matrix), "ci_low": low, "ci_high": high,
+            "pass_at_1": mean_pass_at_k(matrix, 1), "pass_at_k": mean_pass_at_k(matrix, k),
+            "n_problems": len({u["problem_id"] for u, _ in entries}),
+        }
+        out["per_problem"][bench] = {
+            (f"{u['problem_id']}#{u['context_rank']}" if topk else u["problem_id"]): float(p)
+            for (u, _), p in zip(entries, per_problem)
+        }
+    return out
+
+
+def load_benchmarks(paths: list[str]) -> dict[str, list[dict]]:
+    """{file stem: items}; every item needs id, problem and answer."""
+    out = {}
+    for p in paths:
+        items = read_jsonl(p)
+        for i, item in enumerate(items, 1):
+            for key in ("id", "problem", "answer"):
+                if not isinstance(item.get(key), str) or not item[key].strip():
+                    raise DataError(f"{p}, row {i}: missing or empty {key!r}")
+        out[Path(p).name.removesuffix(".jsonl")] = items
+    return out
+
+
+def cli(argv: list[str]) -> int:
+    p = argparse.ArgumentParser(prog="rarft evaluate", description="average@k of a policy on the benchmarks.")
+    add_config_argument(p)
+    p.add_argument("--policy-dir", required=True, help="models/policy/<P> (checkpoint dir or pointer)")
+    p.add_argument("--policy-name", required=True, help="<P>, recorded in summary.json")
+    p.add_argument("--setting", required=True, help="none | top1-<retriever> | topk-<retriever>")
+    p.add_argument("--benchmarks", nargs="+", required=True, metavar="JSONL", help="data/clean/bench/<name>.jsonl")
+    p.add_argument("--retrieval", help="data/retrieval/<R>.jsonl (top1-/topk- settings)")
+    p.add_argument("--corpus", help="data/traces/corpus.jsonl (top1-/topk- settings)")
+    p.add_argument("--out", required=True, help="runs/eval/<P>/<S>: samples.jsonl, summary.json")
+    p.add_argument("--backend", choices=["transformers", "vllm", "openai"], help="default: generation.backend")
+    p.add_argument("--k", type=int, help="samples per problem (default: evaluation.k)")
+    args = p.parse_args(argv)
+    config = load_config(args.config)
+    parse_setting(args.setting)
+    benchmarks = load_benchmarks(args.benchmarks)
+    retrieval = read_jsonl(args.retrieval) if args.retrieval else None
+    corpus = read_jsonl(args.corpus) if args.corpus else None
+    if not Path(args.policy_dir).exists():
+        raise DataError(f"{args.policy_dir}: policy directory not found")
+
+    from rarft.generation import make_backend
+
+    backend = make_backend(args.policy_dir, config, args.backend)
+    try:
+        evaluate_policy(backend, args.policy_name, args.setting, benchmarks, config, args.out,
+                        retrieval=retrieval, corpus=corpus, k=args.k)
+    finally:
+        backend.close()
+    return 0

@@ -1,0 +1,214 @@
+"""Estimators against hand-computed values; evaluate_policy's files, settings and resume after a kill."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+
+from rarft.evaluate import (average_at_k, bootstrap_ci, build_units, evaluate_policy, mean_pass_at_k,
+                            paired_bootstrap, parse_setting, pass_at_k)
+from rarft.io import DataError, read_json, read_jsonl
+
+
+# ---- estimators ----
+
+def test_pass_at_k_hand_computed():
+    assert pass_at_k(5, 2, 2) == pytest.approx(1 - math.comb(3, 2) / math.comb(5, 2))  # 0.7
+    assert pass_at_k(5, 2, 2) == pytest.approx(0.7)
+    assert pass_at_k(5, 1, 1) == pytest.approx(0.2)      # pass@1 = c / n
+    assert pass_at_k(32, 8, 1) == pytest.approx(0.25)
+    assert pass_at_k(4, 0, 2) == 0.0
+    assert pass_at_k(4, 3, 2) == 1.0                     # fewer than k wrong samples: always a hit
+    assert pass_at_k(10, 3, 10) == 1.0
+    assert pass_at_k(10, 0, 10) == 0.0
+    with pytest.raises(ValueError):
+        pass_at_k(3, 1, 4)
+
+
+def test_average_and_mean_pass_at_k():
+    rewards = [[1, 0, 0, 0], [1, 1, 0, 0], [0, 0, 0, 0]]
+    assert average_at_k(rewards) == pytest.approx(3 / 12)
+    # per problem pass@2: 1 - C(3,2)/C(4,2) = 0.5; 1 - C(2,2)/C(4,2) = 5/6; 0
+    assert mean_pass_at_k(rewards, 2) == pytest.approx((0.5 + 5 / 6 + 0) / 3)
+    assert mean_pass_at_k(rewards, 1) == pytest.approx(average_at_k(rewards))
+    assert mean_pass_at_k(rewards, 4) == pytest.approx(2 / 3)
+
+
+def test_bootstrap_ci_hand_computed_cases():
+    assert bootstrap_ci([0.4] * 10, 500) == (pytest.approx(0.4), pytest.approx(0.4))
+    # two problems, scores 0 and 1: resampled means are 0, 0.5, 1 with prob 1/4, 1/2, 1/4,
+    # so the 2.5% and 97.5% quantiles are 0 and 1
+    assert bootstrap_ci([0.0, 1.0], 4000, 0.95, seed=3) == (0.0, 1.0)
+    # a 20% interval of the same: the 40% and 60% quantiles both fall in the 0.5 mass (25%..75%)
+    assert bootstrap_ci([0.0, 1.0], 4000, 0.2, seed=3) == (0.5, 0.5)
+    low, high = bootstrap_ci([0, 0, 0, 1, 1, 1, 1, 1], 2000, seed=0)
+    assert low < 5 / 8 < high and high - low < 0.8
+    assert bootstrap_ci([0, 1, 1, 0, 1], 2000, seed=7) == bootstrap_ci([0, 1, 1, 0, 1], 2000, seed=7)
+
+
+def test_paired_bootstrap():
+    a = [0.5, 0.25, 1.0, 0.0]
+    same = paired_bootstrap(a, a, 1000)
+    assert same["diff"] == 0.0 and same["ci_low"] == 0.0 and same["ci_high"] == 0.0 and same["p_value"] == 1.0
+    shifted = paired_bootstrap([x + 0.1 for x in a], a, 1000)
+    assert shifted["diff"] == pytest.approx(0.1) and shifted["ci_low"] == pytest.approx(0.1)
+    assert shifted["p_value"] == 0.0
+    # differences +1, -1: the mean difference is 0 and the interval spans both signs
+    mixed = paired_bootstrap([1.0, 0.0], [0.0, 1.0], 4000, seed=1)
+    assert mixed["diff"] == 0.0 and mixed["ci_low"] == -1.0 and mixed["ci_high"] == 1.0 and mixed["p_value"] == 1.0
+    with pytest.raises(ValueError):
+        paired_bootstrap([1.0], [1.0, 0.0])
+
+
+def test_parse_setting():
+    assert parse_setting("none") == ("none", None)
+    assert parse_setting("top1-bm25") == ("top1", "bm25")
+    assert parse_setting("topk-finetuned") == ("topk", "finetuned")
+    from rarft.config import ConfigError
+    for bad in ("top2-x", "top1-", "random"):
+        with pytest.raises(ConfigError):
+            parse_setting(bad)
+
+
+# ---- evaluate_policy with a scripted backend (deterministic text per prompt and sample) ----
+
+class ScriptedBackend:
+    """Right on every sample of problems with an even-length text, wrong on the others; counts sequences.
+
+    Independent of the seed and the sample index, so a resumed run must reproduce the full run exactly.
+    """
+
+    def __init__(self, answers: dict[str, str]):
+        self.answers, self.sequences, self.prompts = answers, 0, []
+
+    def generate(self, prompts, sampling):
+        out = []
+        for p in prompts:
+            text = p[-1]["content"]
+            self.prompts.append(text)
+            problem = text.split("Problem:\n", 1)[1].split("\n\n")[0]
+            gold = self.answers[problem]
+            out.append([f"so \\boxed{{{gold if len(problem) % 2 == 0 else 'x'}}}"] * sampling.n)
+            self.sequences += sampling.n
+        return out
+
+    def close(self):
+        pass
+
+
+CFG = {"seed": 0, "generation": {"batch_size": 8}, "analysis": {"diversity_top_k": 2},
+       "evaluation": {"k": 4, "temperature": 1.0, "top_p": 1.0, "max_new_tokens": 16, "bootstrap_resamples": 200,
+                      "ci_level": 0.95}}
+
+
+@pytest.fixture()
+def benches(world_small):
+    return {"bench_easy": world_small["bench_easy"][:3], "bench_hard": world_small["bench_hard"][:2]}
+
+
+def scripted(benches):
+    return ScriptedBackend({i["problem"]: i["answer"] for items in benches.values() for i in items})
+
+
+def test_evaluate_none_writes_samples_and_summary(benches, tmp_path):
+    backend = scripted(benches)
+    summary = evaluate_policy(backend, "base", "none", benches, CFG, tmp_path)
+    rows = read_jsonl(tmp_path / "samples.jsonl")
+    assert len(rows) == 5 * 4 and backend.sequences == 20
+    assert set(rows[0]) == {"benchmark", "problem_id", "context_id", "context_rank", "sample", "completion",
+                            "extracted", "reward"}
+    assert all(r["context_id"] is None and r["context_rank"] == 0 for r in rows)
+    for bench, items in benches.items():
+        right = {i["id"]: float(len(i["problem"]) % 2 == 0) for i in items}
+        b = summary["benchmarks"][bench]
+        expected = sum(right.values()) / len(items)
+        assert b["average_at_k"] == pytest.approx(expected) and b["n_problems"] == len(items)
+        assert b["pass_at_1"] == pytest.approx(expected) and b["pass_at_k"] == pytest.approx(expected)
+        assert b["ci_low"] <= expected <= b["ci_high"]
+        assert summary["per_problem"][bench] == right
+    assert 0 < sum(r["reward"] for r in rows) < len(rows)  # both verdicts occur: the test can fail
+    assert read_json(tmp_path / "summary.json") == summary
+    assert summary["k"] == 4 and summary["policy"] == "base" and summary["setting"] == "none"
+
+
+def test_evaluate_resumes_after_kill_with_torn_line(benches, tmp_path):
+    full = evaluate_policy(scripted(benches), "base", "none", benches, CFG, tmp_path / "a")
+    lines = (tmp_path / "a" / "samples.jsonl").read_text().splitlines(keepends=True)
+    out = tmp_path / "b"
+    out.mkdir()
+    # a kill after 9 whole rows, in the middle of writing the 10th
+    (out / "samples.jsonl").write_text("".join(lines[:9]) + lines[9][: len(lines[9]) // 2])
+    backend = scripted(benches)
+    resumed = evaluate_policy(backend, "base", "none", benches, CFG, out)
+    assert backend.sequences == 20 - 9  # only the missing samples were generated
+    rows = read_jsonl(out / "samples.jsonl")
+    keys = [(r["benchmark"], r["problem_id"], r["sample"]) for r in rows]
+    assert len(keys) == 20 and len(set(keys)) == 20
+    assert resumed == full
+    # a complete run resumes to the same result without generating anything
+    again = scripted(benches)
+    assert evaluate_policy(again, "base", "none", benches, CFG, out) == full and again.sequences == 0
+
+
+def test_resume_refuses_samples_of_another_run(benches, tmp_path):
+    evaluate_policy(scripted(benches), "base", "none", benches, CFG, tmp_path)
+    with pytest.raises(DataError, match="different run"):
+        evaluate_policy(scripted(benches), "grpo", "none", benches, CFG, tmp_path)
+
+
+def _retrieval(world_small, benches):
+    corpus = world_small["corpus"]
+    return [{"id": i["id"], "split": b, "contexts": [{"id": corpus[j]["id"], "score": 1.0 - j / 10}
+                                                     for j in range(n, n + 3)]}
+            for b, items in benches.items() for n, i in enumerate(items)]
+
+
+def test_top1_and_topk_settings_use_retrieved_contexts(world_small, benches, tmp_path):
+    retrieval, corpus = _retrieval(world_small, benches), world_small["corpus"]
+    backend = scripted(benches)
+    top1 = evaluate_policy(backend, "rarft", "top1-bm25", benches, CFG, tmp_path / "top1", retrieval, corpus)
+    rows = read_jsonl(tmp_path / "top1" / "samples.jsonl")
+    first = next(r for r in rows if r["problem_id"] == benches["bench_easy"][0]["id"])
+    assert first["context_id"] == corpus[0]["id"] and first["context_rank"] == 0
+    assert corpus[0]["trace"] in backend.prompts[0]
+    assert top1["benchmarks"]["bench_easy"]["n_problems"] == 3
+
+    topk = evaluate_policy(scripted(benches), "rarft", "topk-bm25", benches, CFG, tmp_path / "topk", retrieval, corpus)
+    rows = read_jsonl(tmp_path / "topk" / "samples.jsonl")
+    assert len(rows) == 5 * 2 * 4  # diversity_top_k = 2 contexts, each evaluated separately
+    pid = benches["bench_hard"][1]["id"]
+    assert {r["context_id"] for r in rows if r["problem_id"] == pid} == {corpus[1]["id"], corpus[2]["id"]}
+    assert set(topk["per_problem"]["bench_hard"]) == {f"{i['id']}#{r}" for i in benches["bench_hard"] for r in (0, 1)}
+    assert topk["benchmarks"]["bench_hard"]["n_problems"] == 2
+
+
+def test_missing_retrieval_row_is_a_data_error(world_small, benches):
+    retrieval = _retrieval(world_small, benches)[1:]
+    with pytest.raises(DataError, match="no row with split='bench_easy'"):
+        build_units(benches, "top1-bm25", CFG, retrieval, world_small["corpus"])
+
+
+def test_cli_end_to_end_with_tiny_policy(world_small, tiny_policy_dir, tmp_path, monkeypatch):
+    import yaml
+
+    from rarft.cli import main
+    from rarft.io import write_jsonl
+
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    bench = tmp_path / "bench" / "mini.jsonl"
+    write_jsonl(bench, world_small["bench_easy"][:2])
+    override = tmp_path / "override.yaml"
+    override.write_text(yaml.safe_dump({"device": "cpu", "evaluation": {"k": 2, "max_new_tokens": 8,
+                                                                         "bootstrap_resamples": 100}}))
+    out = tmp_path / "eval"
+    rc = main(["evaluate", "--config", "params.yaml", str(override), "--policy-dir", str(tiny_policy_dir),
+               "--policy-name", "base", "--setting", "none", "--benchmarks", str(bench), "--out", str(out)])
+    assert rc == 0
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["k"] == 2 and summary["benchmarks"]["mini"]["n_problems"] == 2
+    assert len(read_jsonl(out / "samples.jsonl")) == 4
+    # a missing benchmark file is a clean error naming the file, exit code 2
+    assert main(["evaluate", "--policy-dir", str(tiny_policy_dir), "--policy-name", "base", "--setting", "none",
+                 "--benchmarks", str(tmp_path / "nope.jsonl"), "--out", str(out)]) == 2
