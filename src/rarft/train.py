@@ -206,7 +206,8 @@ def rl_args(trainer: str, config: dict, run_dir: Path, n_problems: list[int], re
     )
     if kwargs["use_vllm"]:
         kwargs.update(vllm_mode=rl.get("vllm_mode", "colocate"),
-                      vllm_gpu_memory_utilization=float(get(config, "generation.vllm.gpu_memory_utilization", 0.3)),
+                      # colocated with training on the same GPU: far below the standalone backend's share
+                      vllm_gpu_memory_utilization=float(rl.get("vllm_gpu_memory_utilization", 0.3)),
                       vllm_tensor_parallel_size=int(get(config, "generation.vllm.tensor_parallel_size", 1)))
         if rl.get("vllm_server_base_url"):
             kwargs["vllm_server_base_url"] = rl["vllm_server_base_url"]
