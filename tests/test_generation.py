@@ -64,14 +64,20 @@ def test_transformers_greedy_matches_per_sample_generation(tf_backend, prompts):
     assert all(s[0] == s[1] for s in batched)
 
 
-def test_from_model_wraps_in_memory_model_and_restores_train_mode(tiny_policy_dir, prompts):
+def test_from_model_wraps_in_memory_model_restores_mode_and_rng(tiny_policy_dir, prompts):
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     model = AutoModelForCausalLM.from_pretrained(tiny_policy_dir)
     model.train()
     backend = TransformersBackend.from_model(model, AutoTokenizer.from_pretrained(tiny_policy_dir), CONFIG)
+    import torch
+
+    torch.manual_seed(5)
+    expected = torch.rand(3)
+    torch.manual_seed(5)
     check_contract(backend, prompts[:1], n=2)
     assert model.training
+    assert torch.equal(torch.rand(3), expected)  # the caller's (trainer's) RNG stream is untouched
 
 
 def test_unknown_backend_is_a_config_error():

@@ -104,30 +104,33 @@ class TransformersBackend:
         seqs = sorted(((i, s) for i in range(len(texts)) for s in range(sampling.n)), key=lambda t: -lengths[t[0]])
         out: list[list[str]] = [[""] * sampling.n for _ in texts]
         do_sample = sampling.temperature > 0
+        kwargs = dict(do_sample=do_sample, max_new_tokens=sampling.max_new_tokens,
+                      pad_token_id=self.tokenizer.pad_token_id)
+        if do_sample:  # top_k=0: plain temperature/top-p sampling, as vLLM and the paper sample
+            kwargs.update(temperature=sampling.temperature, top_p=sampling.top_p, top_k=0)
+        else:
+            kwargs.update(temperature=None, top_p=None, top_k=None)
         was_training = self.model.training
-        self.model.eval()
-        torch.manual_seed(sampling.seed)
+        device = self.model.device
+        cuda_ids = [device.index if device.index is not None else torch.cuda.current_device()] if device.type == "cuda" else []
         bar = tqdm(total=len(seqs), desc="generate", unit="seq", disable=not self.show_progress, leave=False)
-        try:
-            for start in range(0, len(seqs), self.batch_size):
-                chunk = seqs[start:start + self.batch_size]
-                enc = self.tokenizer([texts[i] for i, _ in chunk], return_tensors="pt", padding=True,
-                                     padding_side="left", add_special_tokens=False).to(self.model.device)
-                kwargs = dict(do_sample=do_sample, max_new_tokens=sampling.max_new_tokens,
-                              pad_token_id=self.tokenizer.pad_token_id)
-                if do_sample:
-                    kwargs.update(temperature=sampling.temperature, top_p=sampling.top_p, top_k=0)
-                else:
-                    kwargs.update(temperature=None, top_p=None, top_k=None)
-                with torch.inference_mode():
+        # A forked RNG: a trainer's validation call must not reset the trainer's own random stream.
+        with torch.random.fork_rng(devices=cuda_ids), torch.inference_mode():
+            torch.manual_seed(sampling.seed)
+            self.model.eval()
+            try:
+                for start in range(0, len(seqs), self.batch_size):
+                    chunk = seqs[start:start + self.batch_size]
+                    enc = self.tokenizer([texts[i] for i, _ in chunk], return_tensors="pt", padding=True,
+                                         padding_side="left", add_special_tokens=False).to(device)
                     ids = self.model.generate(**enc, **kwargs)
-                decoded = self.tokenizer.batch_decode(ids[:, enc["input_ids"].shape[1]:], skip_special_tokens=True)
-                for (i, s), text in zip(chunk, decoded):
-                    out[i][s] = text
-                bar.update(len(chunk))
-        finally:
-            bar.close()
-            self.model.train(was_training)
+                    decoded = self.tokenizer.batch_decode(ids[:, enc["input_ids"].shape[1]:], skip_special_tokens=True)
+                    for (i, s), text in zip(chunk, decoded):
+                        out[i][s] = text
+                    bar.update(len(chunk))
+            finally:
+                bar.close()
+                self.model.train(was_training)
         return out
 
     def close(self) -> None:
