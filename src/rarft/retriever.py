@@ -254,7 +254,7 @@ def evaluate_retrievers(config: dict, queries: Sequence[dict], corpus: Sequence[
 
 def verdict(rows: list[dict]) -> str:
     by = {(r["retriever"], r["against"]): r for r in rows}
-    for against in ("oracle", *sorted({r["against"] for r in rows})):
+    for against in ("oracle-strategy", "oracle-labels", *sorted({r["against"] for r in rows})):
         ft, off = by.get(("finetuned", against)), by.get(("offshelf", against))
         if ft and off and ft["n_queries"]:
             word = "beats" if ft["recall@1"] > off["recall@1"] else "does NOT beat"
@@ -311,14 +311,14 @@ def cli_evaluate(argv: list[str]) -> int:
     corpus = load_items(args.corpus, ("id", "problem", "trace"))
     queries = [q for q in train if q["id"] in holdout]
     train_on = get(config, "labels.train_on", "gain")
-    relevance = {train_on: positives(load_labels(args.labels), holdout)}
+    relevance = {f"{train_on}-labels": positives(load_labels(args.labels), holdout)}
     oracle = oracle_relevance(queries, corpus)
     if oracle:
-        relevance["oracle"] = oracle
-        source = "oracle = same latent strategy, over the whole corpus"
+        relevance["oracle-strategy"] = oracle
+        source = "oracle-strategy = same latent strategy, over the whole corpus"
     elif args.oracle_labels:
-        relevance["oracle"] = positives(load_labels(args.oracle_labels), holdout)
-        source = f"oracle = positives of {args.oracle_labels}"
+        relevance["oracle-labels"] = positives(load_labels(args.oracle_labels), holdout)
+        source = f"oracle-labels = positives of {args.oracle_labels}"
     else:
         source = "no oracle available"
     rows = evaluate_retrievers(config, queries, corpus, relevance, args.finetuned, args.cache_dir)
@@ -326,7 +326,7 @@ def cli_evaluate(argv: list[str]) -> int:
     note = (f"{len(queries)} held-out training queries ({Path(args.finetuned) / 'holdout.json'}); whole corpus of "
             f"{len(corpus)} ranked with the retrieval exclusion rules. recall@k: share of queries with a relevant "
             f"document in the top k (k = 1, {k}); mrr: mean reciprocal rank of the first relevant document "
-            f"(0 beyond rank {MRR_DEPTH}). Labels: {train_on} = positives of {args.labels}; {source}.")
+            f"(0 beyond rank {MRR_DEPTH}). Labels: {train_on}-labels = positives of {args.labels}; {source}.")
     write_tables(rows, args.out_dir, note)
     print(f"evaluate-retrievers: {len(rows)} rows -> {args.out_dir}/retrievers.{{md,csv}} "
           f"({time.time() - t0:.1f}s). {verdict(rows)}")
