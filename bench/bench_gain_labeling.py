@@ -9,6 +9,9 @@ The speed-up therefore has two sources, reported separately: fewer sequences (M 
 prompts per query) and batching (sequences per second). On vLLM, prefix caching adds to the second.
 
     python bench/bench_gain_labeling.py [--queries 6] [--candidates 4] [--samples 4] [--tokens 32]
+
+Measured here (2 shared CPU cores, tiny random policy, 4 queries x 4 candidates x 4 samples, 24 tokens):
+naive 260.7 s, batched 32.0 s: 8.1x = 1.6x fewer sequences * 5.1x throughput.
 """
 
 from __future__ import annotations
@@ -53,6 +56,8 @@ def main() -> None:
         policy = args.policy_dir or str(build_tiny_policy(world_texts(queries + corpus), config["policy"]["tiny"],
                                                           Path(tmp) / "tiny", seed=0))
         backend = make_backend(resolve_model(policy), config)
+        if hasattr(backend, "show_progress"):
+            backend.show_progress = False  # one bar per call would swamp the naive loop's output
         sampling = Sampling(n=args.samples, temperature=1.0, max_new_tokens=args.tokens, seed=0)
         backend.generate([build_prompt(queries[0]["problem"])], sampling)  # warm-up (lazy loading)
 
