@@ -218,3 +218,15 @@ def test_answer_column_feeds_the_accuracy_reward(world_small, config):
     assert accuracy_reward(own, answer=[r["answer"] for r in rows]) == [1.0] * 4
     wrong = [r["answer"] for r in rows[1:] + rows[:1]]
     assert sum(accuracy_reward(own, answer=wrong)) < 4
+
+
+def test_vllm_on_cpu_is_a_config_error(config, tmp_path):
+    from rarft.config import ConfigError
+    from rarft.train import rl_args
+
+    cfg = tiny_config(config, use_vllm=True)
+    with pytest.raises(ConfigError, match="use_vllm"):
+        rl_args("grpo", cfg, tmp_path, [4], resume=False)
+    args = rl_args("dapo", tiny_config(config), tmp_path, [4], resume=False)
+    assert (args.loss_type, args.epsilon_high, args.mask_truncated_completions, args.beta) == ("dapo", 0.28, True, 0.0)
+    assert rl_args("grpo", tiny_config(config), tmp_path, [4], resume=False).loss_type == "grpo"

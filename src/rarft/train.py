@@ -205,6 +205,12 @@ def rl_args(trainer: str, config: dict, run_dir: Path, n_problems: list[int], re
         shuffle_dataset=True,
     )
     if kwargs["use_vllm"]:
+        import importlib.util
+
+        if kwargs["use_cpu"]:
+            raise ConfigError("rl.use_vllm: vLLM generation needs a CUDA device; set rl.use_vllm: false on CPU")
+        if rl.get("vllm_mode", "colocate") == "colocate" and importlib.util.find_spec("vllm") is None:
+            raise ConfigError("rl.use_vllm: vllm is not installed (pip install -e '.[gpu]')")
         kwargs.update(vllm_mode=rl.get("vllm_mode", "colocate"),
                       # colocated with training on the same GPU: far below the standalone backend's share
                       vllm_gpu_memory_utilization=float(rl.get("vllm_gpu_memory_utilization", 0.3)),
