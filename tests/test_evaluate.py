@@ -138,11 +138,13 @@ def test_evaluate_resumes_after_kill_with_torn_line(benches, tmp_path):
     lines = (tmp_path / "a" / "samples.jsonl").read_text().splitlines(keepends=True)
     out = tmp_path / "b"
     out.mkdir()
-    # a kill after 9 whole rows, in the middle of writing the 10th
-    (out / "samples.jsonl").write_text("".join(lines[:9]) + lines[9][: len(lines[9]) // 2])
+    # a kill after 9 whole rows, in the middle of writing the 10th: only the undeclared partial
+    # file exists (Snakemake/DVC would have deleted a declared samples.jsonl)
+    (out / "samples.partial.jsonl").write_text("".join(lines[:9]) + lines[9][: len(lines[9]) // 2])
     backend = scripted(benches)
     resumed = evaluate_policy(backend, "base", "none", benches, CFG, out)
     assert backend.sequences == 20 - 9  # only the missing samples were generated
+    assert not (out / "samples.partial.jsonl").exists()  # published as samples.jsonl when complete
     rows = read_jsonl(out / "samples.jsonl")
     keys = [(r["benchmark"], r["problem_id"], r["sample"]) for r in rows]
     assert len(keys) == 20 and len(set(keys)) == 20

@@ -9,6 +9,7 @@ The estimators are plain numpy functions, also used by the analysis stage (paire
 from __future__ import annotations
 
 import argparse
+import os
 import time
 from collections import defaultdict
 from pathlib import Path
@@ -145,7 +146,13 @@ def evaluate_policy(backend, policy_name: str, setting: str, benchmarks: dict[st
                 "seed": get(config, "seed", 0),
                 "units": text_sha256(*(f"{u['benchmark']}/{u['problem_id']}/{u['context_id']}" for u in units))}
     meta_path = out_dir / "run.json"
-    samples_path = out_dir / "samples.jsonl"
+    # Samples are appended to an undeclared partial file and published as samples.jsonl only when
+    # complete: Snakemake and DVC delete a killed job's declared outputs before rerunning it, and
+    # the partial file is what lets the rerun resume instead of starting over.
+    samples_path = out_dir / "samples.partial.jsonl"
+    final_path = out_dir / "samples.jsonl"
+    if final_path.exists() and not samples_path.exists():
+        os.replace(final_path, samples_path)  # a finished run re-entered: resume from its samples
     if samples_path.exists() and meta_path.exists() and read_json(meta_path) != run_meta:
         raise DataError(f"{samples_path}: written by a different run ({meta_path} differs: policy, setting, "
                         "sampling or problems changed); delete the directory to start over")
@@ -190,6 +197,7 @@ def evaluate_policy(backend, policy_name: str, setting: str, benchmarks: dict[st
         rows = list(log.rows)
 
     summary = summarise(rows, units, policy_name, setting, k, config)
+    os.replace(samples_path, final_path)
     write_json(out_dir / "summary.json", summary)
     line = ", ".join(f"{b} {v['average_at_k']:.3f} [{v['ci_low']:.3f}, {v['ci_high']:.3f}]"
                      for b, v in summary["benchmarks"].items())
