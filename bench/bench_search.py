@@ -57,7 +57,7 @@ def main(argv=None) -> None:
         # queries near planted corpus points, so the true neighbours are well defined
         planted = rng.integers(0, n, args.queries)
         queries = corpus[planted] + 0.5 * rng.standard_normal((args.queries, args.dim), dtype=np.float32) / np.sqrt(args.dim)
-        queries /= np.linalg.norm(queries, axis=1, keepdims=True)
+        queries = (queries / np.linalg.norm(queries, axis=1, keepdims=True)).astype(np.float32)
         (ours_s, ours_i), t_ours, m_ours = timed(lambda: exact_topk(queries, corpus, args.k))
         theirs, t_theirs, m_theirs = timed(lambda: semantic_search(torch.from_numpy(queries), torch.from_numpy(corpus),
                                                                    top_k=args.k))
