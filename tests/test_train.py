@@ -122,9 +122,9 @@ def digit_reward(completions, **kwargs):
 def tiny_config(config, **rl):
     cfg = copy.deepcopy(config)
     cfg["device"] = "cpu"
-    cfg["rl"].update(max_steps=2, save_steps=1, eval_steps=1, eval_k=2, num_generations=2,
-                     per_device_train_batch_size=4, max_completion_length=8, learning_rate=1e-2,
-                     report_to=["tensorboard"], **rl)
+    cfg["rl"].update({"max_steps": 2, "save_steps": 1, "eval_steps": 1, "eval_k": 2, "num_generations": 2,
+                      "per_device_train_batch_size": 4, "max_completion_length": 8, "learning_rate": 1e-2,
+                      "report_to": ["tensorboard"], **rl})
     return cfg
 
 
@@ -179,6 +179,11 @@ def test_same_seed_same_result_and_resume_after_kill(world_small, tiny_policy_di
     assert max_diff(wa, weights(killed / "model")) < 1e-6
     curve = read_jsonl(killed / "run" / "curve.jsonl")  # step 0 and 1 kept from before the kill
     assert sorted({r["step"] for r in curve}) == [0, 1, 2]
+
+    # Changed settings: the old checkpoints belong to another run and are not resumed.
+    shutil.rmtree(killed / "run" / "checkpoints" / "checkpoint-2")
+    d = run("grpo", world_small, tiny_policy_dir, tiny_config(config, learning_rate=5e-3), tmp_path, "b")
+    assert d["resumed_from"] is None and d["global_step"] == 2
 
 
 def test_cli_rasft_end_to_end_and_missing_retrieval(world_small, tiny_policy_dir, tmp_path):

@@ -25,7 +25,8 @@ from pathlib import Path
 
 from rarft.arms import retriever_of, trainer_of
 from rarft.config import ConfigError, add_config_argument, get, load_config
-from rarft.io import DataError, JsonlAppender, atomic_path, read_jsonl, write_json, write_jsonl
+from rarft.io import (DataError, JsonlAppender, atomic_path, read_jsonl, text_sha256, write_json, write_jsonl,
+                      write_text)
 from rarft.prompts import _norm, build_prompt
 
 CHECKPOINT_DIR = "checkpoints"
@@ -302,6 +303,34 @@ def _last_checkpoint(run_dir: Path) -> str | None:
     return get_last_checkpoint(str(ckpt_dir)) if ckpt_dir.is_dir() else None
 
 
+def run_fingerprint(arm: str, base_dir, train_rows: list[dict], eval_rows: dict, config: dict) -> str:
+    """What a checkpoint must have been trained with to be resumed: arm, base, data, settings."""
+    import json
+
+    keys = {"arm": arm, "base": str(base_dir), "rl": config["rl"], "seed": config.get("seed"),
+            "thinking": get(config, "policy.enable_thinking"), "device": config.get("device")}
+    return text_sha256(json.dumps(keys, sort_keys=True, default=str),
+                       json.dumps([train_rows, eval_rows], sort_keys=True))
+
+
+def _resumable_checkpoint(run_dir: Path, fingerprint: str) -> str | None:
+    """The last checkpoint of an earlier run of the same training, or None. Checkpoints of a run with
+    other settings or data are deleted (with the partial curve): resuming them would mix two runs."""
+    from accelerate import PartialState
+
+    stamp = run_dir / "run_fingerprint.txt"
+    same = stamp.exists() and stamp.read_text().strip() == fingerprint
+    state = PartialState()
+    if not same and state.is_main_process:
+        if (run_dir / CHECKPOINT_DIR).exists() or (run_dir / CURVE_PARTIAL).exists():
+            print(f"train-policy: {run_dir} holds a run with other settings or data; starting over")
+        shutil.rmtree(run_dir / CHECKPOINT_DIR, ignore_errors=True)
+        (run_dir / CURVE_PARTIAL).unlink(missing_ok=True)
+        write_text(stamp, fingerprint + "\n")
+    state.wait_for_everyone()
+    return _last_checkpoint(run_dir) if same else None
+
+
 def build_datasets(arm: str, train_items: list[dict], corpus_by_id: dict[str, dict],
                    retrieval: dict[str, dict[str, list[dict]]] | None, val_benchmarks: dict[str, list[dict]],
                    config: dict, retrieval_name: str = "retrieval") -> tuple[list[dict], dict[str, list[dict]]]:
@@ -349,7 +378,7 @@ def train_policy(arm: str, base_dir: str | os.PathLike, train_items: list[dict],
     run_dir.mkdir(parents=True, exist_ok=True)
     train_rows, eval_rows = build_datasets(arm, train_items, corpus_by_id, retrieval, val_benchmarks, config,
                                            retrieval_name)
-    last = _last_checkpoint(run_dir)
+    last = _resumable_checkpoint(run_dir, run_fingerprint(arm, base_dir, train_rows, eval_rows, config))
     if last:
         print(f"train-policy {arm}: resuming from {last}")
 
