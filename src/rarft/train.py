@@ -178,6 +178,10 @@ def rl_args(trainer: str, config: dict, run_dir: Path, n_problems: list[int], re
         raise ConfigError(f"rl.per_device_train_batch_size x gradient_accumulation_steps ({batch} x {accum}) "
                           f"must be divisible by rl.num_generations ({gen}): TRL samples whole groups")
     temperature = float(rl.get("temperature", 1.0))
+    if n_problems and temperature != float(get(config, "evaluation.temperature", temperature)):
+        # TRL samples its eval loop at the training temperature; there is no separate knob
+        print(f"train-policy: note: the validation curve samples at rl.temperature {temperature}, "
+              f"not evaluation.temperature {get(config, 'evaluation.temperature')}")
     kwargs = dict(
         common_args(config, run_dir, resume),
         max_steps=int(rl.get("max_steps", 30)),
