@@ -91,3 +91,91 @@ def test_resolve_model(tiny_policy_dir, tmp_path):
     (bad / "rarft_model.json").write_text('{"path": "x"}')
     with pytest.raises(DataError, match="name_or_path"):
         resolve_model(bad)
+
+
+def test_sft_examples_use_same_strategy_contexts_never_self(world_small):
+    from rarft.policy import sft_examples
+
+    train, corpus = world_small["train"], world_small["corpus"]
+    examples = sft_examples(train, corpus, context_fraction=0.5, seed=0)
+    assert len(examples) == len(train) + len(corpus)
+    by_problem = {it["problem"]: it for it in corpus}
+    with_ctx = [e for e in examples if "Reference problem" in e["prompt"][0]["content"]]
+    assert 0.3 < len(with_ctx) / len(examples) < 0.7
+    by_trace = {it["trace"]: it for it in train + corpus}
+    for e in with_ctx:
+        text = e["prompt"][0]["content"]
+        target = by_trace[e["completion"][0]["content"]]
+        ctx = next(c for p, c in by_problem.items() if p in text and p != target["problem"])
+        assert ctx["strategy"] == target["strategy"] and ctx["id"] != target["id"]
+    assert sft_examples(train, corpus, 0.5, seed=0) == examples
+    assert not any("Reference" in e["prompt"][0]["content"] for e in sft_examples(train, corpus, 0.0, seed=0))
+
+
+def test_sft_warmup_lowers_loss_and_changes_weights(world_small, tiny_policy_dir, tmp_path):
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from rarft.policy import sft_examples, sft_warmup
+
+    torch.set_num_threads(1)
+    tok = AutoTokenizer.from_pretrained(tiny_policy_dir)
+    model = AutoModelForCausalLM.from_pretrained(tiny_policy_dir)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    examples = sft_examples(world_small["train"][:12], world_small["corpus"][:12], 0.0, seed=0)
+    trainer = sft_warmup(model, tok, examples, {"epochs": 4, "learning_rate": 0.01, "batch_size": 8}, 0,
+                         tmp_path / "work")
+    losses = [h["loss"] for h in trainer.state.log_history if "loss" in h]
+    assert losses[-1] < 0.8 * losses[0]
+    after = trainer.model.state_dict()
+    assert any(not torch.equal(before[k], after[k]) for k in before)
+
+
+def test_cli_writes_pointer_for_hub_base(world_small, tmp_path):
+    import yaml
+
+    from rarft.cli import main
+    from rarft.config import REPO_ROOT
+    from rarft.io import write_jsonl
+    from rarft.policy import resolve_model
+
+    override = tmp_path / "qwen.yaml"
+    override.write_text(yaml.safe_dump({"policy": {"base": "Qwen/Qwen3-1.7B"}}))
+    write_jsonl(tmp_path / "train.jsonl", world_small["train"][:3])
+    write_jsonl(tmp_path / "corpus.jsonl", world_small["corpus"][:3])
+    rc = main(["init-policy", "--config", str(REPO_ROOT / "params.yaml"), str(override),
+               "--train", str(tmp_path / "train.jsonl"), "--corpus", str(tmp_path / "corpus.jsonl"),
+               "--out", str(tmp_path / "base")])
+    assert rc == 0
+    assert resolve_model(tmp_path / "base") == "Qwen/Qwen3-1.7B"
+    assert [p.name for p in (tmp_path / "base").iterdir()] == ["rarft_model.json"]
+
+
+def test_init_policy_rejects_items_without_trace(world_small, tmp_path):
+    from rarft.config import load_config, REPO_ROOT
+    from rarft.io import DataError
+    from rarft.policy import init_policy
+
+    config = load_config(REPO_ROOT / "params.yaml")
+    corpus = [dict(it) for it in world_small["corpus"][:3]]
+    corpus[1]["trace"] = None
+    with pytest.raises(DataError, match=r"corpus.jsonl, row 2: key 'trace'"):
+        init_policy(world_small["train"][:3], corpus, config, tmp_path / "base",
+                    sources=("train.jsonl", "corpus.jsonl"))
+    assert not (tmp_path / "base").exists()
+
+
+@pytest.mark.slow
+def test_init_policy_tiny_end_to_end(world_small, tmp_path):
+    """The whole tiny stage on a small world with a shrunken config: a loadable, trained checkpoint."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from rarft.config import REPO_ROOT, deep_merge, load_config
+    from rarft.policy import init_policy
+
+    config = deep_merge(load_config(REPO_ROOT / "params.yaml"),
+                        {"policy": {"tiny": {**TINY_TEST_CFG, "sft": {"epochs": 1, "batch_size": 16}}}})
+    summary = init_policy(world_small["train"][:20], world_small["corpus"][:20], config, tmp_path / "base")
+    assert summary["sft_steps"] == 3 and summary["final_loss"] < summary["first_loss"]
+    AutoTokenizer.from_pretrained(tmp_path / "base")
+    AutoModelForCausalLM.from_pretrained(tmp_path / "base")
