@@ -59,7 +59,7 @@ def _oracle_labels(world, per_query: int, seed: int = 0) -> list[dict]:
     return rows
 
 
-@pytest.mark.slow  # about 1 min alone on 2 cores, 4.5 min when the cores are shared
+@pytest.mark.slow  # measured 4.5 min on 2 cores shared with other jobs
 def test_training_on_same_strategy_positives_raises_oracle_recall(tmp_path):
     world = generate_world(5, n_train=36, n_corpus=45, benchmarks={})  # 45 = one item per (strategy, story)
     labels = _oracle_labels(world, per_query=15)  # every same-type corpus item
