@@ -57,15 +57,15 @@ def _n(lo_e: int, hi_e: int, lo_h: int, hi_h: int) -> Callable[[random.Random, s
 def _remainder_pair(rng: random.Random, difficulty: str) -> tuple[int, int]:
     # a not a multiple of b, so "left over" and "full groups" give different, non-zero answers
     while True:
-        a, b = _pair(7, 30, 20, 90, b_lo=2, b_hi_e=6, b_hi_h=12, a_gt_b=True)(rng, difficulty)
+        a, b = _pair(5, 19, 20, 90, b_lo=2, b_hi_e=5, b_hi_h=12, a_gt_b=True)(rng, difficulty)
         if a % b:
             return a, b
 
 
 def _gcd_pair(rng: random.Random, difficulty: str) -> tuple[int, int]:
     while True:
-        g = rng.randint(2, 6) if difficulty == "easy" else rng.randint(3, 12)
-        m, n = rng.randint(1, 5), rng.randint(1, 5)
+        g = rng.randint(2, 4) if difficulty == "easy" else rng.randint(3, 12)
+        m, n = (rng.randint(1, 4), rng.randint(1, 4)) if difficulty == "easy" else (rng.randint(1, 7), rng.randint(1, 7))
         if m != n and math.gcd(m, n) == 1:
             return g * m, g * n
 
@@ -77,42 +77,42 @@ STRATEGIES: tuple[Strategy, ...] = (
          "One crate holds {a} {x} and a second crate holds {b} {x}. How many {x} are in the two crates together?",
          "{P} counts {a} {x}; later a further {b} {x} turn up. What is the new count of {x}?"),
         "Combine the two amounts: the answer is their sum.",
-        lambda a, b: a + b, "{a} + {b} = {ans}", _pair(2, 20, 20, 99, b_hi_e=20, b_hi_h=99)),
+        lambda a, b: a + b, "{a} + {b} = {ans}", _pair(1, 9, 10, 60, b_lo=1, b_hi_e=9, b_hi_h=60)),
     Strategy(
         "difference", "arithmetic",
         ("{P} has {a} {x} and gives away {b} of the {x}. How many {x} does {P} have now?",
          "One crate holds {a} {x} and a second crate holds {b} {x}. How many more {x} are in the first crate?",
          "{P} needs {a} {x} but holds only {b} {x}. How many {x} are still missing?"),
         "Compare the two amounts: the answer is the larger minus the smaller.",
-        lambda a, b: a - b, "{a} - {b} = {ans}", _pair(5, 20, 30, 99, b_hi_e=9, b_hi_h=29, a_gt_b=True)),
+        lambda a, b: a - b, "{a} - {b} = {ans}", _pair(4, 9, 20, 99, b_lo=1, b_hi_e=8, b_hi_h=19, a_gt_b=True)),
     Strategy(
         "product", "arithmetic",
         ("{P} fills {a} crates with {b} {x} in each crate. How many {x} does {P} have now?",
          "There are {a} rows of {x} with {b} {x} in every row. How many {x} are there in the rows together?",
          "{P} receives the same delivery of {b} {x} on each of {a} days. How many {x} arrive over the days?"),
         "Equal groups: the answer is the number of groups times the size of each group.",
-        lambda a, b: a * b, "{a} * {b} = {ans}", _pair(2, 9, 6, 19, b_hi_e=9, b_hi_h=19)),
+        lambda a, b: a * b, "{a} * {b} = {ans}", _pair(2, 9, 6, 15, b_hi_e=5, b_hi_h=15)),
     Strategy(
         "pairs", "counting",
         ("{P} has {a} {x} and compares every two of the {x} once. How many comparisons does {P} make?",
          "Each of {a} {x} is paired once with each of the other {x}. How many pairs of {x} are there?",
          "{a} {x} are linked so that any two {x} share exactly one link. How many links are there?"),
         "Unordered pairs: n things give n times (n - 1) divided by 2 pairs.",
-        lambda a, b: a * (a - 1) // 2, "{a} * ({a} - 1) / 2 = {ans}", _n(3, 9, 10, 25)),
+        lambda a, b: a * (a - 1) // 2, "{a} * ({a} - 1) / 2 = {ans}", _n(3, 7, 8, 20)),
     Strategy(
         "ordered", "counting",
         ("{P} has {a} {x} and picks a first {x} and then a second {x}. In how many ways can {P} pick them?",
          "From {a} {x}, one {x} is chosen as leader and a different {x} as helper. How many choices are there?",
          "{a} {x} enter a contest. How many different (winner, runner-up) results can the {x} give?"),
         "Ordered picks without repeats: n choices for the first, then n - 1 for the second.",
-        lambda a, b: a * (a - 1), "{a} * ({a} - 1) = {ans}", _n(3, 9, 10, 25)),
+        lambda a, b: a * (a - 1), "{a} * ({a} - 1) = {ans}", _n(3, 7, 8, 20)),
     Strategy(
         "choices", "counting",
         ("{P} has {a} red {x} and {b} blue {x} and picks one red and one blue. In how many ways can {P} pick them?",
          "A set uses one of {a} large {x} and one of {b} small {x}. How many different sets are there?",
          "{P} pairs any of {a} old {x} with any of {b} new {x}. How many different pairings can {P} make?"),
         "Independent choices: multiply the number of options for each choice.",
-        lambda a, b: a * b, "{a} * {b} = {ans}", _pair(2, 9, 6, 19, b_hi_e=9, b_hi_h=19)),
+        lambda a, b: a * b, "{a} * {b} = {ans}", _pair(2, 9, 6, 15, b_hi_e=5, b_hi_h=15)),
     Strategy(
         "remainder", "number_theory",
         ("{P} packs {a} {x} into bags of {b} {x}. How many {x} are left over?",
@@ -267,3 +267,4 @@ def generate_world(seed: int, n_train: int, n_corpus: int, benchmarks: dict[str,
     for name, spec in benchmarks.items():
         out[name] = split(name, spec["n"], spec["difficulty"])
     return out
+
