@@ -102,12 +102,13 @@ def test_sft_examples_use_same_strategy_contexts_never_self(world_small):
     by_problem = {it["problem"]: it for it in corpus}
     with_ctx = [e for e in examples if "Reference problem" in e["prompt"][0]["content"]]
     assert 0.3 < len(with_ctx) / len(examples) < 0.7
-    by_trace = {it["trace"]: it for it in train + corpus}
+    by_target = {it["problem"]: it for it in train + corpus}  # texts are unique; traces need not be
     for e in with_ctx:
         text = e["prompt"][0]["content"]
-        target = by_trace[e["completion"][0]["content"]]
-        ctx = next(c for p, c in by_problem.items() if p in text and p != target["problem"])
+        target = by_target[text.split("Problem:\n")[-1].split("\n\n")[0]]
+        ctx = by_problem[text.split("Reference problem:\n")[1].split("\n\nReference solution")[0]]
         assert ctx["strategy"] == target["strategy"] and ctx["id"] != target["id"]
+        assert e["completion"][0]["content"] == target["trace"]
     assert sft_examples(train, corpus, 0.5, seed=0) == examples
     assert not any("Reference" in e["prompt"][0]["content"] for e in sft_examples(train, corpus, 0.0, seed=0))
 
