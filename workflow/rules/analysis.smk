@@ -15,8 +15,8 @@ rule analyze:
     output:
         readme="results/README.md",
         metrics="results/metrics.json",
-        tables=directory("results/tables"),
-        figures=directory("results/figures"),
+        tables=report(directory("results/tables"), patterns=["{name}.md"], category="Tables"),
+        figures=report(directory("results/figures"), patterns=["{name}.png"], category="Figures"),
         plots=directory("results/plots"),
     params:
         cfg=section("analysis", "evaluation", "rl", "data", "policy", "retriever", "labels", "seed"),
