@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from rarft.generation import OpenAIBackend, Sampling, TransformersBackend, make_backend
+from rarft.generation import OpenAIBackend, Sampling, TransformersBackend, batch_plan, chat_text, make_backend
 from rarft.prompts import build_prompt
 
 CONFIG = {"seed": 0, "device": "cpu", "policy": {"enable_thinking": False},
@@ -62,6 +62,37 @@ def test_transformers_greedy_matches_per_sample_generation(tf_backend, prompts):
     single = [tf_backend.generate([p], greedy)[0] for p in prompts]
     assert batched == single
     assert all(s[0] == s[1] for s in batched)
+
+
+def test_shared_prompt_prefill_equals_generation_from_scratch(tf_backend, prompts):
+    # The backend prefills each prompt once and copies its cache to the samples (and splits a prompt's
+    # samples across batches when n > batch size: here 3 prompts x 3 samples in batches of 4).
+    # Greedy output must equal plain `model.generate` on the prompt alone, with no cache tricks.
+    import torch
+
+    model, tok = tf_backend.model, tf_backend.tokenizer
+    out = tf_backend.generate(prompts, Sampling(n=3, temperature=0.0, max_new_tokens=12))
+    for prompt, samples in zip(prompts, out):
+        enc = tok([chat_text(tok, prompt, False)], return_tensors="pt", add_special_tokens=False)
+        with torch.inference_mode():
+            ids = model.generate(**enc, do_sample=False, max_new_tokens=12, pad_token_id=tok.pad_token_id,
+                                 temperature=None, top_p=None, top_k=None)
+        expected = tok.decode(ids[0, enc["input_ids"].shape[1]:], skip_special_tokens=True)
+        assert samples == [expected] * 3
+
+
+@pytest.mark.parametrize("n,batch_size", [(3, 4), (8, 4), (1, 16), (5, 5)])
+def test_batch_plan_covers_every_sample_once_within_batch_size(n, batch_size):
+    lengths = [7, 30, 12, 30, 1]
+    plan = batch_plan(lengths, n, batch_size)
+    assert all(0 < sum(r for _, r in chunk) <= batch_size for chunk in plan)
+    counts = {}
+    for chunk in plan:
+        for i, r in chunk:
+            counts[i] = counts.get(i, 0) + r
+    assert counts == {i: n for i in range(len(lengths))}
+    order = [i for chunk in plan for i, _ in chunk]
+    assert [lengths[i] for i in dict.fromkeys(order)] == sorted(lengths, reverse=True)  # longest first
 
 
 def test_from_model_wraps_in_memory_model_restores_mode_and_rng(tiny_policy_dir, prompts):

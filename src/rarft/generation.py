@@ -64,12 +64,46 @@ def chat_text(tokenizer, messages: list[dict], enable_thinking: bool | None) -> 
     return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True, **kwargs)
 
 
+def batch_plan(lengths: list[int], n: int, batch_size: int) -> list[list[tuple[int, int]]]:
+    """Chunks of (prompt index, samples of it in this chunk) with at most ``batch_size`` sequences each.
+
+    Prompts of similar length share a chunk (less padding); a prompt's samples stay together unless
+    n exceeds the batch size, in which case they are split across chunks.
+    """
+    order = sorted(range(len(lengths)), key=lambda i: -lengths[i])
+    chunks: list[list[tuple[int, int]]] = []
+    current: list[tuple[int, int]] = []
+    room = batch_size
+    for i in order:
+        left = n
+        while left:
+            take = min(left, room)
+            current.append((i, take))
+            left, room = left - take, room - take
+            if room == 0:
+                chunks.append(current)
+                current, room = [], batch_size
+    if current:
+        chunks.append(current)
+    return chunks
+
+
+def torch_repeat_index(repeats):
+    """[2, 1, 3] -> tensor([0, 0, 1, 2, 2, 2]): the batch rows a repeat_interleave would pick."""
+    import torch
+
+    return torch.repeat_interleave(torch.arange(len(repeats), device=repeats.device), repeats)
+
+
 class TransformersBackend:
-    """Batched sampling with `model.generate`; ``batch_size`` counts sequences (prompts x samples)."""
+    """Batched sampling with `model.generate`; ``batch_size`` counts sequences (prompts x samples).
+
+    ``share_prefix`` (default on): each prompt is prefilled once for all its samples (`prefill`); off,
+    every sample prefills its own copy (kept for the benchmark that measures the difference)."""
 
     def __init__(self, model, tokenizer, batch_size: int = 64, enable_thinking: bool | None = None,
-                 show_progress: bool = True):
-        self.model, self.tokenizer = model, tokenizer
+                 show_progress: bool = True, share_prefix: bool = True):
+        self.model, self.tokenizer, self.share_prefix = model, tokenizer, share_prefix
         self.batch_size, self.enable_thinking, self.show_progress = batch_size, enable_thinking, show_progress
         if tokenizer.pad_token_id is None:
             raise ConfigError("tokenizer has no pad token: batched generation needs one")
@@ -100,9 +134,8 @@ class TransformersBackend:
 
         texts = [chat_text(self.tokenizer, p, self.enable_thinking) for p in prompts]
         lengths = [len(ids) for ids in self.tokenizer(texts, add_special_tokens=False)["input_ids"]]
-        # every (prompt, sample) is one sequence; similar lengths share a batch (less padding)
-        seqs = sorted(((i, s) for i in range(len(texts)) for s in range(sampling.n)), key=lambda t: -lengths[t[0]])
         out: list[list[str]] = [[""] * sampling.n for _ in texts]
+        done = [0] * len(texts)  # samples of each prompt filled so far
         do_sample = sampling.temperature > 0
         kwargs = dict(do_sample=do_sample, max_new_tokens=sampling.max_new_tokens,
                       pad_token_id=self.tokenizer.pad_token_id)
@@ -113,25 +146,45 @@ class TransformersBackend:
         was_training = self.model.training
         device = self.model.device
         cuda_ids = [device.index if device.index is not None else torch.cuda.current_device()] if device.type == "cuda" else []
-        bar = tqdm(total=len(seqs), desc="generate", unit="seq", disable=not self.show_progress, leave=False)
+        bar = tqdm(total=len(texts) * sampling.n, desc="generate", unit="seq", disable=not self.show_progress,
+                   leave=False)
         # A forked RNG: a trainer's validation call must not reset the trainer's own random stream.
         with torch.random.fork_rng(devices=cuda_ids), torch.inference_mode():
             torch.manual_seed(sampling.seed)
             self.model.eval()
             try:
-                for start in range(0, len(seqs), self.batch_size):
-                    chunk = seqs[start:start + self.batch_size]
+                for chunk in batch_plan(lengths, sampling.n, self.batch_size):
                     enc = self.tokenizer([texts[i] for i, _ in chunk], return_tensors="pt", padding=True,
                                          padding_side="left", add_special_tokens=False).to(device)
-                    ids = self.model.generate(**enc, **kwargs)
+                    repeats = torch.tensor([r for _, r in chunk], device=device)
+                    cache = self.prefill(enc["input_ids"], enc["attention_mask"], repeats) if self.share_prefix else None
+                    ids = self.model.generate(input_ids=enc["input_ids"].repeat_interleave(repeats, 0),
+                                              attention_mask=enc["attention_mask"].repeat_interleave(repeats, 0),
+                                              past_key_values=cache, **kwargs)
                     decoded = self.tokenizer.batch_decode(ids[:, enc["input_ids"].shape[1]:], skip_special_tokens=True)
-                    for (i, s), text in zip(chunk, decoded):
-                        out[i][s] = text
-                    bar.update(len(chunk))
+                    rows = [i for i, r in chunk for _ in range(r)]
+                    for i, text in zip(rows, decoded):
+                        out[i][done[i]] = text
+                        done[i] += 1
+                    bar.update(len(decoded))
             finally:
                 bar.close()
                 self.model.train(was_training)
         return out
+
+    def prefill(self, input_ids, attention_mask, repeats):
+        """The KV cache of each distinct prompt (all but its last token), computed ONCE and then copied
+        to its samples: the n samples of a prompt share it, as vLLM's prefix caching does. A prompt with a
+        retrieved context is several times longer than its completion, so prefilling it n times would
+        dominate the cost. Positions follow `generate`'s own rule for left padding (mask cumsum - 1), so
+        the result equals generating from scratch."""
+        if input_ids.shape[1] < 2:
+            return None
+        positions = (attention_mask.long().cumsum(-1) - 1).masked_fill(attention_mask == 0, 0)
+        cache = self.model(input_ids=input_ids[:, :-1], attention_mask=attention_mask[:, :-1],
+                           position_ids=positions[:, :-1], use_cache=True).past_key_values
+        cache.batch_select_indices(torch_repeat_index(repeats))
+        return cache
 
     def close(self) -> None:
         pass
