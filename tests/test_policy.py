@@ -175,8 +175,13 @@ def test_init_policy_tiny_end_to_end(world_small, tmp_path):
     from rarft.policy import init_policy
 
     config = deep_merge(load_config(REPO_ROOT / "params.yaml"),
-                        {"policy": {"tiny": {**TINY_TEST_CFG, "sft": {"epochs": 1, "batch_size": 16}}}})
-    summary = init_policy(world_small["train"][:20], world_small["corpus"][:20], config, tmp_path / "base")
+                        {"policy": {"tiny": {**TINY_TEST_CFG, "sft": {"epochs": 1, "batch_size": 16,
+                                                                         "warmup_items": 48}}}})
+    bench = world_small["bench_easy"]
+    summary = init_policy(world_small["train"][:20], world_small["corpus"][:20], config, tmp_path / "base",
+                          exclude_items=bench)
+    # on the world, the warm-up is generated problems (48 / batch 16 = 3 steps), not train + corpus
+    assert summary["sft_examples"] == 48
     assert summary["sft_steps"] == 3 and summary["final_loss"] < summary["first_loss"]
     AutoTokenizer.from_pretrained(tmp_path / "base")
     AutoModelForCausalLM.from_pretrained(tmp_path / "base")

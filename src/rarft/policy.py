@@ -147,34 +147,39 @@ def write_pointer(name_or_path: str, out_dir: str | os.PathLike) -> Path:
 
 def sft_examples(train: list[dict], corpus: list[dict], context_fraction: float, seed: int,
                  enable_thinking: bool = False) -> list[dict]:
-    """Prompt-completion conversational examples for the warm-up, one per train and corpus item.
+    """Warm-up examples from the training queries and corpus (a tiny policy on non-world data).
 
     A ``context_fraction`` share of them (drawn by seed) gets one corpus item of the SAME latent
-    strategy, never the item itself, prepended as the reference: the model learns that a reference
-    trace is a demonstration worth following, which is what retrieval-augmented prompts rely on.
+    strategy, never the item itself, prepended as the reference. The world uses `world.generate_warmup`.
     """
     import random
-
-    from rarft.prompts import build_prompt
 
     rng = random.Random(seed)
     by_strategy: dict[str, list[dict]] = {}
     for item in corpus:
         by_strategy.setdefault(item.get("strategy"), []).append(item)
-    examples = []
+    items = []
     for item in train + corpus:
         contexts = []
         if rng.random() < context_fraction:
             pool = [c for c in by_strategy.get(item.get("strategy"), []) if c["id"] != item["id"]]
             if pool:
                 contexts = [rng.choice(pool)]
-        examples.append({
-            "prompt": build_prompt(item["problem"], contexts, target_id=item["id"]),
-            "completion": [{"role": "assistant", "content": item["trace"]}],
-            "chat_template_kwargs": {"enable_thinking": enable_thinking},
-        })
-    rng.shuffle(examples)
-    return examples
+        items.append({**item, "contexts": contexts})
+    rng.shuffle(items)
+    return chat_examples(items, enable_thinking)
+
+
+def chat_examples(items: list[dict], enable_thinking: bool = False) -> list[dict]:
+    """Prompt-completion conversational examples (what TRL's SFTTrainer takes) for items carrying a
+    ``contexts`` list, built by the one prompt builder."""
+    from rarft.prompts import build_prompt
+
+    return [{
+        "prompt": build_prompt(item["problem"], item.get("contexts", []), target_id=item["id"]),
+        "completion": [{"role": "assistant", "content": item["trace"]}],
+        "chat_template_kwargs": {"enable_thinking": enable_thinking},
+    } for item in items]
 
 
 def sft_warmup(model, tokenizer, examples: list[dict], sft_cfg: dict, seed: int, work_dir: str | os.PathLike):
@@ -255,10 +260,11 @@ def _check_items(items: list[dict], source: str, need_strategy: bool) -> None:
 
 
 def init_policy(train: list[dict], corpus: list[dict], config: dict, out_dir: str | os.PathLike,
-                sources: tuple[str, str] = ("train", "corpus")) -> dict:
+                sources: tuple[str, str] = ("train", "corpus"), exclude_items: list[dict] = ()) -> dict:
     """Write the base policy to ``out_dir`` and return a summary dict.
 
-    ``policy.base: tiny`` builds a tiny Qwen3 on the world's texts and warms it up with SFT;
+    ``policy.base: tiny`` builds a tiny Qwen3 on the world's texts and warms it up with SFT (on the
+    world: generated warm-up problems, none equal to a problem of train, corpus or ``exclude_items``);
     anything else (a hub id or local path) is written as a pointer only: the paper uses the base as is.
     """
     import time
@@ -282,12 +288,25 @@ def init_policy(train: list[dict], corpus: list[dict], config: dict, out_dir: st
     _check_items(train, sources[0], need_strategy=False)
     _check_items(corpus, sources[1], need_strategy=True)
     start = time.time()
+    sft = tiny["sft"]
+    if get(config, "data.source", "world") == "world":
+        # Warm up on generated problems (random rule names, the world's splits excluded), not on the
+        # training queries: RL must not start from a policy that has seen their solutions.
+        from rarft.world import generate_warmup, normalise_text
+
+        exclude = {normalise_text(it["problem"]) for it in train + corpus + list(exclude_items)}
+        warm = generate_warmup(seed + int(get(config, "data.world.seed", 0)) + 1, int(sft["warmup_items"]), exclude,
+                               float(sft["context_fraction"]), float(sft["wrong_context_fraction"]))
+        examples = chat_examples(warm, enable_thinking)
+        texts = world_texts(train + corpus + warm + [c for it in warm for c in it["contexts"]])
+    else:
+        examples = sft_examples(train, corpus, float(sft["context_fraction"]), seed, enable_thinking)
+        texts = world_texts(train + corpus)
     with tempfile.TemporaryDirectory(prefix=".init-policy.", dir=out_dir.parent if out_dir.parent.exists() else None) as work:
-        built = build_tiny_policy(world_texts(train + corpus), tiny, Path(work) / "random", seed)
+        built = build_tiny_policy(texts, tiny, Path(work) / "random", seed)
         tokenizer = AutoTokenizer.from_pretrained(built)
         model = AutoModelForCausalLM.from_pretrained(built, dtype=torch.float32)
-        examples = sft_examples(train, corpus, float(tiny["sft"]["context_fraction"]), seed, enable_thinking)
-        trainer = sft_warmup(model, tokenizer, examples, tiny["sft"], seed, Path(work) / "trainer")
+        trainer = sft_warmup(model, tokenizer, examples, sft, seed, Path(work) / "trainer")
         save_policy(trainer.model, tokenizer, out_dir)
     losses = [h["loss"] for h in trainer.state.log_history if "loss" in h]
     return {
@@ -314,12 +333,15 @@ def cli(argv: list[str]) -> int:
     p.add_argument("--train", required=True, help="training queries (data/clean/train.jsonl)")
     p.add_argument("--corpus", required=True, help="corpus with traces (data/traces/corpus.jsonl)")
     p.add_argument("--out", required=True, help="output policy directory (models/policy/base)")
+    p.add_argument("--exclude", nargs="*", default=[],
+                   help="JSONL files whose problems the warm-up must never contain (the benchmarks)")
     p.add_argument("--probe", type=int, default=32, help="corpus items for the quick accuracy probe (0: skip)")
     args = p.parse_args(argv)
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     config = load_config(args.config)
     train, corpus = read_jsonl(args.train), read_jsonl(args.corpus)
-    summary = init_policy(train, corpus, config, args.out, sources=(args.train, args.corpus))
+    exclude = [row for path in args.exclude for row in read_jsonl(path)]
+    summary = init_policy(train, corpus, config, args.out, sources=(args.train, args.corpus), exclude_items=exclude)
     if summary.get("pointer"):
         print(f"init-policy: {args.out} points to {summary['base']} (used as is, not downloaded)")
         return 0

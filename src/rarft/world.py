@@ -7,7 +7,14 @@ Design (the paper's thesis made measurable):
   problems with the same story usually need different strategies (an off-the-shelf embedding puts
   them close), and two with different stories often share one (it puts them far apart).
 - Pairs of strategies are worded almost alike on purpose (remainder vs full groups, pairs vs ordered
-  picks), and each strategy has a rare phrasing, so the strategy is not trivially readable from words.
+  picks). Each strategy also has a rare phrasing that names it only by a made-up rule ("applies the
+  Lu-mo rule"), a quarter of easy and half of hard problems. The base policy never meets these names
+  (it warms up on random ones, `generate_warmup`), so it can solve such a problem only by carrying the
+  strategy over from a reference that uses the same rule, or after RL has taught it the name. This is
+  where a context's real gain (the paper's Eq. 1) departs from surface similarity: the story dominates
+  an off-the-shelf embedding, the rule name decides the gain.
+- Numbers stay small (single digits in easy problems, at most two-digit operands in hard ones), so a
+  CPU-sized model can learn the arithmetic and the remaining errors are about strategy, not digits.
 - The trace (the paper's cheatsheet form) names the strategy explicitly in Step 2, so a trace of the
   same strategy is a useful demonstration for a new problem: that is what RA-RFT can exploit.
 - `strategy` is kept on every item for analysis (the `oracle` labeler, diversity counts) and is
@@ -57,15 +64,15 @@ def _n(lo_e: int, hi_e: int, lo_h: int, hi_h: int) -> Callable[[random.Random, s
 def _remainder_pair(rng: random.Random, difficulty: str) -> tuple[int, int]:
     # a not a multiple of b, so "left over" and "full groups" give different, non-zero answers
     while True:
-        a, b = _pair(5, 19, 20, 90, b_lo=2, b_hi_e=5, b_hi_h=12, a_gt_b=True)(rng, difficulty)
+        a, b = _pair(5, 19, 20, 39, b_lo=2, b_hi_e=5, b_hi_h=7, a_gt_b=True)(rng, difficulty)
         if a % b:
             return a, b
 
 
 def _gcd_pair(rng: random.Random, difficulty: str) -> tuple[int, int]:
     while True:
-        g = rng.randint(2, 4) if difficulty == "easy" else rng.randint(3, 12)
-        m, n = (rng.randint(1, 4), rng.randint(1, 4)) if difficulty == "easy" else (rng.randint(1, 7), rng.randint(1, 7))
+        g = rng.randint(2, 4) if difficulty == "easy" else rng.randint(2, 5)
+        m, n = (rng.randint(1, 4), rng.randint(1, 4)) if difficulty == "easy" else (rng.randint(1, 4), rng.randint(1, 5))
         if m != n and math.gcd(m, n) == 1:
             return g * m, g * n
 
@@ -75,67 +82,76 @@ STRATEGIES: tuple[Strategy, ...] = (
         "total", "arithmetic",
         ("{P} has {a} {x} and then gets {b} more {x}. How many {x} does {P} have now?",
          "One crate holds {a} {x} and a second crate holds {b} {x}. How many {x} are in the two crates together?",
-         "{P} counts {a} {x}; later a further {b} {x} turn up. What is the new count of {x}?"),
-        "Combine the two amounts: the answer is their sum.",
-        lambda a, b: a + b, "{a} + {b} = {ans}", _pair(1, 9, 10, 60, b_lo=1, b_hi_e=9, b_hi_h=60)),
+         "{P} applies the {R} rule to {a} {x} and {b} {x}. What does the {R} rule give?"),
+        "Combine the amounts: add them.",
+        lambda a, b: a + b, "{a} + {b} = {ans}", _pair(1, 9, 10, 19, b_lo=1, b_hi_e=9, b_hi_h=9)),
     Strategy(
         "difference", "arithmetic",
         ("{P} has {a} {x} and gives away {b} of the {x}. How many {x} does {P} have now?",
          "One crate holds {a} {x} and a second crate holds {b} {x}. How many more {x} are in the first crate?",
-         "{P} needs {a} {x} but holds only {b} {x}. How many {x} are still missing?"),
-        "Compare the two amounts: the answer is the larger minus the smaller.",
-        lambda a, b: a - b, "{a} - {b} = {ans}", _pair(4, 9, 20, 99, b_lo=1, b_hi_e=8, b_hi_h=19, a_gt_b=True)),
+         "{P} applies the {R} rule to {a} {x} and {b} {x}. What does the {R} rule give?"),
+        "Compare the amounts: the larger minus the smaller.",
+        lambda a, b: a - b, "{a} - {b} = {ans}", _pair(4, 9, 10, 19, b_lo=1, b_hi_e=8, b_hi_h=9, a_gt_b=True)),
     Strategy(
         "product", "arithmetic",
         ("{P} fills {a} crates with {b} {x} in each crate. How many {x} does {P} have now?",
          "There are {a} rows of {x} with {b} {x} in every row. How many {x} are there in the rows together?",
-         "{P} receives the same delivery of {b} {x} on each of {a} days. How many {x} arrive over the days?"),
-        "Equal groups: the answer is the number of groups times the size of each group.",
-        lambda a, b: a * b, "{a} * {b} = {ans}", _pair(2, 9, 6, 15, b_hi_e=5, b_hi_h=15)),
+         "{P} applies the {R} rule to {a} {x} and {b} {x}. What does the {R} rule give?"),
+        "Equal groups: the number of groups times the group size.",
+        lambda a, b: a * b, "{a} * {b} = {ans}", _pair(2, 5, 2, 9, b_hi_e=5, b_hi_h=9)),
     Strategy(
         "pairs", "counting",
         ("{P} has {a} {x} and compares every two of the {x} once. How many comparisons does {P} make?",
          "Each of {a} {x} is paired once with each of the other {x}. How many pairs of {x} are there?",
-         "{a} {x} are linked so that any two {x} share exactly one link. How many links are there?"),
-        "Unordered pairs: n things give n times (n - 1) divided by 2 pairs.",
-        lambda a, b: a * (a - 1) // 2, "{a} * ({a} - 1) / 2 = {ans}", _n(3, 7, 8, 20)),
+         "{P} applies the {R} rule to {a} {x}. What does the {R} rule give?"),
+        "Unordered pairs: n things give n * (n - 1) / 2 pairs.",
+        lambda a, b: a * (a - 1) // 2, "{a} * ({a} - 1) / 2 = {ans}", _n(3, 6, 7, 10)),
     Strategy(
         "ordered", "counting",
         ("{P} has {a} {x} and picks a first {x} and then a second {x}. In how many ways can {P} pick them?",
          "From {a} {x}, one {x} is chosen as leader and a different {x} as helper. How many choices are there?",
-         "{a} {x} enter a contest. How many different (winner, runner-up) results can the {x} give?"),
-        "Ordered picks without repeats: n choices for the first, then n - 1 for the second.",
-        lambda a, b: a * (a - 1), "{a} * ({a} - 1) = {ans}", _n(3, 7, 8, 20)),
+         "{P} applies the {R} rule to {a} {x}. What does the {R} rule give?"),
+        "Ordered picks: n choices for the first, n - 1 for the second.",
+        lambda a, b: a * (a - 1), "{a} * ({a} - 1) = {ans}", _n(3, 6, 7, 10)),
     Strategy(
         "choices", "counting",
         ("{P} has {a} red {x} and {b} blue {x} and picks one red and one blue. In how many ways can {P} pick them?",
          "A set uses one of {a} large {x} and one of {b} small {x}. How many different sets are there?",
-         "{P} pairs any of {a} old {x} with any of {b} new {x}. How many different pairings can {P} make?"),
-        "Independent choices: multiply the number of options for each choice.",
-        lambda a, b: a * b, "{a} * {b} = {ans}", _pair(2, 9, 6, 15, b_hi_e=5, b_hi_h=15)),
+         "{P} applies the {R} rule to {a} {x} and {b} {x}. What does the {R} rule give?"),
+        "Independent choices: multiply the numbers of options.",
+        lambda a, b: a * b, "{a} * {b} = {ans}", _pair(2, 5, 2, 9, b_hi_e=5, b_hi_h=9)),
     Strategy(
         "remainder", "number_theory",
         ("{P} packs {a} {x} into bags of {b} {x}. How many {x} are left over?",
          "{a} {x} are shared equally among {b} friends, as many as possible each. How many {x} remain?",
-         "{P} stacks {a} {x} in piles of {b}. How many {x} do not fit in a complete pile?"),
-        "Leftovers after full groups: the answer is the remainder of the division.",
+         "{P} applies the {R} rule to {a} {x} and {b} {x}. What does the {R} rule give?"),
+        "Leftovers after full groups: the remainder of the division.",
         lambda a, b: a % b, "{a} mod {b} = {ans}", _remainder_pair),
     Strategy(
         "quotient", "number_theory",
         ("{P} packs {a} {x} into bags of {b} {x}. How many full bags does {P} make?",
          "{a} {x} are shared equally among {b} friends, as many as possible each. How many {x} does each friend get?",
-         "{P} stacks {a} {x} in piles of {b}. How many complete piles are there?"),
-        "Full groups: the answer is the whole-number quotient of the division.",
+         "{P} applies the {R} rule to {a} {x} and {b} {x}. What does the {R} rule give?"),
+        "Full groups: the whole-number quotient of the division.",
         lambda a, b: a // b, "{a} // {b} = {ans}", _remainder_pair),
     Strategy(
         "gcd", "number_theory",
         ("{P} splits {a} red {x} and {b} blue {x} into identical groups with nothing left. What is the largest number of groups?",
          "{a} {x} and {b} {x} must be cut into equal batches of one size with none spare. What is the largest batch size?",
-         "What is the largest number of {x} that divides both {a} {x} and {b} {x} into whole parts?"),
-        "Largest common split: the answer is the greatest common divisor.",
+         "{P} applies the {R} rule to {a} {x} and {b} {x}. What does the {R} rule give?"),
+        "Largest common split: the greatest common divisor.",
         lambda a, b: math.gcd(a, b), "gcd({a}, {b}) = {ans}", _gcd_pair),
 )
 STRATEGY_BY_NAME = {s.name: s for s in STRATEGIES}
+
+# Each strategy's rare phrasing names it only by a made-up rule ("applies the Lu-mo rule"), like a
+# named theorem. A policy that has never met the name cannot tell which strategy it means; a solved
+# problem that uses the same rule shows it. Names are hyphenated syllables so that the tokenizer
+# splits fixed and random names alike (the warm-up uses random ones; see `generate_warmup`).
+RULE_NAMES = {"total": "Ka-lo", "difference": "Mi-ren", "product": "Tu-sa", "pairs": "Ve-do",
+              "ordered": "No-ki", "choices": "Ra-pe", "remainder": "Lu-mo", "quotient": "Si-ta",
+              "gcd": "Be-ru"}
+SYLLABLES = tuple(c + v for c in "bdfgklmnprstvz" for v in "aeiou")
 
 # Story paragraphs: long, vivid, story-specific wording, so that surface similarity is dominated
 # by the story. Each story has several openers and several details; two are drawn per problem.
@@ -197,15 +213,26 @@ def trace_for(strategy: Strategy, a: int, b: int, ans: int) -> str:
     """The paper's cheatsheet form: labelled steps ending in the boxed final answer."""
     quantities = f"{a} and {b}" if strategy.show.count("{b}") else f"{a}"
     return (
-        f"Step 1 (Quantities): The numbers given are {quantities}.\n"
+        f"Step 1 (Quantities): {quantities}.\n"
         f"Step 2 (Strategy): {strategy.describe}\n"
         f"Step 3 (Compute): {strategy.show.format(a=a, b=b, ans=ans)}.\n"
         f"Therefore, the final answer is: $\\boxed{{{ans}}}$"
     )
 
 
+def random_rule_name(rng: random.Random) -> str:
+    """A made-up rule name that is never one of the world's own (`RULE_NAMES`)."""
+    while True:
+        name = f"{rng.choice(SYLLABLES).capitalize()}-{rng.choice(SYLLABLES)}"
+        if name not in RULE_NAMES.values():
+            return name
+
+
 def make_item(rng: random.Random, difficulty: str, strategy: Strategy | None = None,
-              story: str | None = None, rare_p: float = 0.25) -> dict:
+              story: str | None = None, rare_p: float = 0.25, rule: str | None = None,
+              rare: bool | None = None) -> dict:
+    """One problem with its trace. ``rule`` replaces the strategy's own rule name (the warm-up's random
+    names); ``rare`` forces (True) or forbids (False) the named-rule phrasing instead of drawing it."""
     strategy = strategy or rng.choice(STRATEGIES)
     story = story or rng.choice(sorted(STORIES))
     st = STORIES[story]
@@ -213,11 +240,12 @@ def make_item(rng: random.Random, difficulty: str, strategy: Strategy | None = N
     a, b = strategy.draw(rng, difficulty)
     ans = strategy.compute(a, b)
     # rare phrasing (last template) more often in hard problems: reading the strategy is harder
-    rare = rng.random() < (rare_p if difficulty == "easy" else 2 * rare_p)
+    drawn = rng.random() < (rare_p if difficulty == "easy" else 2 * rare_p)
+    rare = drawn if rare is None else rare
     template = strategy.templates[-1] if rare else rng.choice(strategy.templates[:-1])
     opener = rng.choice(st["openers"]).format(P=person)
     detail = rng.choice(st["details"])
-    question = template.format(P=person, x=item, a=a, b=b)
+    question = template.format(P=person, x=item, a=a, b=b, R=rule or RULE_NAMES[strategy.name])
     question = question[0].upper() + question[1:]
     return {
         "problem": f"{opener} {detail} {question}",
@@ -228,6 +256,7 @@ def make_item(rng: random.Random, difficulty: str, strategy: Strategy | None = N
         "strategy": strategy.name,
         "story": story,
         "difficulty": difficulty,
+        "named_rule": rare,
         "source": "world",
     }
 
@@ -268,3 +297,53 @@ def generate_world(seed: int, n_train: int, n_corpus: int, benchmarks: dict[str,
         out[name] = split(name, spec["n"], spec["difficulty"])
     return out
 
+
+
+def normalise_text(text: str) -> str:
+    return " ".join(text.lower().split())
+
+
+def generate_warmup(seed: int, n: int, exclude: set[str] = frozenset(), context_fraction: float = 0.5,
+                    wrong_context_fraction: float = 0.3) -> list[dict]:
+    """Warm-up examples for the tiny policy, standing in for a base model's pre-training.
+
+    Same strategies, templates and stories as the world, but every named-rule problem uses a fresh
+    random rule name and always comes with a reference problem of the same rule and strategy: the only
+    way to solve it is to carry the reference's strategy over. That is the skill retrieval-augmented
+    prompts rely on, learned here without ever seeing the world's own rule names (`RULE_NAMES`), so
+    the base policy cannot solve the world's named-rule problems alone. Other problems get a reference
+    with probability ``context_fraction``, of another strategy of the same type with probability
+    ``wrong_context_fraction`` (retrieved contexts are not always right, so the wording must still count).
+
+    Problems whose normalised text is in ``exclude`` (the world's splits) are never produced.
+    Returns items with a ``contexts`` list (zero or one reference item each).
+    """
+    rng = random.Random(seed)
+    by_type: dict[str, list[Strategy]] = {}
+    for st in STRATEGIES:
+        by_type.setdefault(st.problem_type, []).append(st)
+    out: list[dict] = []
+    seen = set(exclude)
+    while len(out) < n:
+        difficulty = "easy" if rng.random() < 0.6 else "hard"
+        strategy = rng.choice(STRATEGIES)
+        rule = random_rule_name(rng)
+        item = make_item(rng, difficulty, strategy, rule=rule)
+        if normalise_text(item["problem"]) in seen:
+            continue
+        contexts: list[dict] = []
+        if item["named_rule"]:
+            contexts = [make_item(rng, difficulty, strategy, rule=rule, rare=True)]
+        elif rng.random() < context_fraction:
+            other = [st for st in by_type[strategy.problem_type] if st is not strategy]
+            ref_strategy = rng.choice(other) if rng.random() < wrong_context_fraction else strategy
+            contexts = [make_item(rng, difficulty, ref_strategy, rule=random_rule_name(rng), rare=False)]
+        if any(normalise_text(c["problem"]) in (seen | {normalise_text(item["problem"])}) for c in contexts):
+            continue
+        seen.add(normalise_text(item["problem"]))
+        item["id"] = f"warmup-{len(out):05d}"
+        for c in contexts:
+            c["id"] = f"{item['id']}-ref"
+        item["contexts"] = contexts
+        out.append({"id": item.pop("id"), **item})
+    return out

@@ -5,14 +5,17 @@ rule init_policy:
     input:
         train="data/clean/train.jsonl",
         corpus="data/traces/corpus.jsonl",
+        bench=bench_files("clean"),
     output:
         directory("models/policy/base"),
     params:
-        cfg=section("policy", "seed"),
+        cfg=section("policy", "seed", "data"),
     log:
         "logs/init_policy.log",
     benchmark:
         "benchmarks/init_policy.tsv"
+    # The warm-up runs before any other policy work can start: give it every core (OMP_NUM_THREADS).
+    threads: workflow.cores
     conda:
         POLICY_ENV
     resources:
@@ -21,4 +24,4 @@ rule init_policy:
         runtime=res("init_policy", "runtime"),
     shell:
         "{RARFT} init-policy --config {CONFIG_FILES} --train {input.train} --corpus {input.corpus}"
-        " --out {output} > {log} 2>&1"
+        " --exclude {input.bench} --out {output} > {log} 2>&1"
