@@ -22,8 +22,11 @@ $(VENV)/.installed: $(BIN)/activate pyproject.toml
 
 setup: $(VENV)/.installed
 
+# --forceall: results/ is committed, and Snakemake does not rerun a job whose outputs exist even when
+# its inputs are missing; on a fresh clone a plain run would therefore do nothing. `make run` always
+# regenerates everything; `snakemake --cores all` afterwards reruns only what changed.
 run: setup
-	. $(BIN)/activate && snakemake --cores all
+	. $(BIN)/activate && snakemake --cores all --forceall
 
 test: setup
 	. $(BIN)/activate && pytest -m "not slow" -q
