@@ -146,6 +146,7 @@ class TransformersBackend:
         was_training = self.model.training
         device = self.model.device
         cuda_ids = [device.index if device.index is not None else torch.cuda.current_device()] if device.type == "cuda" else []
+        self._max_new_tokens = sampling.max_new_tokens  # the static cache's room for the completion
         bar = tqdm(total=len(texts) * sampling.n, desc="generate", unit="seq", disable=not self.show_progress,
                    leave=False)
         # A forked RNG: a trainer's validation call must not reset the trainer's own random stream.
@@ -183,8 +184,23 @@ class TransformersBackend:
         positions = (attention_mask.long().cumsum(-1) - 1).masked_fill(attention_mask == 0, 0)
         cache = self.model(input_ids=input_ids[:, :-1], attention_mask=attention_mask[:, :-1],
                            position_ids=positions[:, :-1], use_cache=True).past_key_values
-        cache.batch_select_indices(torch_repeat_index(repeats))
-        return cache
+        return self.static_copy(cache, torch_repeat_index(repeats), input_ids.shape[1] - 1)
+
+    def static_copy(self, cache, rows, prompt_len: int):
+        """The prefilled cache copied, row ``rows[j]`` to row j, into a preallocated `StaticCache` with
+        room for the completion. A `DynamicCache` concatenates every layer's keys and values at every
+        decoding step, copying the whole cache each time: with a retrieved context in the prompt that
+        copy was ~60% of the generation time on CPU (cProfile). The static one writes in place.
+        Models whose cache is not plain full attention (sliding windows, hybrids) keep the dynamic cache."""
+        from transformers.cache_utils import DynamicLayer, StaticCache
+
+        if not all(type(layer) is DynamicLayer for layer in cache.layers):
+            cache.batch_select_indices(rows)
+            return cache
+        static = StaticCache(config=self.model.config, max_cache_len=prompt_len + self._max_new_tokens)
+        for i, layer in enumerate(cache.layers):
+            static.update(layer.keys[rows], layer.values[rows], i)
+        return static
 
     def close(self) -> None:
         pass

@@ -198,6 +198,9 @@ def rl_args(trainer: str, config: dict, run_dir: Path, n_problems: list[int], re
         beta=float(rl.get("beta", 0.0)),
         epsilon=float(rl.get("epsilon", 0.2)),
         num_iterations=int(rl.get("num_iterations", 1)),
+        # transformers rollouts (no vLLM): a preallocated KV cache instead of one concatenated at every
+        # decoding step (see TransformersBackend.static_copy); null in the config = transformers' default
+        cache_implementation=rl.get("cache_implementation", "static"),
         chat_template_kwargs={"enable_thinking": bool(get(config, "policy.enable_thinking", False))},
         use_vllm=bool(rl.get("use_vllm", False)),
         # validation curve: TRL's eval loop, eval_k samples per benchmark problem
