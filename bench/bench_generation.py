@@ -4,7 +4,9 @@ Same prompts, same number of samples and new tokens; only how sequences are grou
 - per-sample: one `generate` call per (prompt, sample), batch size 1;
 - batched-no-share: all prompts x samples in batches of generation.batch_size, each sample
   prefilling its own copy of the prompt;
-- batched: the same batches, each prompt prefilled once and its cache copied to its samples (the default).
+- batched-dynamic: the same batches, each prompt prefilled once and its cache copied to its samples,
+  in transformers' default DynamicCache (concatenated at every decoding step);
+- batched: the same, in a preallocated StaticCache written in place (the default).
 Half the prompts carry a retrieved context (about twice as long), as in RA evaluation.
 On a CUDA machine with vLLM installed, the vLLM backend runs the same workload (SamplingParams(n)).
 
@@ -63,11 +65,14 @@ def main() -> None:
                                  enable_thinking=batched.enable_thinking, show_progress=False)
     no_share = TransformersBackend(batched.model, batched.tokenizer, batch_size=batched.batch_size,
                                    enable_thinking=batched.enable_thinking, show_progress=False, share_prefix=False)
+    dynamic = TransformersBackend(batched.model, batched.tokenizer, batch_size=batched.batch_size,
+                                  enable_thinking=batched.enable_thinking, show_progress=False, static_cache=False)
     print(f"policy {policy_dir} on {batched.model.device}; {args.prompts} prompts x {args.samples} samples, "
           f"<= {args.tokens} new tokens; batch size {batched.batch_size}; torch threads {torch.get_num_threads()}")
     batched.generate(prompts[:1], Sampling(n=1, max_new_tokens=4))  # warm-up
     results = {}
-    for name, backend in (("per-sample", single), ("batched-no-share", no_share), ("batched", batched)):
+    for name, backend in (("per-sample", single), ("batched-no-share", no_share), ("batched-dynamic", dynamic),
+                         ("batched", batched)):
         sec, seqs, toks = run(backend, prompts, sampling, batched.tokenizer)
         results[name] = (sec, seqs, toks)
         print(f"  {name:<16} {sec:7.2f} s  {seqs / sec:8.1f} seq/s  {toks / sec:9.1f} tok/s")

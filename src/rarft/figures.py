@@ -105,9 +105,12 @@ def figure_contexts(per_context: pd.DataFrame, grpo: pd.DataFrame, stem: str | P
             ax.plot(x, [g.get(p, np.nan) for p in wide.index], color=GRPO_COLOR, marker="_", ms=9,
                     lw=0, mew=2, zorder=4, label="GRPO (no context)")
             means.append((g.mean(), GRPO_COLOR, "GRPO mean"))
-        for value, color, label in means:
+        close = len(means) == 2 and abs(means[0][0] - means[1][0]) < 4  # labels would print over each other
+        upper = max(range(len(means)), key=lambda i: means[i][0])
+        for i, (value, color, label) in enumerate(means):
             ax.axhline(value, color=color, ls="--", lw=1.2, label=f"{label} (dashed)")
-            ax.annotate(f"{value:.1f}", (1.0, value), xycoords=("axes fraction", "data"), xytext=(3, 0),
+            dy = (5 if i == upper else -5) if close else 0  # the higher mean labelled above, the lower below
+            ax.annotate(f"{value:.1f}", (1.0, value), xycoords=("axes fraction", "data"), xytext=(3, dy),
                         textcoords="offset points", va="center", fontsize=8, color=color, weight="bold")
         ax.set_title(bench)
         ax.set_xlabel("problem (sorted by GRPO accuracy)")

@@ -99,11 +99,13 @@ class TransformersBackend:
     """Batched sampling with `model.generate`; ``batch_size`` counts sequences (prompts x samples).
 
     ``share_prefix`` (default on): each prompt is prefilled once for all its samples (`prefill`); off,
-    every sample prefills its own copy (kept for the benchmark that measures the difference)."""
+    every sample prefills its own copy. ``static_cache`` (default on): the shared prefill goes into a
+    preallocated cache (`static_copy`). Both switches are kept for the benchmark that measures them."""
 
     def __init__(self, model, tokenizer, batch_size: int = 64, enable_thinking: bool | None = None,
-                 show_progress: bool = True, share_prefix: bool = True):
+                 show_progress: bool = True, share_prefix: bool = True, static_cache: bool = True):
         self.model, self.tokenizer, self.share_prefix = model, tokenizer, share_prefix
+        self.static_cache = static_cache
         self.batch_size, self.enable_thinking, self.show_progress = batch_size, enable_thinking, show_progress
         if tokenizer.pad_token_id is None:
             raise ConfigError("tokenizer has no pad token: batched generation needs one")
@@ -194,7 +196,7 @@ class TransformersBackend:
         Models whose cache is not plain full attention (sliding windows, hybrids) keep the dynamic cache."""
         from transformers.cache_utils import DynamicLayer, StaticCache
 
-        if not all(type(layer) is DynamicLayer for layer in cache.layers):
+        if not self.static_cache or not all(type(layer) is DynamicLayer for layer in cache.layers):
             cache.batch_select_indices(rows)
             return cache
         static = StaticCache(config=self.model.config, max_cache_len=prompt_len + self._max_new_tokens)

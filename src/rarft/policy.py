@@ -292,16 +292,11 @@ def init_policy(train: list[dict], corpus: list[dict], config: dict, out_dir: st
     if get(config, "data.source", "world") == "world":
         # Warm up on generated problems (random rule names, the world's splits excluded), not on the
         # training queries: RL must not start from a policy that has seen their solutions.
-        import random
-
-        from rarft.world import arithmetic_drills, generate_warmup, normalise_text
+        from rarft.world import generate_warmup, normalise_text
 
         exclude = {normalise_text(it["problem"]) for it in train + corpus + list(exclude_items)}
-        warm_seed = seed + int(get(config, "data.world.seed", 0)) + 1
-        warm = generate_warmup(warm_seed, int(sft["warmup_items"]), exclude,
+        warm = generate_warmup(seed + int(get(config, "data.world.seed", 0)) + 1, int(sft["warmup_items"]), exclude,
                                float(sft["context_fraction"]), float(sft["wrong_context_fraction"]))
-        warm += arithmetic_drills(warm_seed, int(sft.get("drills", 0)))
-        random.Random(warm_seed).shuffle(warm)
         examples = chat_examples(warm, enable_thinking)
         texts = world_texts(train + corpus + warm + [c for it in warm for c in it["contexts"]])
     else:

@@ -347,24 +347,3 @@ def generate_warmup(seed: int, n: int, exclude: set[str] = frozenset(), context_
         item["contexts"] = contexts
         out.append({"id": item.pop("id"), **item})
     return out
-
-
-def arithmetic_drills(seed: int, n: int) -> list[dict]:
-    """Short "compute this" examples in the traces' own Step 3 notation (``6 * (6 - 1) / 2 = 15``), drawn
-    from every strategy at both difficulties: the arithmetic a base model brings from pre-training.
-
-    A world trace spends one or two of its ~60 tokens on the result, so from traces alone a tiny model
-    learns each strategy's typical answers long before it learns to compute them from the operands;
-    drills put the computation itself in the loss at a tenth of a trace's cost.
-    """
-    rng = random.Random(seed)
-    out = []
-    for i in range(n):
-        strategy = rng.choice(STRATEGIES)
-        a, b = strategy.draw(rng, "easy" if rng.random() < 0.5 else "hard")
-        expression = strategy.show.split(" = ")[0].format(a=a, b=b)
-        ans = strategy.compute(a, b)
-        out.append({"id": f"drill-{i:05d}", "problem": f"Compute {expression}.",
-                    "trace": f"{expression} = {ans}", "answer": str(ans), "strategy": strategy.name,
-                    "problem_type": strategy.problem_type, "contexts": []})
-    return out
