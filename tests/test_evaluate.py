@@ -141,6 +141,7 @@ def test_evaluate_resumes_after_kill_with_torn_line(benches, tmp_path):
     # a kill after 9 whole rows, in the middle of writing the 10th: only the undeclared partial
     # file exists (Snakemake/DVC would have deleted a declared samples.jsonl)
     (out / "samples.partial.jsonl").write_text("".join(lines[:9]) + lines[9][: len(lines[9]) // 2])
+    (out / "run.json").write_text((tmp_path / "a" / "run.json").read_text())  # written before any sample
     backend = scripted(benches)
     resumed = evaluate_policy(backend, "base", "none", benches, CFG, out)
     assert backend.sequences == 20 - 9  # only the missing samples were generated
@@ -154,10 +155,22 @@ def test_evaluate_resumes_after_kill_with_torn_line(benches, tmp_path):
     assert evaluate_policy(again, "base", "none", benches, CFG, out) == full and again.sequences == 0
 
 
-def test_resume_refuses_samples_of_another_run(benches, tmp_path):
-    evaluate_policy(scripted(benches), "base", "none", benches, CFG, tmp_path)
-    with pytest.raises(DataError, match="different run"):
-        evaluate_policy(scripted(benches), "grpo", "none", benches, CFG, tmp_path)
+def test_samples_of_other_weights_or_another_run_are_never_resumed(benches, tmp_path, capsys):
+    first = scripted(benches)
+    evaluate_policy(first, "base", "none", benches, CFG, tmp_path, model_id="weights-1")
+    # same weights: everything resumed, nothing generated
+    same = scripted(benches)
+    evaluate_policy(same, "base", "none", benches, CFG, tmp_path, model_id="weights-1")
+    assert same.sequences == 0
+    # the policy was retrained at the same path: every sample is generated again
+    retrained = scripted(benches)
+    evaluate_policy(retrained, "base", "none", benches, CFG, tmp_path, model_id="weights-2")
+    assert retrained.sequences == first.sequences > 0
+    assert "starting over" in capsys.readouterr().out
+    other_policy = scripted(benches)
+    evaluate_policy(other_policy, "grpo", "none", benches, CFG, tmp_path, model_id="weights-2")
+    assert other_policy.sequences == first.sequences
+    assert len(read_jsonl(tmp_path / "samples.jsonl")) == first.sequences  # no stale rows kept
 
 
 def _retrieval(world_small, benches):

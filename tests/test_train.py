@@ -235,3 +235,24 @@ def test_vllm_on_cpu_is_a_config_error(config, tmp_path):
     args = rl_args("dapo", tiny_config(config), tmp_path, [4], resume=False)
     assert (args.loss_type, args.epsilon_high, args.mask_truncated_completions, args.beta) == ("dapo", 0.28, True, 0.0)
     assert rl_args("grpo", tiny_config(config), tmp_path, [4], resume=False).loss_type == "grpo"
+
+
+def test_a_retrained_base_at_the_same_path_is_not_resumed(world_small, tiny_policy_dir, config, tmp_path):
+    # `snakemake --forceall` re-initialises models/policy/base in place: an arm killed before must start
+    # over from the new base, not resume a checkpoint trained from the old one.
+    from safetensors.torch import save_file
+
+    base = tmp_path / "base"
+    shutil.copytree(tiny_policy_dir, base)
+    cfg = tiny_config(config)
+    run("grpo", world_small, base, cfg, tmp_path, "arm")
+    shutil.rmtree(tmp_path / "arm" / "model")  # killed after its last checkpoint
+    same = run("grpo", world_small, base, cfg, tmp_path, "arm")
+    assert same["resumed_from"] is not None
+    shutil.rmtree(tmp_path / "arm" / "model")
+    w = weights(base)
+    name = next(iter(w))
+    w[name] = w[name] + 0.01
+    save_file(w, str(base / "model.safetensors"), metadata={"format": "pt"})
+    fresh = run("grpo", world_small, base, cfg, tmp_path, "arm")
+    assert fresh["resumed_from"] is None and fresh["global_step"] == 2

@@ -292,7 +292,7 @@ def analyze(config: dict, runs: str | Path, data: str | Path, reports: str | Pat
         notes.append(f"{reports / 'retrievers.csv'} absent: Table 3 has no recall@1 values.")
     for spec in tables.table_specs(config, paper_scale):
         if spec.name == "table3" and against:
-            spec.title = spec.title.replace("held-out labels", f"held-out {against} labels")
+            spec.title = spec.title.replace("held-out labels", f"held-out {against.removesuffix('-labels')} labels")
         df = tables.build_table(spec, summaries, benches, seed, resamples, level, recall)
         for r in df[(df["status"] == "ok") & (df["benchmark"] == "mean")].to_dict("records"):
             metrics[f"avg_at_k.{r['policy']}.{r['setting']}.mean"] = round(r["score"], 4)

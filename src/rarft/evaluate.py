@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from rarft.config import ConfigError, add_config_argument, get, load_config
-from rarft.io import DataError, JsonlAppender, read_json, read_jsonl, text_sha256, write_json
+from rarft.io import DataError, JsonlAppender, model_fingerprint, read_json, read_jsonl, text_sha256, write_json
 
 # ---- estimators ----
 
@@ -126,11 +126,12 @@ def build_units(benchmarks: dict[str, list[dict]], setting: str, config: dict,
 
 def evaluate_policy(backend, policy_name: str, setting: str, benchmarks: dict[str, list[dict]], config: dict,
                     out_dir: str | Path, retrieval: list[dict] | None = None, corpus: list[dict] | None = None,
-                    k: int | None = None) -> dict:
+                    k: int | None = None, model_id: str | None = None) -> dict:
     """Sample k completions per unit with ``backend``, score them, write samples.jsonl and summary.json.
 
     Units already complete in ``out_dir/samples.jsonl`` are not generated again; a partly written
-    unit gets only its missing samples. Returns the summary.
+    unit gets only its missing samples. Samples written by another run (other weights ``model_id``,
+    policy, setting, sampling or problems) are discarded and the evaluation starts over. Returns the summary.
     """
     from tqdm.auto import tqdm
 
@@ -143,7 +144,7 @@ def evaluate_policy(backend, policy_name: str, setting: str, benchmarks: dict[st
     units = build_units(benchmarks, setting, config, retrieval, corpus)
     run_meta = {"policy": policy_name, "setting": setting, "k": k, "temperature": ev.get("temperature", 1.0),
                 "top_p": ev.get("top_p", 1.0), "max_new_tokens": ev.get("max_new_tokens", 256),
-                "seed": get(config, "seed", 0),
+                "seed": get(config, "seed", 0), "model": model_id,
                 "units": text_sha256(*(f"{u['benchmark']}/{u['problem_id']}/{u['context_id']}" for u in units))}
     meta_path = out_dir / "run.json"
     # Samples are appended to an undeclared partial file and published as samples.jsonl only when
@@ -153,9 +154,11 @@ def evaluate_policy(backend, policy_name: str, setting: str, benchmarks: dict[st
     final_path = out_dir / "samples.jsonl"
     if final_path.exists() and not samples_path.exists():
         os.replace(final_path, samples_path)  # a finished run re-entered: resume from its samples
-    if samples_path.exists() and meta_path.exists() and read_json(meta_path) != run_meta:
-        raise DataError(f"{samples_path}: written by a different run ({meta_path} differs: policy, setting, "
-                        "sampling or problems changed); delete the directory to start over")
+    if samples_path.exists() and (not meta_path.exists() or read_json(meta_path) != run_meta):
+        # Snakemake reruns this stage when the policy was retrained: its old samples must not count
+        print(f"evaluate {policy_name}/{setting}: {samples_path} was written by another run (weights, "
+              "policy, setting, sampling or problems differ); starting over")
+        samples_path.unlink()
     write_json(meta_path, run_meta)
 
     t0 = time.time()
@@ -279,7 +282,7 @@ def cli(argv: list[str]) -> int:
     backend = make_backend(args.policy_dir, config, args.backend)
     try:
         evaluate_policy(backend, args.policy_name, args.setting, benchmarks, config, args.out,
-                        retrieval=retrieval, corpus=corpus, k=args.k)
+                        retrieval=retrieval, corpus=corpus, k=args.k, model_id=model_fingerprint(args.policy_dir))
     finally:
         backend.close()
     return 0

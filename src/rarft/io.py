@@ -141,6 +141,31 @@ def file_sha256(path: str | os.PathLike, limit: int | None = None) -> str:
     return h.hexdigest()
 
 
+def model_fingerprint(model: str | os.PathLike) -> str:
+    """Identifies a model's weights, so that nothing computed with an older checkpoint at the same path
+    (cached rollouts, evaluation samples, a training checkpoint to resume) is reused for a newer one.
+
+    A directory: every weight file's name and size, hashed whole up to 64 MiB and by its first and last
+    MiB above that (a full hash of a multi-GB shard on every stage start would cost minutes), plus a
+    pointer file's content. Anything else (a hub id): the name itself.
+    """
+    path = Path(model)
+    if not path.is_dir():
+        return str(model)
+    parts = [str(model)]
+    for f in sorted(path.glob("*.safetensors")) + sorted(path.glob("*.bin")) + sorted(path.glob("rarft_model.json")):
+        size = f.stat().st_size
+        if size <= 64 << 20:
+            digest = file_sha256(f)
+        else:
+            with open(f, "rb") as fh:
+                head = fh.read(1 << 20)
+                fh.seek(size - (1 << 20))
+                digest = text_sha256(head.hex(), fh.read().hex())
+        parts += [f.name, str(size), digest]
+    return text_sha256(*parts)
+
+
 def text_sha256(*parts: str) -> str:
     h = hashlib.sha256()
     for p in parts:

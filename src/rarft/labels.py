@@ -25,7 +25,7 @@ from collections import defaultdict
 from pathlib import Path
 
 from rarft.config import ConfigError, add_config_argument, get, load_config
-from rarft.io import (DataError, JsonlAppender, atomic_path, file_sha256, read_jsonl, text_sha256,
+from rarft.io import (DataError, JsonlAppender, atomic_path, model_fingerprint, read_jsonl, text_sha256,
                       write_jsonl, write_text)
 
 LABELERS = ("gain", "judge", "oracle")
@@ -151,17 +151,6 @@ def gain_estimate(correct_with: int, correct_base: int, n_with: int, n_base: int
     """(gain, stderr): difference of two independent binomial means and its plug-in standard error."""
     p1, p0 = correct_with / n_with, correct_base / n_base
     return p1 - p0, math.sqrt(p1 * (1 - p1) / n_with + p0 * (1 - p0) / n_base)
-
-
-def model_fingerprint(model: str) -> str:
-    """Identifies the policy's weights, so cached rollouts of an older checkpoint are never reused."""
-    path = Path(model)
-    if not path.is_dir():
-        return model
-    parts = [model]
-    for f in sorted(path.glob("*.safetensors")) + sorted(path.glob("*.bin")):
-        parts += [f.name, str(f.stat().st_size), file_sha256(f, limit=1 << 20)]
-    return text_sha256(*parts)
 
 
 def gain_labels(pairs: list[tuple[dict, list[dict]]], backend, sampling, threshold: float, cache_path,

@@ -25,8 +25,8 @@ from pathlib import Path
 
 from rarft.arms import retriever_of, trainer_of
 from rarft.config import ConfigError, add_config_argument, get, load_config
-from rarft.io import (DataError, JsonlAppender, atomic_path, read_jsonl, text_sha256, write_json, write_jsonl,
-                      write_text)
+from rarft.io import (DataError, JsonlAppender, atomic_path, model_fingerprint, read_jsonl, text_sha256, write_json,
+                      write_jsonl, write_text)
 from rarft.prompts import _norm, build_prompt
 
 CHECKPOINT_DIR = "checkpoints"
@@ -311,10 +311,11 @@ def _last_checkpoint(run_dir: Path) -> str | None:
 
 
 def run_fingerprint(arm: str, base_dir, train_rows: list[dict], eval_rows: dict, config: dict) -> str:
-    """What a checkpoint must have been trained with to be resumed: arm, base, data, settings."""
+    """What a checkpoint must have been trained with to be resumed: arm, base (path AND weights: a
+    re-initialised base at the same path must not resume an arm trained from the old one), data, settings."""
     import json
 
-    keys = {"arm": arm, "base": str(base_dir), "rl": config["rl"], "seed": config.get("seed"),
+    keys = {"arm": arm, "base": str(base_dir), "base_weights": model_fingerprint(base_dir), "rl": config["rl"], "seed": config.get("seed"),
             "thinking": get(config, "policy.enable_thinking"), "device": config.get("device")}
     return text_sha256(json.dumps(keys, sort_keys=True, default=str),
                        json.dumps([train_rows, eval_rows], sort_keys=True))
