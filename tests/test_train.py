@@ -59,8 +59,24 @@ def test_dataset_of_each_arm(arm, world_small, config):
     if arm in ("sft", "rasft"):
         assert evals == {}
         assert all(r["completion"][0]["content"] == it["trace"] for r, it in zip(train, world_small["train"]))
-    else:
+    elif arm in config["rl"]["curve_arms"]:
         assert set(evals) == set(BENCHES) and all(r["answer"] for r in train)
+    else:  # an RL arm that Figure 3 does not show samples no validation curve
+        assert evals == {} and all(r["answer"] for r in train)
+
+
+def test_curve_arms_null_gives_every_rl_arm_a_curve(world_small, config, tmp_path):
+    cfg = copy.deepcopy(config)
+    cfg["rl"]["curve_arms"] = None
+    benches = {b: world_small[b] for b in BENCHES}
+    _, evals = build_datasets("rloo", world_small["train"], corpus_by_id(world_small), None, benches, cfg)
+    assert set(evals) == set(BENCHES)
+    from rarft.train import rl_args
+
+    cfg["rl"]["curve_arms"] = ["grpo"]
+    _, none = build_datasets("rloo", world_small["train"], corpus_by_id(world_small), None, benches, cfg)
+    assert none == {}
+    assert rl_args("rloo", cfg, tmp_path, [len(v) for v in none.values()], resume=False).eval_strategy == "no"
 
 
 def test_no_self_retrieval(world_small, config):

@@ -13,6 +13,7 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
+from matplotlib.ticker import MaxNLocator  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
@@ -48,8 +49,8 @@ def _panels(n: int, width: float = 4.6, height: float = 3.4):
 def figure_curves(curves: pd.DataFrame, stem: str | Path, labels: dict[str, str]) -> list[Path]:
     """Figure 3: validation average@k against step, one line per arm, one panel per benchmark.
 
-    `curves` columns: arm, step, benchmark, average_at_k (fraction), k. Step-0 values are written
-    next to their points (the paper's point: RA-RFT starts lower and overtakes).
+    `curves` columns: arm, step, benchmark, average_at_k (fraction), k. Step-0 values are given in the
+    legend (the paper's point: RA-RFT starts lower and overtakes).
     """
     benches = list(dict.fromkeys(curves["benchmark"]))
     fig, axes = _panels(len(benches))
@@ -60,20 +61,19 @@ def figure_curves(curves: pd.DataFrame, stem: str | Path, labels: dict[str, str]
         for arm, adf in sub.groupby("arm", sort=False):
             adf = adf.sort_values("step")
             y = 100 * adf["average_at_k"].to_numpy()
-            ax.plot(adf["step"], y, marker="o", ms=4, lw=2, color=colors.get(arm), label=labels.get(arm, arm))
-            if arm in step0.index:  # the lower start is labelled below its point, the higher above
-                lower = step0[arm] == step0.min() and len(step0) > 1
-                ax.annotate(f"step 0: {100 * step0[arm]:.1f}", (0, 100 * step0[arm]), textcoords="offset points",
-                            xytext=(8, -14 if lower else 7), fontsize=8, color=colors.get(arm), weight="bold",
-                            bbox={"boxstyle": "round,pad=0.15", "fc": "white", "ec": "none", "alpha": 0.85})
+            # step-0 value in the legend: a label next to the point would sit on the other arm's line
+            start = f" (step 0: {100 * step0[arm]:.1f})" if arm in step0.index else ""
+            ax.plot(adf["step"], y, marker="o", ms=4, lw=2, color=colors.get(arm),
+                    label=labels.get(arm, arm) + start)
         ax.margins(y=0.15)
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         k = int(sub["k"].iloc[0]) if "k" in sub and len(sub) else None
         ax.set_title(bench)
         ax.set_xlabel("training step")
         ax.set_ylabel(f"validation average@{k} (%)" if k else "validation average@k (%)")
         ax.grid(alpha=0.3)
-        ax.legend(loc="lower right", fontsize=8)
-    fig.suptitle("Figure 3: validation accuracy during training (step-0 values annotated)")
+        ax.legend(loc="best", fontsize=8)
+    fig.suptitle("Figure 3: validation accuracy during training (step-0 values in the legend)")
     fig.tight_layout()
     return save_figure(fig, stem)
 

@@ -155,14 +155,15 @@ def plan(config: dict) -> list[StageCost]:
                                   note=f"SFT {sft.get('epochs', 2)} epochs over {n_train} traces"))
             continue
         gen = steps * completions_per_step
-        ev = n_evals * n_bench * eval_k
+        curve = rl.get("curve_arms") is None or arm in rl["curve_arms"]
+        ev = n_evals * n_bench * eval_k if curve else 0
         prompts = (gen + ev) * prompt
         train_tok = gen * (prompt + max_new) * int(rl.get("num_iterations", 1))
         hours = decode_hours((gen + ev) * max_new, prompts, policy_b) + train_hours(train_tok, policy_b)
         rows.append(StageCost(f"train-policy {arm}", generations=gen + ev, generated_tokens=(gen + ev) * max_new,
                               prompt_tokens=prompts, train_tokens=train_tok, gpu_hours=hours,
                               note=f"{steps} steps x {completions_per_step} completions ({procs} GPUs); "
-                                   f"curve: {n_evals} evals x {n_bench} problems x {eval_k}"))
+                                   + (f"curve: {n_evals} evals x {n_bench} problems x {eval_k}" if curve else "no curve")))
 
     # evaluate: every policy under each of its settings
     k, max_new = int(get(config, "evaluation.k", 32)), int(get(config, "evaluation.max_new_tokens", 96))

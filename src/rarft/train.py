@@ -9,8 +9,8 @@ Validation curves (the paper's Figure 3) come from TRL's own evaluation loop: ea
 eval dataset built like the training set (RA arms WITH their retrieved context), sampled
 `rl.eval_k` times per problem, so its mean reward is average@k. That path uses whatever generation
 the trainer uses (vLLM when `rl.use_vllm`, sharded models under DeepSpeed/FSDP), so it scales to the
-paper setting. SFT arms have no sampling loop: their curve file holds no rows (they are scored by the
-evaluate stage).
+paper setting. SFT arms have no sampling loop, and RL arms outside `rl.curve_arms` skip it: their curve
+file holds no rows (they are scored by the evaluate stage).
 """
 
 from __future__ import annotations
@@ -361,6 +361,9 @@ def build_datasets(arm: str, train_items: list[dict], corpus_by_id: dict[str, di
                          bool(get(config, "policy.enable_thinking", False)))
         return train, {}
     train = prompt_rows(train_items, corpus_by_id, ctx("train"), k, retrieval_name)
+    curve_arms = config["rl"].get("curve_arms")  # None: every RL arm records a validation curve
+    if curve_arms is not None and arm not in curve_arms:
+        return train, {}  # no validation sampling: this arm is scored by the evaluate stage only
     evals = {name: prompt_rows(items, corpus_by_id, ctx(name), k, retrieval_name)
              for name, items in val_benchmarks.items()}
     return train, evals
