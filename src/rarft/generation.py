@@ -124,7 +124,8 @@ class TransformersBackend:
         path = resolve_model(model)
         dtype = get(config, "generation.dtype", "auto")
         tokenizer = AutoTokenizer.from_pretrained(path)
-        lm = AutoModelForCausalLM.from_pretrained(path, dtype=dtype if dtype == "auto" else getattr(torch, dtype))
+        lm = AutoModelForCausalLM.from_pretrained(path, dtype=dtype if dtype == "auto" else getattr(torch, dtype),
+                                                  attn_implementation=get(config, "generation.attn_implementation"))
         lm.to(pick_device(config))
         lm.eval()
         return cls(lm, tokenizer, batch_size=int(get(config, "generation.batch_size", 64)),

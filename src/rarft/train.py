@@ -397,7 +397,8 @@ def train_policy(arm: str, base_dir: str | os.PathLike, train_items: list[dict],
     os.environ["TENSORBOARD_LOGGING_DIR"] = str(run_dir / "tensorboard")
     name = resolve_model(base_dir)
     tokenizer = AutoTokenizer.from_pretrained(name)
-    model = AutoModelForCausalLM.from_pretrained(name, dtype="auto")
+    model = AutoModelForCausalLM.from_pretrained(name, dtype="auto",
+                                                 attn_implementation=get(config, "generation.attn_implementation"))
     callbacks = []
     k = int(config["rl"].get("eval_k", 4))
     if trainer_kind == "sft":

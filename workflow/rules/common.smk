@@ -70,3 +70,23 @@ ANALYSIS_OUTPUTS = [
     "results/figures",
     "results/plots",
 ]
+
+
+# Scheduling hints: init_policy -> gain labels -> retriever -> its retrieval -> RA-RFT -> the top-k
+# evaluation is the DAG's longest chain. Started first, it leaves the other jobs to fill the free cores
+# around it; by default Snakemake started the cheap jobs first and left a core idle later (measured).
+RA_RETRIEVER = config["rl"].get("retriever", "finetuned")
+
+
+def priority_retrieve(wildcards):
+    return 70 if wildcards.retriever == RA_RETRIEVER else 0
+
+
+def priority_train(wildcards):
+    if wildcards.arm == "rarft":
+        return 60
+    return 50 if retriever_of(wildcards.arm, config) == RA_RETRIEVER else 10
+
+
+def priority_evaluate(wildcards):
+    return 55 if wildcards.setting.startswith("topk-") else 0

@@ -25,6 +25,7 @@ rule evaluate:
         "logs/evaluate/{policy}/{setting}.log",
     benchmark:
         "benchmarks/evaluate/{policy}/{setting}.tsv"
+    priority: priority_evaluate
     conda:
         POLICY_ENV
     resources:

@@ -42,6 +42,7 @@ rule label_relevance:
         "logs/label_relevance/{labeler}.log",
     benchmark:
         "benchmarks/label_relevance/{labeler}.tsv"
+    priority: 90
     conda:
         POLICY_ENV
     resources:

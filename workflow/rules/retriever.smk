@@ -16,6 +16,7 @@ rule train_retriever:
         "logs/train_retriever.log",
     benchmark:
         "benchmarks/train_retriever.tsv"
+    priority: 80
     conda:
         f"{ENVS}/cpu.yaml"
     resources:
@@ -77,6 +78,7 @@ rule retrieve:
         "logs/retrieve/{retriever}.log",
     benchmark:
         "benchmarks/retrieve/{retriever}.tsv"
+    priority: priority_retrieve
     conda:
         f"{ENVS}/cpu.yaml"
     resources:
