@@ -13,6 +13,7 @@ rule sample_candidates:
         "logs/sample_candidates.log",
     benchmark:
         "benchmarks/sample_candidates.tsv"
+    priority: 90  # upstream of the gain labels: a priority does not pass to a job's inputs
     conda:
         f"{ENVS}/cpu.yaml"
     resources:
