@@ -66,7 +66,11 @@ def figure_curves(curves: pd.DataFrame, stem: str | Path, labels: dict[str, str]
             ax.plot(adf["step"], y, marker="o", ms=4, lw=2, color=colors.get(arm),
                     label=labels.get(arm, arm) + start)
         ax.margins(y=0.15)
-        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        steps = sorted(sub["step"].unique())
+        if len(steps) <= 12:
+            ax.set_xticks(steps)  # ticks at the evaluated steps
+        else:
+            ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         k = int(sub["k"].iloc[0]) if "k" in sub and len(sub) else None
         ax.set_title(bench)
         ax.set_xlabel("training step")
