@@ -195,3 +195,14 @@ def test_http_client_retries_then_fails_clearly():
     with pytest.raises(RuntimeError, match="gave up after 3 attempts"):
         backend.generate([[{"role": "user", "content": "hi"}]], Sampling(n=1, max_new_tokens=4))
     assert time.monotonic() - t < 30
+
+
+def test_flash_attention_on_cpu_is_a_config_error():
+    from rarft.config import ConfigError
+    from rarft.generation import attn_implementation
+
+    cpu = {"device": "cpu", "generation": {"attn_implementation": "flash_attention_2"}}
+    with pytest.raises(ConfigError, match="generation.attn_implementation"):
+        attn_implementation(cpu)
+    assert attn_implementation({"device": "cpu", "generation": {"attn_implementation": "eager"}}) == "eager"
+    assert attn_implementation({"generation": {}}) is None

@@ -122,3 +122,21 @@ def test_cli_reports_config_errors_without_a_traceback(tmp_path):
                           str(ROOT / "params.yaml"), str(bad)], capture_output=True, text=True)
     assert out.returncode == 2
     assert "seed" in out.stderr and "Traceback" not in out.stderr
+
+
+def test_scheduling_priorities_put_the_longest_chain_first():
+    from rarft.arms import schedule_priority
+    from rarft.config import load_config
+
+    cfg = load_config("params.yaml")
+    chain = [schedule_priority("init_policy", cfg), schedule_priority("label_relevance", cfg, labeler="gain"),
+             schedule_priority("train_retriever", cfg), schedule_priority("retrieve", cfg, retriever="finetuned"),
+             schedule_priority("train_policy", cfg, arm="rarft"),
+             schedule_priority("evaluate", cfg, policy="rarft", setting="topk-finetuned")]
+    assert chain == sorted(chain, reverse=True) and min(chain) > 0
+    # off the chain: below every job of the chain
+    off = [schedule_priority("retrieve", cfg, retriever="offshelf"), schedule_priority("train_policy", cfg, arm="grpo"),
+           schedule_priority("evaluate", cfg, policy="grpo", setting="none"), schedule_priority("analyze", cfg)]
+    assert max(off) < min(chain)
+    # the gain labels' input comes with them (a priority does not pass to inputs)
+    assert schedule_priority("sample_candidates", cfg) == schedule_priority("label_relevance", cfg, labeler="gain")

@@ -58,6 +58,20 @@ def pick_device(config: dict) -> str:
     return device
 
 
+def attn_implementation(config: dict) -> str | None:
+    """`generation.attn_implementation` for `from_pretrained` (None: transformers' default), checked first:
+    the FlashAttention kernels need a CUDA device, and transformers' own error about it comes from deep
+    inside model loading."""
+    impl = get(config, "generation.attn_implementation")
+    if impl and impl.startswith("flash_attention"):
+        import torch
+
+        if get(config, "device", "auto") == "cpu" or not torch.cuda.is_available():
+            raise ConfigError(f"config: generation.attn_implementation is {impl!r}, which needs a CUDA device; "
+                              "use eager or sdpa (or null) on CPU")
+    return impl
+
+
 def chat_text(tokenizer, messages: list[dict], enable_thinking: bool | None) -> str:
     """The prompt string the model's chat template makes of ``messages``, ready for generation."""
     kwargs = {} if enable_thinking is None else {"enable_thinking": enable_thinking}
@@ -106,6 +120,7 @@ class TransformersBackend:
                  show_progress: bool = True, share_prefix: bool = True, static_cache: bool = True):
         self.model, self.tokenizer, self.share_prefix = model, tokenizer, share_prefix
         self.static_cache = static_cache
+        self._max_new_tokens = 0  # set by each generate call: the static cache's room for the completion
         self.batch_size, self.enable_thinking, self.show_progress = batch_size, enable_thinking, show_progress
         if tokenizer.pad_token_id is None:
             raise ConfigError("tokenizer has no pad token: batched generation needs one")
@@ -125,7 +140,7 @@ class TransformersBackend:
         dtype = get(config, "generation.dtype", "auto")
         tokenizer = AutoTokenizer.from_pretrained(path)
         lm = AutoModelForCausalLM.from_pretrained(path, dtype=dtype if dtype == "auto" else getattr(torch, dtype),
-                                                  attn_implementation=get(config, "generation.attn_implementation"))
+                                                  attn_implementation=attn_implementation(config))
         lm.to(pick_device(config))
         lm.eval()
         return cls(lm, tokenizer, batch_size=int(get(config, "generation.batch_size", 64)),

@@ -315,7 +315,8 @@ def run_fingerprint(arm: str, base_dir, train_rows: list[dict], eval_rows: dict,
     re-initialised base at the same path must not resume an arm trained from the old one), data, settings."""
     import json
 
-    keys = {"arm": arm, "base": str(base_dir), "base_weights": model_fingerprint(base_dir), "rl": config["rl"], "seed": config.get("seed"),
+    keys = {"arm": arm, "base": str(base_dir), "base_weights": model_fingerprint(base_dir), "rl": config["rl"],
+            "seed": config.get("seed"),
             "thinking": get(config, "policy.enable_thinking"), "device": config.get("device")}
     return text_sha256(json.dumps(keys, sort_keys=True, default=str),
                        json.dumps([train_rows, eval_rows], sort_keys=True))
@@ -397,8 +398,9 @@ def train_policy(arm: str, base_dir: str | os.PathLike, train_items: list[dict],
     os.environ["TENSORBOARD_LOGGING_DIR"] = str(run_dir / "tensorboard")
     name = resolve_model(base_dir)
     tokenizer = AutoTokenizer.from_pretrained(name)
-    model = AutoModelForCausalLM.from_pretrained(name, dtype="auto",
-                                                 attn_implementation=get(config, "generation.attn_implementation"))
+    from rarft.generation import attn_implementation
+
+    model = AutoModelForCausalLM.from_pretrained(name, dtype="auto", attn_implementation=attn_implementation(config))
     callbacks = []
     k = int(config["rl"].get("eval_k", 4))
     if trainer_kind == "sft":

@@ -3,7 +3,7 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(workflow.basedir) / "src"))  # rarft.arms is pure Python
-from rarft.arms import eval_settings, retriever_of, retrievers_needed
+from rarft.arms import eval_settings, retriever_of, retrievers_needed, schedule_priority
 
 if workflow.config_settings.config:
     raise ValueError(
@@ -72,21 +72,6 @@ ANALYSIS_OUTPUTS = [
 ]
 
 
-# Scheduling hints: init_policy -> gain labels -> retriever -> its retrieval -> RA-RFT -> the top-k
-# evaluation is the DAG's longest chain. Started first, it leaves the other jobs to fill the free cores
-# around it; by default Snakemake started the cheap jobs first and left a core idle later (measured).
-RA_RETRIEVER = config["rl"].get("retriever", "finetuned")
-
-
-def priority_retrieve(wildcards):
-    return 70 if wildcards.retriever == RA_RETRIEVER else 0
-
-
-def priority_train(wildcards):
-    if wildcards.arm == "rarft":
-        return 60
-    return 50 if retriever_of(wildcards.arm, config) == RA_RETRIEVER else 10
-
-
-def priority_evaluate(wildcards):
-    return 55 if wildcards.setting.startswith("topk-") else 0
+def priority(rule):
+    """Scheduling hint for a rule's jobs (rarft.arms.schedule_priority): the longest chain first."""
+    return lambda wildcards: schedule_priority(rule, config, **dict(wildcards.items()))

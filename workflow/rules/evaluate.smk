@@ -25,7 +25,7 @@ rule evaluate:
         "logs/evaluate/{policy}/{setting}.log",
     benchmark:
         "benchmarks/evaluate/{policy}/{setting}.tsv"
-    priority: priority_evaluate
+    priority: priority("evaluate")
     conda:
         POLICY_ENV
     resources:

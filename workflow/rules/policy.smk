@@ -16,7 +16,7 @@ rule init_policy:
         "benchmarks/init_policy.tsv"
     # The warm-up runs before any other policy work can start: give it every core (OMP_NUM_THREADS).
     threads: workflow.cores
-    priority: 100
+    priority: priority("init_policy")
     conda:
         POLICY_ENV
     resources:

@@ -13,7 +13,7 @@ rule sample_candidates:
         "logs/sample_candidates.log",
     benchmark:
         "benchmarks/sample_candidates.tsv"
-    priority: 90  # upstream of the gain labels: a priority does not pass to a job's inputs
+    priority: priority("sample_candidates")
     conda:
         f"{ENVS}/cpu.yaml"
     resources:
@@ -43,7 +43,7 @@ rule label_relevance:
         "logs/label_relevance/{labeler}.log",
     benchmark:
         "benchmarks/label_relevance/{labeler}.tsv"
-    priority: 90
+    priority: priority("label_relevance")
     conda:
         POLICY_ENV
     resources:

@@ -16,7 +16,7 @@ rule train_retriever:
         "logs/train_retriever.log",
     benchmark:
         "benchmarks/train_retriever.tsv"
-    priority: 80
+    priority: priority("train_retriever")
     conda:
         f"{ENVS}/cpu.yaml"
     resources:
@@ -78,7 +78,7 @@ rule retrieve:
         "logs/retrieve/{retriever}.log",
     benchmark:
         "benchmarks/retrieve/{retriever}.tsv"
-    priority: priority_retrieve
+    priority: priority("retrieve")
     conda:
         f"{ENVS}/cpu.yaml"
     resources:

@@ -25,7 +25,7 @@ rule train_policy:
         "logs/train_policy/{arm}.log",
     benchmark:
         "benchmarks/train_policy/{arm}.tsv"
-    priority: priority_train
+    priority: priority("train_policy")
     conda:
         POLICY_ENV
     resources:
