@@ -272,3 +272,36 @@ def test_a_retrained_base_at_the_same_path_is_not_resumed(world_small, tiny_poli
     save_file(w, str(base / "model.safetensors"), metadata={"format": "pt"})
     fresh = run("grpo", world_small, base, cfg, tmp_path, "arm")
     assert fresh["resumed_from"] is None and fresh["global_step"] == 2
+
+
+# ---- paper fidelity: fp32 master weights (review B2) and veRL's token-mean loss (B3) ----
+@pytest.mark.parametrize("paper", ["config/qwen3-1.7b.yaml", "config/qwen3-4b.yaml"])
+def test_paper_configs_state_fp32_master_weights_and_token_mean_loss(paper, tmp_path):
+    from rarft.config import load_config
+    from rarft.train import loss_type, policy_dtype, rl_args
+
+    import torch
+
+    cfg = load_config(["params.yaml", paper])
+    assert policy_dtype(cfg) is torch.float32 and cfg["rl"]["bf16"] is True
+    assert loss_type(cfg) == "dapo"
+    cpu = copy.deepcopy(cfg)
+    cpu["device"] = "cpu"
+    cpu["rl"].update(use_vllm=False, bf16=False)
+    assert rl_args("grpo", cpu, tmp_path, [30], resume=False).loss_type == "dapo"
+
+
+def test_policy_loads_in_fp32_when_the_config_says_so(tiny_policy_dir, config, tmp_path):
+    """A bf16 checkpoint (as Qwen3's are) comes back with fp32 parameters under rl.param_dtype: float32."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    from rarft.train import policy_dtype
+
+    bf16_dir = tmp_path / "bf16"
+    AutoModelForCausalLM.from_pretrained(tiny_policy_dir, dtype=torch.bfloat16).save_pretrained(bf16_dir)
+    cfg = copy.deepcopy(config)
+    for want, expected in (("float32", torch.float32), ("auto", torch.bfloat16), ("bfloat16", torch.bfloat16)):
+        cfg["rl"]["param_dtype"] = want
+        model = AutoModelForCausalLM.from_pretrained(bf16_dir, dtype=policy_dtype(cfg))
+        assert {p.dtype for p in model.parameters()} == {expected}, want

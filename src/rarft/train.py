@@ -166,7 +166,7 @@ def common_args(config: dict, run_dir: Path, resume: bool) -> dict:
 
 
 def rl_args(trainer: str, config: dict, run_dir: Path, n_problems: list[int], resume: bool):
-    """GRPOConfig / RLOOConfig for an RL arm. Loss: 'grpo' for GRPO (TRL's default is 'dapo')."""
+    """GRPOConfig / RLOOConfig for an RL arm. GRPO arms aggregate the loss per `rl.loss_type`."""
     from accelerate import PartialState
 
     rl = config["rl"]
@@ -238,8 +238,34 @@ def rl_args(trainer: str, config: dict, run_dir: Path, n_problems: list[int], re
         kwargs.update(loss_type="dapo", epsilon_high=float(dapo["epsilon_high"]),
                       mask_truncated_completions=bool(dapo["mask_truncated_completions"]))
     else:
-        kwargs.update(loss_type="grpo", scale_rewards="group")
+        kwargs.update(loss_type=loss_type(config), scale_rewards="group")
     return GRPOConfig(**kwargs)
+
+
+def loss_type(config: dict) -> str:
+    """TRL loss aggregation of the GRPO arms (`rl.loss_type`). 'dapo' is TRL's token-mean over the
+    batch, veRL's default `loss_agg_mode: token-mean` (the paper trained with veRL); 'grpo' normalises
+    each sequence by its own length (length-biased). DAPO arms always use 'dapo'."""
+    value = str(get(config, "rl.loss_type", "dapo"))
+    if value not in ("dapo", "grpo", "dr_grpo", "bnpo"):
+        raise ConfigError(f"rl.loss_type: {value!r}; one of dapo (token-mean, veRL), grpo, dr_grpo, bnpo")
+    return value
+
+
+def policy_dtype(config: dict):
+    """dtype the trained policy's parameters are loaded (and kept) in: `rl.param_dtype`.
+
+    float32 keeps fp32 master weights: with `rl.bf16: true` the forward/backward run under bf16
+    autocast while AdamW updates fp32 parameters and state (veRL's FSDP mixed precision). Updating
+    bf16 parameters at lr 1e-6 rounds most steps away (bf16 has 8 significant bits). 'auto' keeps the
+    checkpoint's own dtype (bf16 for Qwen3)."""
+    import torch
+
+    value = str(get(config, "rl.param_dtype", "float32"))
+    table = {"float32": torch.float32, "bfloat16": torch.bfloat16, "auto": "auto"}
+    if value not in table:
+        raise ConfigError(f"rl.param_dtype: {value!r}; one of {', '.join(table)}")
+    return table[value]
 
 
 def sft_args(config: dict, run_dir: Path, resume: bool):
@@ -400,7 +426,8 @@ def train_policy(arm: str, base_dir: str | os.PathLike, train_items: list[dict],
     tokenizer = AutoTokenizer.from_pretrained(name)
     from rarft.generation import attn_implementation
 
-    model = AutoModelForCausalLM.from_pretrained(name, dtype="auto", attn_implementation=attn_implementation(config))
+    model = AutoModelForCausalLM.from_pretrained(name, dtype=policy_dtype(config),
+                                                 attn_implementation=attn_implementation(config))
     callbacks = []
     k = int(config["rl"].get("eval_k", 4))
     if trainer_kind == "sft":
