@@ -5,6 +5,8 @@
 # Rules only wire files to `python -m rarft <stage>`; all logic is in src/rarft/.
 # dvc.yaml is generated from this DAG: `python -m rarft export-dvc` (tests/test_workflow.py checks it).
 
+import sys
+
 from snakemake.utils import min_version, validate
 
 min_version("9.0")
@@ -13,6 +15,9 @@ min_version("9.0")
 configfile: "params.yaml"
 
 
+sys.path.insert(0, f"{workflow.basedir}/src")  # rarft.config is pure Python: `key: null` deletes a mapping entry
+from rarft.config import prune_deleted
+prune_deleted(config, ["params.yaml", *workflow.overwrite_configfiles])
 validate(config, "workflow/schemas/config.schema.yaml")
 
 

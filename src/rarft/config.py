@@ -21,14 +21,47 @@ class ConfigError(ValueError):
 
 
 def deep_merge(base: dict, override: dict) -> dict:
-    """Merge like Snakemake merges --configfile files: nested dicts merge, everything else replaces."""
+    """Merge like Snakemake merges --configfile files: nested dicts merge, everything else replaces.
+
+    One addition: `key: null` in place of a mapping deletes the entry (`brumo25: null` drops a
+    benchmark). A null in place of a scalar stays null, which means "the library's default" there
+    (`attn_implementation: null` in config/qwen3-*.yaml). The Snakefile applies the same rule to
+    Snakemake's own merge with prune_deleted().
+    """
     out = copy.deepcopy(base)
     for key, value in override.items():
-        if isinstance(value, dict) and isinstance(out.get(key), dict):
+        if value is None and isinstance(out.get(key), dict):
+            del out[key]
+        elif isinstance(value, dict) and isinstance(out.get(key), dict):
             out[key] = deep_merge(out[key], value)
         else:
             out[key] = copy.deepcopy(value)
     return out
+
+
+def merge_files(paths: list[str | Path]) -> dict:
+    """The given YAML files deep-merged in order (not validated)."""
+    config: dict[str, Any] = {}
+    for p in paths:
+        config = deep_merge(config, _read_yaml(Path(p)))
+    return config
+
+
+def prune_deleted(config: dict, paths: list[str | Path]) -> dict:
+    """Delete, in place, the entries of Snakemake's merged `config` that deep_merge deletes.
+
+    Snakemake merges --configfile files itself and keeps `key: null` as a value; the Snakefile calls
+    this before validating, so that both tools see the same configuration. Returns `config`.
+    """
+    def prune(node: dict, kept: dict) -> None:
+        for key in [k for k in node if k not in kept]:
+            del node[key]
+        for key, value in node.items():
+            if isinstance(value, dict) and isinstance(kept[key], dict):
+                prune(value, kept[key])
+
+    prune(config, merge_files(paths))
+    return config
 
 
 def _read_yaml(path: Path) -> dict:
@@ -68,10 +101,7 @@ def load_config(paths: list[str | Path] | str | Path = "params.yaml") -> dict:
     """Read and deep-merge the given YAML files in order, then validate the result."""
     if isinstance(paths, (str, Path)):
         paths = [paths]
-    config: dict[str, Any] = {}
-    for p in paths:
-        config = deep_merge(config, _read_yaml(Path(p)))
-    return validate_config(config, source=" + ".join(str(p) for p in paths))
+    return validate_config(merge_files(paths), source=" + ".join(str(p) for p in paths))
 
 
 def get(config: dict, dotted: str, default: Any = None) -> Any:

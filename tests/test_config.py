@@ -1,0 +1,50 @@
+"""One source for every setting: override files, the names registries, and the schema agree."""
+
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from rarft.config import deep_merge, load_config, prune_deleted
+
+ROOT = Path(__file__).resolve().parents[1]
+SNAKEMAKE = shutil.which("snakemake") or str(Path(sys.executable).parent / "snakemake")
+NO_BRUMO = "data:\n  source: real\n  real:\n    benchmarks:\n      brumo25: null\n"
+
+
+def test_null_in_an_override_deletes_a_mapping_entry(tmp_path):
+    override = tmp_path / "no-brumo.yaml"
+    override.write_text(NO_BRUMO)
+    cfg = load_config([ROOT / "params.yaml", override])
+    assert set(cfg["data"]["real"]["benchmarks"]) == {"aime24", "aime25", "hmmt25"}
+
+
+def test_null_in_place_of_a_scalar_stays_null():
+    """`attn_implementation: null` means transformers' default; it must not vanish from the config."""
+    cfg = load_config([ROOT / "params.yaml", ROOT / "config" / "qwen3-1.7b.yaml"])
+    assert "attn_implementation" in cfg["generation"] and cfg["generation"]["attn_implementation"] is None
+    assert deep_merge({"a": {"b": 1}, "c": 2}, {"a": None, "c": None}) == {"c": None}
+
+
+def test_prune_deleted_makes_snakemakes_merge_equal_ours(tmp_path):
+    override = tmp_path / "no-brumo.yaml"
+    override.write_text(NO_BRUMO)
+    snakemake_merged = deep_merge(load_config(ROOT / "params.yaml"),
+                                  {"data": {"source": "real", "real": {"benchmarks": {"brumo25": None}}}})
+    snakemake_merged["data"]["real"]["benchmarks"]["brumo25"] = None  # Snakemake keeps the null
+    pruned = prune_deleted(snakemake_merged, [ROOT / "params.yaml", override])
+    assert pruned is snakemake_merged
+    assert pruned == load_config([ROOT / "params.yaml", override])
+
+
+def test_snakemake_drops_a_benchmark_deleted_with_null(tmp_path):
+    override = tmp_path / "no-brumo.yaml"
+    override.write_text(NO_BRUMO)
+    out = subprocess.run([SNAKEMAKE, "-n", "--forceall", "--configfile", str(override)], cwd=ROOT,
+                         capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr[-2000:]
+    jobs = out.stdout.replace(str(override), "")  # the command line echoes the override's path
+    assert "bench/aime24.jsonl" in jobs
+    assert "brumo25" not in jobs
