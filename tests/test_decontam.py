@@ -132,3 +132,16 @@ def test_cli_writes_clean_splits_and_reports(tmp_path):
     assert "train-copy" not in {r["id"] for r in read_jsonl(clean / "train.jsonl")}
     assert read_jsonl(clean / "bench" / f"{bench_name}.jsonl") == read_jsonl(prepared / "bench" / f"{bench_name}.jsonl")
     assert "train-copy" in Path(f"{report}.md").read_text()
+
+
+def test_cli_writes_only_under_the_folders_it_is_given(tmp_path, monkeypatch):
+    """Without --report / --report-md the reports go beside the outputs, never into ./results."""
+    monkeypatch.chdir(tmp_path)
+    config = str(REPO / "params.yaml")
+    assert main(["prepare-data", "--config", config, "--out-dir", "prep"]) == 0
+    assert main(["decontaminate", "--config", config, "--in-dir", "prep", "--out-dir", "elsewhere"]) == 0
+    written = {str(p.relative_to(tmp_path)).split("/")[0] for p in tmp_path.rglob("*") if p.is_file()}
+    assert written == {"prep", "elsewhere"}
+    assert (tmp_path / "prep" / "data_report.md").exists()
+    assert read_json(tmp_path / "elsewhere" / "decontamination.json")["recheck"].startswith("passed")
+    assert (tmp_path / "elsewhere" / "decontamination.md").exists()

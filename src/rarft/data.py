@@ -435,8 +435,10 @@ def cli(argv: list[str]) -> int:
     p = argparse.ArgumentParser(prog="rarft prepare-data", description=__doc__.split("\n")[0])
     add_config_argument(p)
     p.add_argument("--out-dir", default="data/prepared", help="where train/corpus/bench/*.jsonl go")
-    p.add_argument("--report-md", default="results/reports/data_report.md", help="readable data report")
+    p.add_argument("--report-md", default=None, help="readable data report (default: <out-dir>/data_report.md)")
     args = p.parse_args(argv)
+    if args.report_md is None:
+        args.report_md = str(Path(args.out_dir) / "data_report.md")
     config = load_config(args.config)
     splits, benchmarks, report = prepare_data(config)
     write_prepared(splits, benchmarks, report, Path(args.out_dir), Path(args.report_md))

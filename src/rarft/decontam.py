@@ -197,9 +197,12 @@ def cli(argv: list[str]) -> int:
     add_config_argument(p)
     p.add_argument("--in-dir", default="data/prepared", help="prepare-data's output folder")
     p.add_argument("--out-dir", default="data/clean", help="where the filtered splits go")
-    p.add_argument("--report", default="results/reports/decontamination",
-                   help="report path without suffix: writes <report>.json and <report>.md")
+    p.add_argument("--report", default=None,
+                   help="report path without suffix: writes <report>.json and <report>.md "
+                        "(default: <out-dir>/decontamination)")
     args = p.parse_args(argv)
+    if args.report is None:
+        args.report = str(Path(args.out_dir) / "decontamination")
     config = load_config(args.config)
     ngram = int(get(config, "data.decontamination.ngram", 8))
     min_overlap = float(get(config, "data.decontamination.min_overlap", 0.0))
