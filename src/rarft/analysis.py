@@ -23,6 +23,7 @@ from tqdm import tqdm
 
 from rarft import figures, tables
 from rarft.config import ConfigError, add_config_argument, get, load_config
+from rarft.device import resolve_device
 from rarft.io import DataError, read_jsonl, write_json, write_text
 
 CURVE_ARMS = {"grpo": "GRPO", "rarft": "RA-RFT"}
@@ -78,14 +79,11 @@ def jaccard_dissimilarity(texts: list[str]) -> float:
     return float(np.mean([1 - len(a & b) / len(a | b) if a | b else 0.0 for a, b in pairs]))
 
 
-def embedding_dissimilarity(groups: list[list[str]], model_name: str) -> list[float]:
+def embedding_dissimilarity(groups: list[list[str]], model_name: str, device: str = "cpu") -> list[float]:
     """Mean pairwise 1 - cosine of off-the-shelf sentence embeddings, one value per group of texts."""
-    import os
-
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
     from sentence_transformers import SentenceTransformer
 
-    model = SentenceTransformer(_resolve_model(model_name), device="cpu")
+    model = SentenceTransformer(_resolve_model(model_name), device=device)
     flat = [t for g in groups for t in g]
     emb = model.encode(flat, batch_size=32, normalize_embeddings=True, show_progress_bar=False)
     out, i = [], 0
@@ -110,7 +108,8 @@ def _resolve_model(name: str) -> str:
 
 def diversity_per_problem(ctx: pd.DataFrame, grpo_pp: dict | None, retrieval: dict[str, list[str]],
                           corpus: dict[str, dict], queries: dict[str, dict], top_k: int, k: int,
-                          dissimilarity: str, model_name: str | None, sims: int, seed: int) -> pd.DataFrame:
+                          dissimilarity: str, model_name: str | None, sims: int, seed: int,
+                          device: str = "cpu") -> pd.DataFrame:
     """One row per benchmark problem: context accuracies, spread, oracle, noise floor, trace diversity.
 
     `retrieval` maps query id -> ranked corpus ids; `corpus` / `queries` map id -> item (for the
@@ -140,7 +139,7 @@ def diversity_per_problem(ctx: pd.DataFrame, grpo_pp: dict | None, retrieval: di
         return df
     if dissimilarity == "embedding" and model_name:
         has = [i for i, t in enumerate(df["_texts"]) if len(t) > 1]
-        values = embedding_dissimilarity([df["_texts"][i] for i in has], model_name) if has else []
+        values = embedding_dissimilarity([df["_texts"][i] for i in has], model_name, device) if has else []
         df["dissimilarity"] = float("nan")
         df.loc[has, "dissimilarity"] = values
     else:
@@ -361,7 +360,8 @@ def analyze(config: dict, runs: str | Path, data: str | Path, reports: str | Pat
         method = a.get("dissimilarity", "jaccard")
         div = diversity_per_problem(ctx, grpo["per_problem"] if grpo else None, retrieval, corpus, queries, top_k,
                                     int(topk["k"]), method, get(config, "retriever.base_model"),
-                                    int(a.get("noise_simulations", 500)), seed)
+                                    int(a.get("noise_simulations", 500)), seed,
+                                    device=resolve_device(config) if method == "embedding" else "cpu")
     else:
         placeholder_figure(stem, "Figure 4: accuracy under each top-k context", f"no runs/eval/rarft/topk-{m}")
         notes.append(f"Figure 4 and the diversity table: runs/eval/rarft/topk-{m} not run.")

@@ -48,14 +48,10 @@ def resolve_model(model: str) -> str:
 
 
 def pick_device(config: dict) -> str:
-    import torch
+    """The config's `device` (rarft.device: one resolver for every stage)."""
+    from rarft.device import resolve_device
 
-    device = get(config, "device", "auto")
-    if device == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    if device == "cuda" and not torch.cuda.is_available():
-        raise ConfigError("config: device is 'cuda' but no CUDA device is available")
-    return device
+    return resolve_device(config)
 
 
 def attn_implementation(config: dict) -> str | None:
@@ -64,9 +60,7 @@ def attn_implementation(config: dict) -> str | None:
     inside model loading."""
     impl = get(config, "generation.attn_implementation")
     if impl and impl.startswith("flash_attention"):
-        import torch
-
-        if get(config, "device", "auto") == "cpu" or not torch.cuda.is_available():
+        if pick_device(config) == "cpu":
             raise ConfigError(f"config: generation.attn_implementation is {impl!r}, which needs a CUDA device; "
                               "use eager or sdpa (or null) on CPU")
     return impl

