@@ -176,14 +176,6 @@ def test_paired_difference_against_samples(analyzed):
     assert "RA-SFT - SFT" not in set(comp["comparison"])  # rasft was not run
 
 
-def test_paired_difference_hand_computed():
-    a = {"b": {"p1": 1.0, "p2": 0.5, "p3": 0.0}}
-    b = {"b": {"p1": 0.5, "p2": 0.5, "p3": 0.5, "p4": 1.0}}  # p4 unpaired: ignored
-    (row,) = tables.paired_difference(a, b, ["b"], 500, 0.95, np.random.default_rng(0))
-    assert row["diff"] == pytest.approx(100 * (0.5 + 0.0 - 0.5) / 3)
-    assert row["n_problems"] == 3
-
-
 def test_figures_written_and_identical_on_rerun(analyzed, config, tmp_path):
     paths, _ = analyzed
     figs = paths["out"] / "figures"

@@ -25,6 +25,7 @@ from rarft import figures, tables
 from rarft.config import ConfigError, add_config_argument, get, load_config
 from rarft.device import resolve_device
 from rarft.io import DataError, read_jsonl, write_json, write_text
+from rarft.stats import paired_difference, rng_for
 
 CURVE_ARMS = {"grpo": "GRPO", "rarft": "RA-RFT"}
 
@@ -309,8 +310,8 @@ def analyze(config: dict, runs: str | Path, data: str | Path, reports: str | Pat
     comp_rows = []
     for label, pa, pb in tables.comparison_pairs(config):
         if pa in summaries and pb in summaries:
-            for r in tables.paired_difference(summaries[pa]["per_problem"], summaries[pb]["per_problem"], benches,
-                                              resamples, level, tables.rng_for(seed, label)):
+            for r in paired_difference(summaries[pa]["per_problem"], summaries[pb]["per_problem"], benches,
+                                       resamples, level, rng_for(seed, label)):
                 comp_rows.append({"comparison": label, "a": "/".join(pa), "b": "/".join(pb), **r})
                 metrics[f"diff.{_slug(label)}.{r['benchmark']}"] = round(r["diff"], 4)
     comp = pd.DataFrame(comp_rows, columns=["comparison", "a", "b", "benchmark", "diff", "ci_low", "ci_high",

@@ -3,7 +3,7 @@
 `evaluate_policy` samples k completions per benchmark problem for one setting (`none`, `top1-<R>`,
 `topk-<R>`), appends every sample to `samples.jsonl` (a killed run resumes from it) and writes
 `summary.json`: average@k, a bootstrap CI over problems, pass@1 and unbiased pass@k per benchmark.
-The estimators are plain numpy functions, also used by the analysis stage (paired bootstrap).
+The estimators live in rarft.stats.
 """
 
 from __future__ import annotations
@@ -18,57 +18,7 @@ import numpy as np
 
 from rarft.config import ConfigError, add_config_argument, get, load_config
 from rarft.io import DataError, JsonlAppender, model_fingerprint, read_json, read_jsonl, text_sha256, write_json
-
-# ---- estimators ----
-
-
-def average_at_k(rewards) -> float:
-    """Mean accuracy over all samples of all problems (rewards: problems x k, 0/1)."""
-    return float(np.mean(np.asarray(rewards, dtype=float)))
-
-
-def pass_at_k(n: int, c: int, k: int) -> float:
-    """Unbiased pass@k for one problem with c correct of n samples (Chen et al., 2021):
-    1 - C(n-c, k) / C(n, k), computed as a stable product."""
-    if k > n:
-        raise ValueError(f"pass@k needs k <= n (k={k}, n={n})")
-    if n - c < k:
-        return 1.0
-    return float(1.0 - np.prod(1.0 - k / np.arange(n - c + 1, n + 1)))
-
-
-def mean_pass_at_k(rewards, k: int) -> float:
-    """pass@k averaged over problems (rewards: problems x n)."""
-    r = np.asarray(rewards, dtype=float)
-    return float(np.mean([pass_at_k(r.shape[1], int(row.sum()), k) for row in r]))
-
-
-def bootstrap_ci(per_problem, resamples: int = 2000, level: float = 0.95, seed: int = 0) -> tuple[float, float]:
-    """Percentile bootstrap interval of the mean over problems (resampling problems with replacement)."""
-    x = np.asarray(per_problem, dtype=float)
-    rng = np.random.default_rng(seed)
-    means = x[rng.integers(0, len(x), size=(resamples, len(x)))].mean(axis=1)
-    alpha = (1.0 - level) / 2
-    return float(np.quantile(means, alpha)), float(np.quantile(means, 1 - alpha))
-
-
-def paired_bootstrap(a, b, resamples: int = 2000, level: float = 0.95, seed: int = 0) -> dict:
-    """Compare two runs on the SAME problems (a[i], b[i]: per-problem scores of problem i).
-
-    Resamples problems jointly; returns the mean difference a - b, its percentile interval and a
-    two-sided bootstrap p-value (twice the share of resampled differences on the far side of 0).
-    """
-    a, b = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
-    if a.shape != b.shape:
-        raise ValueError(f"paired bootstrap needs the same problems in both runs ({a.shape} vs {b.shape})")
-    d = a - b
-    rng = np.random.default_rng(seed)
-    diffs = d[rng.integers(0, len(d), size=(resamples, len(d)))].mean(axis=1)
-    alpha = (1.0 - level) / 2
-    p = 2 * min(np.mean(diffs <= 0), np.mean(diffs >= 0))
-    return {"diff": float(d.mean()), "ci_low": float(np.quantile(diffs, alpha)),
-            "ci_high": float(np.quantile(diffs, 1 - alpha)), "p_value": float(min(1.0, p))}
-
+from rarft.stats import average_at_k, bootstrap_ci, mean_pass_at_k
 
 # ---- settings and units ----
 

@@ -10,7 +10,6 @@ block is marked. Every table is written as Markdown (reading), CSV in long form 
 from __future__ import annotations
 
 import math
-import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -18,6 +17,7 @@ import numpy as np
 import pandas as pd
 
 from rarft.io import DataError, read_json
+from rarft.stats import bootstrap_mean_ci, rng_for
 
 PAPER_BENCHMARKS = ("aime24", "aime25", "hmmt25", "brumo25")
 QUOTED = "quoted from the paper"
@@ -133,57 +133,6 @@ def verify_summary(summary: dict, samples_path: str | Path, tol: float = 1e-6) -
                                 f"summary.json per_problem {value:.4f}")
 
 
-# ---------------------------------------------------------------- statistics
-
-def rng_for(seed: int, *labels: str) -> np.random.Generator:
-    """A generator per cell, so adding a table or a row never shifts another cell's interval."""
-    return np.random.default_rng([seed, zlib.crc32("/".join(labels).encode())])
-
-
-def _as_arrays(per_problem: dict[str, dict[str, float]], benches: list[str]) -> list[np.ndarray]:
-    return [np.array([per_problem[b][p] for p in sorted(per_problem[b])], dtype=float) for b in benches]
-
-
-def bootstrap_mean_ci(per_problem: dict[str, dict[str, float]], benches: list[str], resamples: int,
-                      level: float, rng: np.random.Generator) -> tuple[float, float, float]:
-    """Mean over benchmarks of the per-benchmark mean; interval by resampling problems within each."""
-    arrays = _as_arrays(per_problem, benches)
-    point = float(np.mean([a.mean() for a in arrays]))
-    boot = np.mean([a[rng.integers(0, len(a), (resamples, len(a)))].mean(axis=1) for a in arrays], axis=0)
-    lo, hi = np.quantile(boot, [(1 - level) / 2, (1 + level) / 2])
-    return point, float(lo), float(hi)
-
-
-def paired_difference(pp_a: dict[str, dict[str, float]], pp_b: dict[str, dict[str, float]],
-                      benches: list[str], resamples: int, level: float,
-                      rng: np.random.Generator) -> list[dict]:
-    """A - B per benchmark and for the mean over benchmarks, paired by problem id.
-
-    Returns rows {benchmark, diff, ci_low, ci_high, p_le_0, n_problems}; p_le_0 is the bootstrap
-    share of resamples in which A does not beat B (a one-sided check, not a test correction).
-    """
-    rows, boots, points = [], [], []
-    for b in benches:
-        common = sorted(set(pp_a.get(b, {})) & set(pp_b.get(b, {})))
-        if not common:
-            continue
-        d = np.array([pp_a[b][p] - pp_b[b][p] for p in common])
-        boot = d[rng.integers(0, len(d), (resamples, len(d)))].mean(axis=1)
-        boots.append(boot)
-        points.append(d.mean())
-        rows.append(_diff_row(b, d.mean(), boot, level, len(d)))
-    if len(boots) > 1:
-        rows.append(_diff_row("mean", float(np.mean(points)), np.mean(boots, axis=0), level,
-                              sum(r["n_problems"] for r in rows)))
-    return rows
-
-
-def _diff_row(bench: str, point: float, boot: np.ndarray, level: float, n: int) -> dict:
-    lo, hi = np.quantile(boot, [(1 - level) / 2, (1 + level) / 2])
-    return {"benchmark": bench, "diff": 100 * float(point), "ci_low": 100 * float(lo),
-            "ci_high": 100 * float(hi), "p_le_0": float(np.mean(boot <= 0)), "n_problems": n}
-
-
 # ---------------------------------------------------------------- the paper's tables
 
 def main_retriever(config: dict) -> str:
@@ -220,7 +169,9 @@ def table_specs(config: dict, paper_scale: bool) -> list[TableSpec]:
     arms = set(config.get("rl", {}).get("arms", []))
     retriever_rows = [Row(label, arm, f"top1-{r}", extra={"retriever": r}, optional=arm not in arms)
                       for label, arm, r in (("off-the-shelf", "rarft_offshelf", "offshelf"), ("BM25", "rarft_bm25", "bm25"),
-                                            ("ColBERT", "rarft_colbert", "colbert"))]
+                                            ("ColBERT", "rarft_colbert", "colbert"),
+                                            ("fine-tuned single-vector", "rarft_finetuned", "finetuned"),
+                                            ("fine-tuned ColBERT", "rarft_finetuned_colbert", "finetuned_colbert"))]
     retriever_rows += [Row(f"fine-tuned ({m})" if m != "finetuned" else "fine-tuned", "rarft", ra, extra={"retriever": m}),
                        Row("random same-type trace", "rarft_random", "top1-random", extra={"retriever": "random"})]
     return [
