@@ -48,3 +48,18 @@ def test_snakemake_drops_a_benchmark_deleted_with_null(tmp_path):
     jobs = out.stdout.replace(str(override), "")  # the command line echoes the override's path
     assert "bench/aime24.jsonl" in jobs
     assert "brumo25" not in jobs
+
+
+def test_one_text_normaliser():
+    """prompts.normalise_text is the only 'same problem' normaliser; world.py's copy must agree until it imports it."""
+    import ast
+
+    from rarft import labels, prompts, train, world
+
+    assert labels.normalise_text is prompts.normalise_text and train.normalise_text is prompts.normalise_text
+    for text in ["  Two\tapples\n\nAND  three ", "x^2 + 1 = 0", "", "A\u00a0b\u2003C", "İstanbul  ROAD"]:
+        assert prompts.normalise_text(text) == world.normalise_text(text), text
+    copies = [f"{path.name}:{node.name}" for path in (ROOT / "src" / "rarft").glob("*.py")
+              for node in ast.walk(ast.parse(path.read_text())) if isinstance(node, ast.FunctionDef)
+              and node.name in {"_norm", "_normalise", "_normalize", "normalize_text", "norm_text"}]
+    assert copies == []

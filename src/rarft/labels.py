@@ -27,13 +27,10 @@ from pathlib import Path
 from rarft.config import ConfigError, add_config_argument, get, load_config
 from rarft.io import (DataError, JsonlAppender, atomic_path, model_fingerprint, read_jsonl, text_sha256,
                       write_jsonl, write_text)
+from rarft.prompts import normalise_text
 
 LABELERS = ("gain", "judge", "oracle")
 JUDGE_CHUNK = 16  # judge prompts per generate call: at most this many answers are lost to a crash
-
-
-def _norm(text: str) -> str:
-    return re.sub(r"\s+", " ", text).strip().lower()
 
 
 def _by_id(items: list[dict], path: str) -> dict[str, dict]:
@@ -76,7 +73,7 @@ def sample_candidates(queries: list[dict], corpus: list[dict], m: int, seed: int
     for q in queries:
         rng = random.Random(f"{seed}:{q['id']}")
         pool = [c for c in pools.get(q["problem_type"], [])
-                if c["id"] != q["id"] and _norm(c["problem"]) != _norm(q["problem"])]
+                if c["id"] != q["id"] and normalise_text(c["problem"]) != normalise_text(q["problem"])]
         chosen: list[dict] = []
         if stratify_by_strategy and q.get("strategy") is not None and m >= 2:
             same = [c for c in pool if c.get("strategy") == q["strategy"]]

@@ -13,7 +13,12 @@ from typing import Sequence
 INSTRUCTION = "Please reason step by step, and put your final answer within \\boxed{}."
 
 
-def _norm(text: str) -> str:
+def normalise_text(text: str) -> str:
+    """The one text normaliser for "is this the same problem": lower case, whitespace runs -> one space.
+
+    Used by prompts (a context must not be its own target), training, labeling and the world generator.
+    Not the n-gram tokens of decontaminate, nor retrieval's punctuation-blind copy check.
+    """
     return re.sub(r"\s+", " ", text).strip().lower()
 
 
@@ -25,7 +30,8 @@ def build_prompt(problem: str, contexts: Sequence[dict] = (), target_id: str | N
     """
     parts = []
     for i, ctx in enumerate(contexts, 1):
-        if (target_id is not None and ctx.get("id") == target_id) or _norm(ctx["problem"]) == _norm(problem):
+        same_text = normalise_text(ctx["problem"]) == normalise_text(problem)
+        if (target_id is not None and ctx.get("id") == target_id) or same_text:
             raise ValueError(f"context {ctx.get('id')!r} is the target problem {target_id!r} itself")
         label = "Reference problem" if len(contexts) == 1 else f"Reference problem {i}"
         parts.append(f"{label}:\n{ctx['problem']}\n\nReference solution:\n{ctx['trace']}")

@@ -27,7 +27,7 @@ from rarft.arms import retriever_of, trainer_of
 from rarft.config import ConfigError, add_config_argument, get, load_config
 from rarft.io import (DataError, JsonlAppender, atomic_path, model_fingerprint, read_jsonl, text_sha256, write_json,
                       write_jsonl, write_text)
-from rarft.prompts import _norm, build_prompt
+from rarft.prompts import build_prompt, normalise_text
 
 CHECKPOINT_DIR = "checkpoints"
 CURVE_PARTIAL = "curve.partial.jsonl"  # survives a kill (Snakemake deletes curve.jsonl before a rerun)
@@ -65,7 +65,7 @@ def select_contexts(item: dict, ranked: list[dict], corpus_by_id: dict[str, dict
         if cid not in corpus_by_id:
             raise DataError(f"{where}: context id {cid!r} of query {item['id']!r} is not in the corpus")
         doc = corpus_by_id[cid]
-        if cid == item["id"] or _norm(doc["problem"]) == _norm(item["problem"]):
+        if cid == item["id"] or normalise_text(doc["problem"]) == normalise_text(item["problem"]):
             continue
         if not doc.get("trace"):
             raise DataError(f"{where}: corpus item {cid!r} has no trace")
