@@ -5,12 +5,34 @@ Pure Python (no torch) so the Snakefile can import it at parse time to expand it
 
 from __future__ import annotations
 
+# The one list of retriever names (the config schema's enums are checked against it in tests):
+# offshelf = retriever.base_model as is (single-vector, e.g. Qwen3-Embedding); finetuned = it fine-tuned on
+# the labels; colbert = retriever.colbert.base_model as is (multi-vector late interaction, the paper's
+# Reason-ModernColBERT); finetuned_colbert = it fine-tuned on the labels (the paper's main retriever);
+# bm25; random = a random trace of the same problem type.
+RETRIEVERS = ("offshelf", "finetuned", "colbert", "finetuned_colbert", "bm25", "random")
+# retrievers that train-retriever makes, -> the kind of model (retriever.py)
+TRAINED_RETRIEVERS = {"finetuned": "single_vector", "finetuned_colbert": "multi_vector"}
+
 PLAIN_ARMS = {"grpo": "grpo", "sft": "sft", "rloo": "rloo", "dapo": "dapo"}  # arm -> trainer
 RA_ARMS = {"rarft": "grpo", "rasft": "sft", "rarloo": "rloo", "radapo": "dapo",
-           "rarft_offshelf": "grpo", "rarft_random": "grpo", "rarft_bm25": "grpo", "rarft_colbert": "grpo"}
+           "rarft_offshelf": "grpo", "rarft_random": "grpo", "rarft_bm25": "grpo", "rarft_colbert": "grpo",
+           "rarft_finetuned": "grpo", "rarft_finetuned_colbert": "grpo"}
 # RA arms that name their retriever; the others use rl.retriever
 FIXED_RETRIEVER = {"rarft_offshelf": "offshelf", "rarft_random": "random", "rarft_bm25": "bm25",
-                   "rarft_colbert": "colbert"}
+                   "rarft_colbert": "colbert", "rarft_finetuned": "finetuned",
+                   "rarft_finetuned_colbert": "finetuned_colbert"}
+
+
+def trained_model_dir(retriever: str) -> str | None:
+    """Where train-retriever writes a trained retriever; None for one used as is."""
+    return f"models/retriever/{retriever}" if retriever in TRAINED_RETRIEVERS else None
+
+
+def retrievers_trained(config: dict) -> list[str]:
+    """The retrievers train-retriever must make: those retrieval or the retriever table uses."""
+    used = set(retrievers_needed(config)) | set(config["retriever"].get("compare", []))
+    return sorted(r for r in used if r in TRAINED_RETRIEVERS)
 
 
 def trainer_of(arm: str) -> str:
@@ -69,7 +91,8 @@ def schedule_priority(rule: str, config: dict, retriever: str | None = None, arm
     on 2 cores). A priority does not pass to a job's inputs, so the labels' inputs get it too.
     """
     main = config["rl"].get("retriever", "finetuned")
-    fixed = {"init_policy": 100, "sample_candidates": 90, "label_relevance": 90, "train_retriever": 80}
+    fixed = {"init_policy": 100, "sample_candidates": 90, "label_relevance": 90, "train_retriever": 80,
+             "train_colbert_retriever": 80}
     if rule in fixed:
         return fixed[rule]
     if rule == "retrieve":

