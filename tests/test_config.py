@@ -63,3 +63,54 @@ def test_one_text_normaliser():
               for node in ast.walk(ast.parse(path.read_text())) if isinstance(node, ast.FunctionDef)
               and node.name in {"_norm", "_normalise", "_normalize", "normalize_text", "norm_text"}]
     assert copies == []
+
+
+def _schema_enum(*path: str) -> set:
+    import yaml
+
+    node = yaml.safe_load((ROOT / "workflow" / "schemas" / "config.schema.yaml").read_text())
+    for key in path:
+        node = node["properties"][key]
+    return set((node.get("items") or node)["enum"]) - {None}
+
+
+def test_schema_enums_are_the_python_registries():
+    """Python is the one list of names: rarft.arms (arms, retrievers) and rarft.labels (labelers)."""
+    from rarft.arms import PLAIN_ARMS, RA_ARMS, trainer_of
+    from rarft.labels import LABELERS
+    from rarft.retrieval import RETRIEVERS
+
+    arms = set(PLAIN_ARMS) | set(RA_ARMS)
+    assert _schema_enum("rl", "arms") == arms
+    assert _schema_enum("rl", "curve_arms") == {a for a in arms if trainer_of(a) != "sft"}  # RL arms record curves
+    assert _schema_enum("rl", "retriever") == set(RETRIEVERS) == _schema_enum("retriever", "compare")
+    assert _schema_enum("labels", "train_on") == set(LABELERS) == _schema_enum("labels", "run")
+
+
+def test_wildcard_constraints_are_built_from_the_registries():
+    import re
+
+    from snakemake.api import SnakemakeApi
+    from snakemake.settings.types import ConfigSettings, OutputSettings, Quietness, ResourceSettings
+
+    from rarft.arms import PLAIN_ARMS, RA_ARMS
+    from rarft.labels import LABELERS
+    from rarft.retrieval import RETRIEVERS
+
+    names = {"arm": set(PLAIN_ARMS) | set(RA_ARMS), "retriever": set(RETRIEVERS), "labeler": set(LABELERS)}
+    names["policy"] = names["arm"] | {"base"}
+    # no name list typed into a rule file: every list-valued constraint is an expression
+    for smk in sorted((ROOT / "workflow" / "rules").glob("*.smk")):
+        blocks = re.findall(r"^( +)wildcard_constraints:\n((?:\1 +\S.*\n)+)", smk.read_text(), re.M)
+        assert blocks or "wildcard_constraints" not in smk.read_text(), smk.name
+        typed = [line.strip() for _, body in blocks for line in body.splitlines()
+                 if re.fullmatch(r"\s*(arm|retriever|labeler|policy)=r?[\"'][^\"']*[\"'],?\s*", line)]
+        assert not typed, f"{smk.name}: wildcard_constraints typed by hand: {typed}"
+    with SnakemakeApi(OutputSettings(quiet={Quietness.ALL})) as api:
+        workflow = api.workflow(resource_settings=ResourceSettings(cores=1), config_settings=ConfigSettings(),
+                                snakefile=ROOT / "Snakefile")._workflow
+        constraints = {r.name: r.wildcard_constraints for r in workflow.rules}
+    assert constraints["label_relevance"]["labeler"] == "|".join(LABELERS)
+    assert constraints["retrieve"]["retriever"] == "|".join(RETRIEVERS)
+    for rule, wildcard in (("train_policy", "arm"), ("evaluate", "policy")):
+        assert set(constraints[rule][wildcard].split("|")) <= names[wildcard], rule

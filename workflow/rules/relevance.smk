@@ -1,4 +1,5 @@
 # Gold-relevance labels: candidates, then each labeler (gain / judge / oracle), then their comparison.
+from rarft.labels import LABELERS as LABELER_NAMES  # the one list of labeler names
 
 
 rule sample_candidates:
@@ -35,7 +36,7 @@ rule label_relevance:
     output:
         "data/labels/{labeler}.jsonl",
     wildcard_constraints:
-        labeler="gain|judge|oracle",
+        labeler="|".join(LABELER_NAMES),
     params:
         cfg=section("labels", "generation", "seed"),
         policy=lambda wc, input: f"--policy-dir {input.policy}" if input.policy else "",
