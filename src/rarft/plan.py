@@ -14,6 +14,7 @@ from dataclasses import asdict, dataclass
 
 from rarft.arms import eval_settings, retriever_of, retrievers_needed, trainer_of
 from rarft.config import add_config_argument, get, load_config
+from rarft.launch import train_processes
 
 # Sizes of the real datasets (data.source: real), before the optional max_train / max_corpus caps.
 REAL_TRAIN = 12_500        # QuestA's training problems
@@ -141,7 +142,7 @@ def plan(config: dict) -> list[StageCost]:
 
     # train-policy: one row per arm
     rl = config["rl"]
-    procs = max(1, int(get(config, "resources.train_policy.gpu", 0) or 1))
+    procs = train_processes(config)  # the processes the train_policy rule launches (rarft.launch)
     completions_per_step = int(rl.get("per_device_train_batch_size", 16)) * int(rl.get("gradient_accumulation_steps", 1)) * procs
     steps, max_new = int(rl.get("max_steps", 30)), int(rl.get("max_completion_length", 96))
     n_evals = steps // int(rl.get("eval_steps", 10)) + 1  # step 0 and every eval_steps
@@ -162,7 +163,9 @@ def plan(config: dict) -> list[StageCost]:
         hours = decode_hours((gen + ev) * max_new, prompts, policy_b) + train_hours(train_tok, policy_b)
         rows.append(StageCost(f"train-policy {arm}", generations=gen + ev, generated_tokens=(gen + ev) * max_new,
                               prompt_tokens=prompts, train_tokens=train_tok, gpu_hours=hours,
-                              note=f"{steps} steps x {completions_per_step} completions ({procs} GPUs); "
+                              note=f"{steps} steps x {completions_per_step} completions = "
+                                   f"{completions_per_step // max(1, int(rl.get('num_generations', 8)))} prompts "
+                                   f"({procs} processes); "
                                    + (f"curve: {n_evals} evals x {n_bench} problems x {eval_k}" if curve else "no curve")))
 
     # evaluate: every policy under each of its settings

@@ -394,6 +394,30 @@ def build_datasets(arm: str, train_items: list[dict], corpus_by_id: dict[str, di
     return train, evals
 
 
+def check_launch(config: dict) -> int:
+    """Refuse a single process that sees several CUDA devices; return the number of processes.
+
+    transformers then sets n_gpu to all of them (nn.DataParallel), which TRL 1.16's GRPO/RLOO/SFT trainers
+    reject with a ValueError deep in their constructor, after the model has loaded. One process per GPU is
+    what `accelerate launch --num_processes <gpus>` gives (the train_policy rule does so when
+    resources.train_policy.gpu > 1, rarft.launch)."""
+    import torch
+
+    from rarft.device import resolve_device
+
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if resolve_device(config) == "cpu" or world > 1:
+        return world
+    n = torch.cuda.device_count()
+    if n > 1:
+        raise ConfigError(
+            f"train-policy runs as a single process but sees {n} CUDA devices; TRL trains one process per GPU. "
+            f"Launch it with `accelerate launch --config_file config/accelerate/ddp.yaml --num_processes {n} "
+            "-m rarft train-policy ...` (the train_policy rule does this when resources.train_policy.gpu > 1, "
+            "or set rl.launcher.num_processes), or make one GPU visible (CUDA_VISIBLE_DEVICES=0)")
+    return world
+
+
 def train_policy(arm: str, base_dir: str | os.PathLike, train_items: list[dict], corpus_by_id: dict[str, dict],
                  retrieval: dict[str, dict[str, list[dict]]] | None, val_benchmarks: dict[str, list[dict]],
                  config: dict, out_dir: str | os.PathLike, run_dir: str | os.PathLike,
@@ -410,6 +434,7 @@ def train_policy(arm: str, base_dir: str | os.PathLike, train_items: list[dict],
     from rarft.policy import resolve_model
 
     trainer_kind = trainer_of(arm)
+    check_launch(config)
     run_dir, out_dir = Path(run_dir), Path(out_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     train_rows, eval_rows = build_datasets(arm, train_items, corpus_by_id, retrieval, val_benchmarks, config,

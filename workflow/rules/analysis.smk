@@ -18,6 +18,7 @@ rule analyze:
         tables=report(directory("results/tables"), patterns=["{name}.md"], category="Tables"),
         figures=report(directory("results/figures"), patterns=["{name}.png"], category="Figures"),
         plots=directory("results/plots"),
+        manifest="runs/analyze/manifest.json",
     params:
         cfg=section("analysis", "evaluation", "rl", "data", "policy", "retriever", "labels", "seed"),
     log:
@@ -25,11 +26,11 @@ rule analyze:
     benchmark:
         "benchmarks/analyze.tsv"
     conda:
-        f"{ENVS}/cpu.yaml"
+        conda_env_of("analyze")
     resources:
         gpu=res("analyze", "gpu"),
         mem_mb=res("analyze", "mem_mb"),
         runtime=res("analyze", "runtime"),
     shell:
         "{RARFT} analyze --config {CONFIG_FILES} --runs runs --data data --reports results/reports"
-        " --out results > {log} 2>&1"
+        " --out results --manifest {output.manifest} > {log} 2>&1"

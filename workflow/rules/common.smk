@@ -5,6 +5,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(workflow.basedir) / "src"))  # rarft.arms is pure Python
 from rarft.arms import RETRIEVERS as RETRIEVER_NAMES
 from rarft.arms import eval_settings, retriever_of, retrievers_needed, retrievers_trained, schedule_priority, trained_model_dir
+from rarft.launch import conda_env, train_command
 
 if workflow.config_settings.config:
     raise ValueError(
@@ -21,6 +22,9 @@ CONFIG_FILES = " ".join(
 # Snakemake blocks an inherited PYTHONPATH there, so it is set in the command itself).
 RARFT = "PYTHONPATH=src python -m rarft"
 ENVS = "../envs"
+# train_policy: `accelerate launch --num_processes <gpus>` when resources.train_policy.gpu > 1 (TRL refuses a
+# single process that sees several GPUs), the plain command otherwise (rarft.launch.train_command).
+TRAIN_RARFT = train_command(config)
 
 BENCHMARKS = sorted(
     config["data"]["world"]["benchmarks"] if config["data"]["source"] == "world"
@@ -39,6 +43,11 @@ POLICY_ENV = (
     if config["generation"]["backend"] == "vllm" or config["rl"].get("use_vllm", False)
     else f"{ENVS}/cpu.yaml"
 )
+
+
+def conda_env_of(rule):
+    """A rule's --use-conda env: the GPU stack when it runs a model and `device: cuda` (rarft.launch.conda_env)."""
+    return conda_env(rule, config, ENVS)
 
 
 def res(stage, key):
@@ -70,6 +79,9 @@ ANALYSIS_OUTPUTS = [
     "results/tables",
     "results/figures",
     "results/plots",
+    # Not committed (runs/ is ignored): on a fresh clone it is missing, so `rule all` is never satisfied by
+    # the committed results/ of the embedded default, whatever the files' times (a paper run schedules the grid).
+    "runs/analyze/manifest.json",
 ]
 
 

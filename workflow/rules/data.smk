@@ -66,7 +66,7 @@ rule build_traces:
     benchmark:
         "benchmarks/build_traces.tsv"
     conda:
-        POLICY_ENV
+        conda_env_of("build_traces")
     resources:
         gpu=res("build_traces", "gpu"),
         mem_mb=res("build_traces", "mem_mb"),

@@ -27,7 +27,7 @@ rule evaluate:
         "benchmarks/evaluate/{policy}/{setting}.tsv"
     priority: priority("evaluate")
     conda:
-        POLICY_ENV
+        conda_env_of("evaluate")
     resources:
         gpu=res("evaluate", "gpu"),
         mem_mb=res("evaluate", "mem_mb"),

@@ -18,7 +18,7 @@ rule init_policy:
     threads: workflow.cores
     priority: priority("init_policy")
     conda:
-        POLICY_ENV
+        conda_env_of("init_policy")
     resources:
         gpu=res("init_policy", "gpu"),
         mem_mb=res("init_policy", "mem_mb"),

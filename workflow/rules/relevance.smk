@@ -46,7 +46,7 @@ rule label_relevance:
         "benchmarks/label_relevance/{labeler}.tsv"
     priority: priority("label_relevance")
     conda:
-        POLICY_ENV
+        conda_env_of("label_relevance")
     resources:
         gpu=res("label_relevance", "gpu"),
         mem_mb=res("label_relevance", "mem_mb"),
@@ -73,7 +73,7 @@ rule compare_labelers:
     benchmark:
         "benchmarks/compare_labelers.tsv"
     conda:
-        f"{ENVS}/cpu.yaml"
+        conda_env_of("compare_labelers")
     resources:
         gpu=res("compare_labelers", "gpu"),
         mem_mb=res("compare_labelers", "mem_mb"),

@@ -21,7 +21,7 @@ rule train_retriever:
         "benchmarks/train_retriever.tsv"
     priority: priority("train_retriever")
     conda:
-        f"{ENVS}/cpu.yaml"
+        conda_env_of("train_retriever")
     resources:
         gpu=res("train_retriever", "gpu"),
         mem_mb=res("train_retriever", "mem_mb"),
@@ -46,7 +46,7 @@ rule train_colbert_retriever:
         "benchmarks/train_colbert_retriever.tsv"
     priority: priority("train_colbert_retriever")
     conda:
-        f"{ENVS}/cpu.yaml"
+        conda_env_of("train_colbert_retriever")
     resources:
         gpu=res("train_retriever", "gpu"),
         mem_mb=res("train_retriever", "mem_mb"),
@@ -76,7 +76,7 @@ rule evaluate_retrievers:
     benchmark:
         "benchmarks/evaluate_retrievers.tsv"
     conda:
-        f"{ENVS}/cpu.yaml"
+        conda_env_of("evaluate_retrievers")
     resources:
         gpu=res("evaluate_retrievers", "gpu"),
         mem_mb=res("evaluate_retrievers", "mem_mb"),
@@ -111,7 +111,7 @@ rule retrieve:
         "benchmarks/retrieve/{retriever}.tsv"
     priority: priority("retrieve")
     conda:
-        f"{ENVS}/cpu.yaml"
+        conda_env_of("retrieve")
     resources:
         gpu=res("retrieve", "gpu"),
         mem_mb=res("retrieve", "mem_mb"),

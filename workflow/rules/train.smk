@@ -27,12 +27,12 @@ rule train_policy:
         "benchmarks/train_policy/{arm}.tsv"
     priority: priority("train_policy")
     conda:
-        POLICY_ENV
+        conda_env_of("train_policy")
     resources:
         gpu=res("train_policy", "gpu"),
         mem_mb=res("train_policy", "mem_mb"),
         runtime=res("train_policy", "runtime"),
     shell:
-        "{RARFT} train-policy --config {CONFIG_FILES} --arm {wildcards.arm} --base {input.base}"
+        "{TRAIN_RARFT} train-policy --config {CONFIG_FILES} --arm {wildcards.arm} --base {input.base}"
         " --train {input.train} --corpus {input.corpus} {params.retrieval} --benchmarks {input.bench}"
         " --out {output.model} --run-dir runs/train/{wildcards.arm} > {log} 2>&1"

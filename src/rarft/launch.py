@@ -1,0 +1,78 @@
+"""How each stage is launched, and what it asks the scheduler for: pure Python (no torch), so the
+Snakefile imports it at parse time and `rarft plan` counts the same processes.
+
+Policy training on several GPUs must be several processes: transformers sets `n_gpu` to every visible
+GPU when no distributed launcher is used, and TRL 1.16's GRPO/RLOO/SFT trainers then refuse to start
+(they do not support nn.DataParallel). So a train_policy job whose `resources.train_policy.gpu` is > 1
+runs `accelerate launch --config_file <rl.launcher.accelerate_config> --num_processes <gpus>`, one
+data-parallel process per GPU; one GPU or the CPU default stays a plain single process.
+
+`rl.launcher` (all optional):
+- `accelerate_config`: config/accelerate/ddp.yaml (default), zero2.yaml, zero3.yaml or fsdp.yaml.
+- `num_processes`: null = the rule's GPU count (1 on the CPU); an integer forces it, e.g. 2 with
+  `device: cpu` for a CPU rehearsal of the multi-process path (`accelerate launch --cpu`).
+- `num_machines`: 1. Multi-node runs need one launch per node (see README "Multi-node"); the rule
+  launches on one node.
+"""
+
+from __future__ import annotations
+
+RARFT = "PYTHONPATH=src python -m rarft"
+DEFAULT_ACCELERATE_CONFIG = "config/accelerate/ddp.yaml"
+# Rules whose job runs a model on the config's `device` (a GPU at paper scale) and so needs the GPU
+# stack under --use-conda when that device is cuda. (train_policy and evaluate also need it for vLLM.)
+MODEL_RULES = ("build_traces", "init_policy", "label_relevance", "compare_labelers", "train_retriever",
+               "train_colbert_retriever", "evaluate_retrievers", "retrieve", "train_policy", "evaluate", "analyze")
+
+
+def _get(config: dict, dotted: str, default=None):
+    node = config
+    for part in dotted.split("."):
+        if not isinstance(node, dict) or part not in node:
+            return default
+        node = node[part]
+    return default if node is None else node
+
+
+def rule_gpus(config: dict, rule: str) -> int:
+    """GPUs a rule's job asks the scheduler for: `resources.<rule>.gpu`, else `resources.default.gpu`, else 0."""
+    table = config.get("resources") or {}
+    value = (table.get(rule) or {}).get("gpu", (table.get("default") or {}).get("gpu", 0))
+    return int(value or 0)
+
+
+def train_processes(config: dict) -> int:
+    """Processes one train_policy job runs: `rl.launcher.num_processes`, else one per requested GPU
+    (`resources.train_policy.gpu`) unless `device: cpu`; at least 1."""
+    forced = _get(config, "rl.launcher.num_processes")
+    if forced is not None:
+        return max(1, int(forced))
+    if config.get("device") == "cpu":
+        return 1
+    return max(1, rule_gpus(config, "train_policy"))
+
+
+def train_command(config: dict) -> str:
+    """The command prefix of the train_policy rule (followed by `train-policy --config ...`)."""
+    n = train_processes(config)
+    if n == 1:
+        return RARFT
+    machines = int(_get(config, "rl.launcher.num_machines", 1))
+    if config.get("device") == "cpu":
+        # CPU rehearsal: gloo processes on one machine; no accelerate config (the shipped ones are GPU ones)
+        return (f"PYTHONPATH=src accelerate launch --cpu --num_processes {n} --num_machines 1 "
+                "--mixed_precision no --dynamo_backend no -m rarft")
+    cfg = _get(config, "rl.launcher.accelerate_config", DEFAULT_ACCELERATE_CONFIG)
+    return (f"PYTHONPATH=src accelerate launch --config_file {cfg} --num_processes {n * machines}"
+            f" --num_machines {machines} -m rarft")
+
+
+def conda_env(rule: str, config: dict, envs: str = "../envs") -> str:
+    """The --use-conda environment of a rule: the GPU stack (CUDA torch, vLLM) when the rule runs a model
+    and the config puts it on CUDA (`device: cuda`) or asks for vLLM; the CPU stack otherwise. The CPU env
+    installs torch from the CPU wheel index, so a cuda stage there would find no CUDA at all."""
+    vllm = _get(config, "generation.backend") == "vllm" or bool(_get(config, "rl.use_vllm", False))
+    policy_rules = ("build_traces", "init_policy", "label_relevance", "train_policy", "evaluate")
+    if rule in MODEL_RULES and (config.get("device") == "cuda" or (vllm and rule in policy_rules)):
+        return f"{envs}/gpu.yaml"
+    return f"{envs}/cpu.yaml"
