@@ -41,6 +41,26 @@ def rule_gpus(config: dict, rule: str) -> int:
     return int(value or 0)
 
 
+def stage_gpus(config: dict, rule: str, labeler: str | None = None, retriever: str | None = None,
+               **_other_wildcards) -> int:
+    """GPUs one job of ``rule`` asks for: its `resources` row, but none for a job that runs no model on a GPU
+    (the API judge, the oracle, BM25 and random retrieval, compare-labelers without gain labels, analysis
+    with Jaccard dissimilarity, anything on `device: cpu`), so those do not wait for or hold a GPU."""
+    n = rule_gpus(config, rule)
+    if not n or config.get("device") == "cpu":
+        return 0
+    if rule == "label_relevance" and (labeler == "oracle" or (
+            labeler == "judge" and _get(config, "labels.judge.backend", "openai") == "openai")):
+        return 0
+    if rule == "retrieve" and retriever in ("bm25", "random"):
+        return 0
+    if rule == "compare_labelers" and "gain" not in (_get(config, "labels.run", []) or []):
+        return 0  # the similarity-vs-gain encoder runs only with gain labels
+    if rule == "analyze" and _get(config, "analysis.dissimilarity", "jaccard") != "embedding":
+        return 0
+    return n
+
+
 def train_processes(config: dict) -> int:
     """Processes one train_policy job runs: `rl.launcher.num_processes`, else one per requested GPU
     (`resources.train_policy.gpu`) unless `device: cpu`; at least 1."""

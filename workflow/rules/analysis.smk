@@ -28,7 +28,7 @@ rule analyze:
     conda:
         conda_env_of("analyze")
     resources:
-        gpu=res("analyze", "gpu"),
+        gpu=gpus("analyze"),
         mem_mb=res("analyze", "mem_mb"),
         runtime=res("analyze", "runtime"),
     shell:

@@ -5,7 +5,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(workflow.basedir) / "src"))  # rarft.arms is pure Python
 from rarft.arms import RETRIEVERS as RETRIEVER_NAMES
 from rarft.arms import eval_settings, retriever_of, retrievers_needed, retrievers_trained, schedule_priority, trained_model_dir
-from rarft.launch import conda_env, train_command
+from rarft.launch import conda_env, stage_gpus, train_command
 
 if workflow.config_settings.config:
     raise ValueError(
@@ -54,6 +54,11 @@ def res(stage, key):
     """Resources a cluster profile schedules (local runs ignore them unless --resources is given)."""
     table = config.get("resources", {})
     return table.get(stage, {}).get(key, table.get("default", {}).get(key, {"gpu": 0, "mem_mb": 4000, "runtime": 60}[key]))
+
+
+def gpus(rule):
+    """A rule's `gpu` resource per job (rarft.launch.stage_gpus: none for jobs that run no model on a GPU)."""
+    return lambda wildcards: stage_gpus(config, rule, **dict(wildcards.items()))
 
 
 def section(*keys):

@@ -17,7 +17,7 @@ rule prepare_data:
     conda:
         f"{ENVS}/cpu.yaml"
     resources:
-        gpu=res("prepare_data", "gpu"),
+        gpu=gpus("prepare_data"),
         mem_mb=res("prepare_data", "mem_mb"),
         runtime=res("prepare_data", "runtime"),
     shell:
@@ -45,7 +45,7 @@ rule decontaminate:
     conda:
         f"{ENVS}/cpu.yaml"
     resources:
-        gpu=res("decontaminate", "gpu"),
+        gpu=gpus("decontaminate"),
         mem_mb=res("decontaminate", "mem_mb"),
         runtime=res("decontaminate", "runtime"),
     shell:
@@ -68,7 +68,7 @@ rule build_traces:
     conda:
         conda_env_of("build_traces")
     resources:
-        gpu=res("build_traces", "gpu"),
+        gpu=gpus("build_traces"),
         mem_mb=res("build_traces", "mem_mb"),
         runtime=res("build_traces", "runtime"),
     shell:

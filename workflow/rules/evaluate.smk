@@ -29,7 +29,7 @@ rule evaluate:
     conda:
         conda_env_of("evaluate")
     resources:
-        gpu=res("evaluate", "gpu"),
+        gpu=gpus("evaluate"),
         mem_mb=res("evaluate", "mem_mb"),
         runtime=res("evaluate", "runtime"),
     shell:

@@ -20,7 +20,7 @@ rule init_policy:
     conda:
         conda_env_of("init_policy")
     resources:
-        gpu=res("init_policy", "gpu"),
+        gpu=gpus("init_policy"),
         mem_mb=res("init_policy", "mem_mb"),
         runtime=res("init_policy", "runtime"),
     shell:

@@ -18,7 +18,7 @@ rule sample_candidates:
     conda:
         f"{ENVS}/cpu.yaml"
     resources:
-        gpu=res("sample_candidates", "gpu"),
+        gpu=gpus("sample_candidates"),
         mem_mb=res("sample_candidates", "mem_mb"),
         runtime=res("sample_candidates", "runtime"),
     shell:
@@ -48,7 +48,7 @@ rule label_relevance:
     conda:
         conda_env_of("label_relevance")
     resources:
-        gpu=res("label_relevance", "gpu"),
+        gpu=gpus("label_relevance"),
         mem_mb=res("label_relevance", "mem_mb"),
         runtime=res("label_relevance", "runtime"),
     shell:
@@ -75,7 +75,7 @@ rule compare_labelers:
     conda:
         conda_env_of("compare_labelers")
     resources:
-        gpu=res("compare_labelers", "gpu"),
+        gpu=gpus("compare_labelers"),
         mem_mb=res("compare_labelers", "mem_mb"),
         runtime=res("compare_labelers", "runtime"),
     shell:

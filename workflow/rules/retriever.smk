@@ -23,7 +23,7 @@ rule train_retriever:
     conda:
         conda_env_of("train_retriever")
     resources:
-        gpu=res("train_retriever", "gpu"),
+        gpu=gpus("train_retriever"),
         mem_mb=res("train_retriever", "mem_mb"),
         runtime=res("train_retriever", "runtime"),
     shell:
@@ -48,7 +48,7 @@ rule train_colbert_retriever:
     conda:
         conda_env_of("train_colbert_retriever")
     resources:
-        gpu=res("train_retriever", "gpu"),
+        gpu=gpus("train_retriever"),
         mem_mb=res("train_retriever", "mem_mb"),
         runtime=res("train_retriever", "runtime"),
     shell:
@@ -78,7 +78,7 @@ rule evaluate_retrievers:
     conda:
         conda_env_of("evaluate_retrievers")
     resources:
-        gpu=res("evaluate_retrievers", "gpu"),
+        gpu=gpus("evaluate_retrievers"),
         mem_mb=res("evaluate_retrievers", "mem_mb"),
         runtime=res("evaluate_retrievers", "runtime"),
     shell:
@@ -113,7 +113,7 @@ rule retrieve:
     conda:
         conda_env_of("retrieve")
     resources:
-        gpu=res("retrieve", "gpu"),
+        gpu=gpus("retrieve"),
         mem_mb=res("retrieve", "mem_mb"),
         runtime=res("retrieve", "runtime"),
     shell:

@@ -29,7 +29,7 @@ rule train_policy:
     conda:
         conda_env_of("train_policy")
     resources:
-        gpu=res("train_policy", "gpu"),
+        gpu=gpus("train_policy"),
         mem_mb=res("train_policy", "mem_mb"),
         runtime=res("train_policy", "runtime"),
     shell:
