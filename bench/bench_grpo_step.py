@@ -140,7 +140,8 @@ def main(argv=None) -> int:
         print(f"  {clock:4s} {total / args.steps:6.2f} s/step: " + ", ".join(
             f"{k} {v / args.steps:.2f}s ({100 * v / total:.0f}%)" for k, v in parts.items()))
     slowest = max(parts, key=parts.get)
-    print(f"  slowest: {slowest}; generation/optimisation = {parts['generation'] / max(parts['optimisation'], 1e-9):.1f}x")
+    ratio = parts["generation"] / max(parts["optimisation"], 1e-9)
+    print(f"  slowest: {slowest}; generation/optimisation = {ratio:.1f}x")
     return 0
 
 

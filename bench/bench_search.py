@@ -50,13 +50,15 @@ def main(argv=None) -> None:
     torch.set_num_threads(max(1, os.cpu_count() or 1))
     rng = np.random.default_rng(0)
     print(f"search: {args.queries} queries, top-{args.k}, dim {args.dim}, {torch.get_num_threads()} threads")
-    print(f"{'corpus':>9} {'ours':>8} {'semantic_search':>16} {'ratio':>7} {'faiss':>8} {'faiss r@k':>9} {'mem ours/theirs MiB':>20}")
+    print(f"{'corpus':>9} {'ours':>8} {'semantic_search':>16} {'ratio':>7} {'faiss':>8} {'faiss r@k':>9} "
+          f"{'mem ours/theirs MiB':>20}")
     for n in args.sizes:
         corpus = rng.standard_normal((n, args.dim), dtype=np.float32)
         corpus /= np.linalg.norm(corpus, axis=1, keepdims=True)
         # queries near planted corpus points, so the true neighbours are well defined
         planted = rng.integers(0, n, args.queries)
-        queries = corpus[planted] + 0.5 * rng.standard_normal((args.queries, args.dim), dtype=np.float32) / np.sqrt(args.dim)
+        noise = rng.standard_normal((args.queries, args.dim), dtype=np.float32) / np.sqrt(args.dim)
+        queries = corpus[planted] + 0.5 * noise
         queries = (queries / np.linalg.norm(queries, axis=1, keepdims=True)).astype(np.float32)
         (ours_s, ours_i), t_ours, m_ours = timed(lambda: exact_topk(queries, corpus, args.k))
         theirs, t_theirs, m_theirs = timed(lambda: semantic_search(torch.from_numpy(queries), torch.from_numpy(corpus),
@@ -70,7 +72,7 @@ def main(argv=None) -> None:
             recall = f"{np.mean([len(set(f_i[i]) & set(ours_i[i])) / args.k for i in range(args.queries)]):.3f}"
         print(f"{n:>9} {t_ours:7.2f}s {t_theirs:15.2f}s {t_theirs / t_ours:6.2f}x {faiss_cell:>8} {recall:>9} "
               f"{m_ours:9.0f}/{m_theirs:<9.0f}")
-        del corpus
+        corpus = None  # free this size's corpus before drawing the next
 
     world = generate_world(0, n_train=1, n_corpus=args.encode_docs, benchmarks={})
     texts = [doc_text(c) for c in world["corpus"]]

@@ -72,7 +72,8 @@ def make_tree(root: Path, seed: int = 0) -> dict:
     _write_eval(runs, "rarft", "topk-finetuned", rows)
     for arm, start in (("grpo", 0.4), ("rarft", 0.3)):
         write_jsonl(runs / "train" / arm / "curve.jsonl",
-                    [{"step": st, "benchmark": b, "average_at_k": start + 0.01 * st * (2 if arm == "rarft" else 1), "k": 4}
+                    [{"step": st, "benchmark": b, "k": 4,
+                      "average_at_k": start + 0.01 * st * (2 if arm == "rarft" else 1)}
                      for st in (0, 10, 20, 30) for b in BENCHES])
     corpus = [{"id": f"corpus-{j:05d}", "problem": f"problem {j}", "trace": f"Step 2 (Strategy): idea {STRATS[j % 3]}",
                "strategy": STRATS[j % 3]} for j in range(12)]
@@ -81,13 +82,14 @@ def make_tree(root: Path, seed: int = 0) -> dict:
         write_jsonl(data / "clean" / "bench" / f"{b}.jsonl",
                     [{"id": f"{b}-{i:05d}", "strategy": STRATS[i % 3]} for i in range(N_PROB)])
     write_jsonl(data / "retrieval" / "finetuned.jsonl",
-                [{"id": f"{b}-{i:05d}", "split": b, "contexts": [{"id": f"corpus-{(i + j) % 12:05d}", "score": 1.0 - j / 10}
-                                                               for j in range(4)]}
+                [{"id": f"{b}-{i:05d}", "split": b,
+                  "contexts": [{"id": f"corpus-{(i + j) % 12:05d}", "score": 1.0 - j / 10} for j in range(4)]}
                  for b in BENCHES for i in range(N_PROB)])
     tin.mkdir(parents=True, exist_ok=True)
     # evaluate-retrievers' layout: one row per (retriever, label set); Table 3 uses labels.train_on (gain)
     pd.DataFrame({"retriever": ["offshelf", "finetuned", "random"] * 2, "against": ["oracle"] * 3 + ["gain"] * 3,
-                  "n_queries": 12, "recall@1": [0.9, 0.9, 0.9, 0.1, 0.4, 0.0]}).to_csv(tin / "retrievers.csv", index=False)
+                  "n_queries": 12, "recall@1": [0.9, 0.9, 0.9, 0.1, 0.4, 0.0]}).to_csv(tin / "retrievers.csv",
+                                                                                         index=False)
     sim = rng.uniform(0, 1, 60)
     pd.DataFrame({"query_id": [f"q{i}" for i in range(60)], "context_id": [f"c{i}" for i in range(60)],
                   "similarity": sim, "gain": 0.1 * rng.standard_normal(60), "stderr": 0.05,
@@ -112,7 +114,7 @@ def analyzed(tmp_path_factory, config):
 
 
 def _samples_mean(paths, policy, setting, bench):
-    rows = [json.loads(l) for l in open(paths["runs"] / "eval" / policy / setting / "samples.jsonl")]
+    rows = [json.loads(line) for line in open(paths["runs"] / "eval" / policy / setting / "samples.jsonl")]
     return 100 * np.mean([np.mean([r["reward"] for r in rows if r["benchmark"] == bench and r["problem_id"] == p])
                           for p in sorted({r["problem_id"] for r in rows if r["benchmark"] == bench})])
 
@@ -149,7 +151,7 @@ def test_best_per_block_is_marked(analyzed):
 def test_missing_arms_say_not_run(analyzed):
     paths, _ = analyzed
     t2 = (paths["out"] / "tables" / "table2.md").read_text()
-    rasft_line = next(l for l in t2.splitlines() if l.startswith("| ours | RA-SFT |"))
+    rasft_line = next(line for line in t2.splitlines() if line.startswith("| ours | RA-SFT |"))
     assert "not run" in rasft_line and "**" not in rasft_line
     t5 = pd.read_csv(paths["out"] / "tables" / "table5.csv")
     assert set(t5.loc[t5["block"] == "RLOO", "status"]) == {"not run"}
@@ -170,7 +172,8 @@ def test_paired_difference_against_samples(analyzed):
     paths, _ = analyzed
     comp = pd.read_csv(paths["out"] / "tables" / "comparisons.csv")
     row = comp[(comp["comparison"] == "RA-RFT - GRPO") & (comp["benchmark"] == "world_easy")].iloc[0]
-    expected = _samples_mean(paths, "rarft", "top1-finetuned", "world_easy") - _samples_mean(paths, "grpo", "none", "world_easy")
+    expected = (_samples_mean(paths, "rarft", "top1-finetuned", "world_easy")
+                - _samples_mean(paths, "grpo", "none", "world_easy"))
     assert row["diff"] == pytest.approx(expected, abs=1e-6)
     assert row["ci_low"] <= row["diff"] <= row["ci_high"] and row["n_problems"] == N_PROB
     assert "RA-SFT - SFT" not in set(comp["comparison"])  # rasft was not run
@@ -262,7 +265,8 @@ def test_bad_inputs_name_the_file(tmp_path):
 def test_paper_numbers_only_in_paper_scale_runs_and_labelled(config):
     summ = {("grpo", "none"): {"k": 32, "benchmarks": {b: {"average_at_k": 0.5, "ci_low": 0.4, "ci_high": 0.6}
                                                         for b in tables.PAPER_BENCHMARKS},
-                               "per_problem": {b: {f"{b}-{i}": 0.5 for i in range(3)} for b in tables.PAPER_BENCHMARKS}}}
+                               "per_problem": {b: {f"{b}-{i}": 0.5 for i in range(3)}
+                                               for b in tables.PAPER_BENCHMARKS}}}
     cfg = {**config, "policy": {"base": "Qwen/Qwen3-1.7B"}}
     spec = tables.table_specs(cfg, paper_scale=True)[0]
     df = tables.build_table(spec, summ, list(tables.PAPER_BENCHMARKS), 0, 200, 0.95)

@@ -5,8 +5,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
-
 from rarft.config import deep_merge, load_config, prune_deleted
 
 ROOT = Path(__file__).resolve().parents[1]

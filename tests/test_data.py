@@ -43,11 +43,13 @@ def openr1_rows():  # open-r1/OpenR1-Math-220k
             "correctness_llama": None, "finish_reasons": None, "correctness_count": 1,
             "messages": [{"role": "user", "content": "q"}]}
     return [
-        {**base, "problem": "Find the remainder when $2^{10}$ is divided by $7$.", "solution": "$2^3=1$ mod 7 ... $\\boxed{2}$",
+        {**base, "problem": "Find the remainder when $2^{10}$ is divided by $7$.",
+         "solution": "$2^3=1$ mod 7 ... $\\boxed{2}$",
          "answer": "2", "problem_type": "Number Theory", "uuid": "a1b2"},
         {**base, "problem": "Prove that there are infinitely many primes.", "solution": "Suppose not ...",
          "answer": "proof", "problem_type": "Number Theory", "uuid": "c3d4", "question_type": "proof"},
-        {**base, "problem": "How many subsets does a $4$-element set have?", "solution": "Each element ... $\\boxed{16}$",
+        {**base, "problem": "How many subsets does a $4$-element set have?",
+         "solution": "Each element ... $\\boxed{16}$",
          "answer": "16", "problem_type": "Combinatorics", "uuid": "e5f6"},
     ]
 
@@ -90,7 +92,8 @@ def test_strip_instructions_removes_suffixes_and_hints_but_keeps_problem_text():
 
 
 def test_last_boxed_balances_braces():
-    assert data.last_boxed("so $\\boxed{\\frac{1}{2}}$ and then \\boxed{\\dfrac{3}{\\sqrt{4}}}.") == "\\dfrac{3}{\\sqrt{4}}"
+    text = "so $\\boxed{\\frac{1}{2}}$ and then \\boxed{\\dfrac{3}{\\sqrt{4}}}."
+    assert data.last_boxed(text) == "\\dfrac{3}{\\sqrt{4}}"
     assert data.last_boxed("no box here") is None
     assert data.last_boxed("\\boxed{unclosed") is None
 

@@ -26,7 +26,8 @@ def reformat_lightly(text: str) -> str:
     """What a copy in a training set tends to look like: case, spacing, LaTeX spacing, $ signs changed."""
     out = text.replace("\\dfrac", "\\frac").replace("\\left(", "(").replace("\\right)", ")")
     out = out.replace("x^2+y^2", "x^2 + y^2").replace("x\\,y", "x\\; y").replace("$", "")
-    return "  " + out.upper().replace(" ", "   ") + "\nPlease reason step by step, and put your final answer within \\boxed{}."
+    return ("  " + out.upper().replace(" ", "   ")
+            + "\nPlease reason step by step, and put your final answer within \\boxed{}.")
 
 
 def world():

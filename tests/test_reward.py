@@ -60,7 +60,8 @@ def test_extract_boxed_last_balanced_and_escaped_braces():
 
 
 def test_accuracy_reward_trl_signature_plain_and_conversational():
-    completions = ["\\boxed{7}", [{"role": "assistant", "content": "so \\boxed{7}"}], [{"role": "assistant", "content": "\\boxed{8}"}]]
+    completions = ["\\boxed{7}", [{"role": "assistant", "content": "so \\boxed{7}"}],
+                   [{"role": "assistant", "content": "\\boxed{8}"}]]
     out = accuracy_reward(prompts=["p"] * 3, completions=completions, completion_ids=[[1]] * 3,
                           answer=["7", "7", "7"], problem_type=["x"] * 3)
     assert out == [1.0, 1.0, 0.0]

@@ -8,8 +8,15 @@ import math
 import numpy as np
 import pytest
 
-from rarft.stats import (average_at_k, bootstrap_ci, bootstrap_mean_ci, mean_pass_at_k, paired_difference,
-                         pass_at_k, rng_for)
+from rarft.stats import (
+    average_at_k,
+    bootstrap_ci,
+    bootstrap_mean_ci,
+    mean_pass_at_k,
+    paired_difference,
+    pass_at_k,
+    rng_for,
+)
 
 
 def test_pass_at_k_hand_computed():

@@ -12,7 +12,8 @@ local JSONL / Parquet file. Their column layouts, as published:
 - openr1   open-r1/OpenR1-Math-220k: problem, solution, answer, problem_type, question_type, source, uuid, ...
 - aime     HuggingFaceH4/aime_2024, yentinglin/aime_2025: id, problem, solution, answer, url, year
 - matharena  MathArena/hmmt_feb_2025, MathArena/brumo_2025: problem_idx, problem, answer, problem_type (list)
-- math     the MATH test set / MATH-500: problem, solution (answer boxed inside) or answer, type / subject, idx / unique_id
+- math     the MATH test set / MATH-500: problem, solution (answer boxed inside) or answer, type / subject,
+           idx / unique_id
 - rarft    this project's own item schema (a prepared split read back)
 `auto` picks the first of these whose required columns are all present.
 """
@@ -21,7 +22,6 @@ from __future__ import annotations
 
 import argparse
 import re
-from collections import Counter
 from pathlib import Path
 from typing import Any, Iterable
 

@@ -157,7 +157,9 @@ def summary(train, corpus, benchmarks, train_clean, corpus_clean, removed, ngram
 
 
 def _rule(threshold: float) -> str:
-    return "any shared n-gram (open-r1)" if threshold == 0 else f"shared n-grams >= {threshold:.0%} of the shorter item's"
+    if threshold == 0:
+        return "any shared n-gram (open-r1)"
+    return f"shared n-grams >= {threshold:.0%} of the shorter item's"
 
 
 def report_markdown(rep: dict, max_rows: int = 200) -> str:

@@ -168,11 +168,13 @@ def table_specs(config: dict, paper_scale: bool) -> list[TableSpec]:
                 for method, vals in PAPER_TABLE1[model].items()]))
     arms = set(config.get("rl", {}).get("arms", []))
     retriever_rows = [Row(label, arm, f"top1-{r}", extra={"retriever": r}, optional=arm not in arms)
-                      for label, arm, r in (("off-the-shelf", "rarft_offshelf", "offshelf"), ("BM25", "rarft_bm25", "bm25"),
+                      for label, arm, r in (("off-the-shelf", "rarft_offshelf", "offshelf"),
+                                            ("BM25", "rarft_bm25", "bm25"),
                                             ("ColBERT", "rarft_colbert", "colbert"),
                                             ("fine-tuned single-vector", "rarft_finetuned", "finetuned"),
                                             ("fine-tuned ColBERT", "rarft_finetuned_colbert", "finetuned_colbert"))]
-    retriever_rows += [Row(f"fine-tuned ({m})" if m != "finetuned" else "fine-tuned", "rarft", ra, extra={"retriever": m}),
+    retriever_rows += [Row(f"fine-tuned ({m})" if m != "finetuned" else "fine-tuned", "rarft", ra,
+                           extra={"retriever": m}),
                        Row("random same-type trace", "rarft_random", "top1-random", extra={"retriever": "random"})]
     return [
         TableSpec("table1", "Table 1: main results (average@k, %)",
@@ -337,12 +339,14 @@ def to_markdown(df: pd.DataFrame, spec: TableSpec, benches: list[str]) -> str:
         out += ["| " + block + " | " + " | ".join(cells) + " |" for cells in rows]
     out += ["", "Cells: average@k in % with its 95% interval; **bold** = best in its block and column; "
                 "mean = mean of the benchmark scores (interval: bootstrap over problems within each benchmark). "
-                f"Rows marked '{QUOTED}' are the paper's numbers, not ours; '{NOT_RUN}' = that arm was not evaluated.", ""]
+                f"Rows marked '{QUOTED}' are the paper's numbers, not ours; "
+                f"'{NOT_RUN}' = that arm was not evaluated.", ""]
     return "\n".join(out)
 
 
 def _tex_escape(s: str) -> str:
-    return s.replace("\\", "\\textbackslash{}").replace("&", "\\&").replace("%", "\\%").replace("_", "\\_").replace("#", "\\#")
+    s = s.replace("\\", "\\textbackslash{}")
+    return s.replace("&", "\\&").replace("%", "\\%").replace("_", "\\_").replace("#", "\\#")
 
 
 def to_latex(df: pd.DataFrame, spec: TableSpec, benches: list[str]) -> str:
