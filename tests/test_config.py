@@ -112,3 +112,48 @@ def test_wildcard_constraints_are_built_from_the_registries():
     assert constraints["retrieve"]["retriever"] == "|".join(RETRIEVERS)
     for rule, wildcard in (("train_policy", "arm"), ("evaluate", "policy")):
         assert set(constraints[rule][wildcard].split("|")) <= names[wildcard], rule
+
+
+def test_no_fallback_defaults_shadow_params_yaml():
+    """Modules cleaned of `get(config, "a.b", default)` / `config.get("k", default)` keep none: a default
+    belongs in params.yaml, where DVC and the reader see it."""
+    import ast
+
+    cleaned = ["data.py", "decontam.py", "figures.py", "reward.py", "stats.py", "tables.py"]
+    found = []
+    for name in cleaned:
+        for node in ast.walk(ast.parse((ROOT / "src" / "rarft" / name).read_text())):
+            if not isinstance(node, ast.Call):
+                continue
+            f = node.func
+            if isinstance(f, ast.Name) and f.id == "get" and len(node.args) >= 2:  # rarft.config.get
+                found.append(f"{name}:{node.lineno}")
+            if isinstance(f, ast.Attribute) and f.attr == "get":
+                inner = f.value  # config.get(...) or config.get(...).get(...)
+                while isinstance(inner, ast.Call) and isinstance(inner.func, ast.Attribute):
+                    inner = inner.func.value
+                if isinstance(inner, ast.Name) and inner.id in {"config", "cfg"}:
+                    found.append(f"{name}:{node.lineno}")
+    assert found == []
+
+
+def test_keys_the_stages_read_are_required():
+    """With the fallbacks gone, a missing key must be a ConfigError naming it, not a KeyError in a stage."""
+    import copy
+
+    from rarft.config import ConfigError, validate_config
+
+    full = load_config(ROOT / "params.yaml")
+    for path in (("data", "decontamination", "min_overlap"), ("data", "decontamination", "train_corpus_min_overlap"),
+                 ("data", "real"), ("rl", "retriever"), ("policy", "base")):
+        cfg = copy.deepcopy(full)
+        node = cfg
+        for key in path[:-1]:
+            node = node[key]
+        del node[path[-1]]
+        try:
+            validate_config(cfg, "x")
+        except ConfigError as e:
+            assert path[-1] in str(e), (path, str(e))
+        else:
+            raise AssertionError(f"{'.'.join(path)} missing, yet the config validates")

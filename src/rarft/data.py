@@ -25,8 +25,9 @@ import re
 from pathlib import Path
 from typing import Any, Iterable
 
-from rarft.config import ConfigError, add_config_argument, get, load_config
+from rarft.config import ConfigError, add_config_argument, load_config
 from rarft.io import DataError, read_jsonl, write_json, write_jsonl, write_text
+from rarft.prompts import normalise_text
 
 # Column names each schema reads, per item field: the first present column wins. A field listed in
 # REQUIRED must resolve to a column or the source fails with a DataError naming file and column.
@@ -305,7 +306,7 @@ def normalise_rows(rows: list[dict], *, name: str, origin: str, schema: str = "a
         if item_id in seen_ids:
             report.drop("duplicate id", ref)
             continue
-        key = " ".join(item["problem"].lower().split())
+        key = normalise_text(item["problem"])
         if key in seen_problems:
             report.drop("duplicate problem text", ref)
             continue
@@ -328,12 +329,12 @@ def fill_types_from_corpus(train: list[dict], corpus: list[dict]) -> int:
 
     QuestA's queries are OpenR1-Math problems but carry no type; the judge's candidate filter needs one.
     """
-    by_text = {" ".join(c["problem"].lower().split()): c["problem_type"] for c in corpus
+    by_text = {normalise_text(c["problem"]): c["problem_type"] for c in corpus
                if c["problem_type"] != "unknown"}
     filled = 0
     for item in train:
         if item["problem_type"] == "unknown":
-            found = by_text.get(" ".join(item["problem"].lower().split()))
+            found = by_text.get(normalise_text(item["problem"]))
             if found:
                 item["problem_type"] = found
                 filled += 1
@@ -382,11 +383,11 @@ def prepare_real(real_cfg: dict) -> tuple[dict[str, list[dict]], list[str], dict
 
 def prepare_data(config: dict) -> tuple[dict[str, list[dict]], list[str], dict]:
     """Return ({'train', 'corpus', <benchmark>...: items}, benchmark names, report)."""
-    source = get(config, "data.source", "world")
+    source = config["data"]["source"]
     if source == "world":
         splits, benchmarks, reports = prepare_world(config["data"]["world"])
     else:
-        splits, benchmarks, reports = prepare_real(get(config, "data.real", {}) or {})
+        splits, benchmarks, reports = prepare_real(config["data"]["real"])
     for name in ("train", "corpus", *benchmarks):
         if not splits[name]:
             raise DataError(f"prepare-data: split {name!r} ({reports[name]['origin']}) has no usable rows; "

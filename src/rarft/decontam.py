@@ -18,7 +18,7 @@ import re
 from collections import defaultdict
 from pathlib import Path
 
-from rarft.config import add_config_argument, get, load_config
+from rarft.config import add_config_argument, load_config
 from rarft.data import strip_instructions
 from rarft.io import DataError, read_json, read_jsonl, write_json, write_jsonl, write_text
 
@@ -206,9 +206,8 @@ def cli(argv: list[str]) -> int:
     if args.report is None:
         args.report = str(Path(args.out_dir) / "decontamination")
     config = load_config(args.config)
-    ngram = int(get(config, "data.decontamination.ngram", 8))
-    min_overlap = float(get(config, "data.decontamination.min_overlap", 0.0))
-    tc = get(config, "data.decontamination.train_corpus_min_overlap")
+    dc = config["data"]["decontamination"]
+    ngram, min_overlap, tc = int(dc["ngram"]), float(dc["min_overlap"]), dc["train_corpus_min_overlap"]
     tc = min_overlap if tc is None else float(tc)
     in_dir, out_dir = Path(args.in_dir), Path(args.out_dir)
     train, corpus = read_jsonl(in_dir / "train.jsonl"), read_jsonl(in_dir / "corpus.jsonl")

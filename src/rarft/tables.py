@@ -136,11 +136,11 @@ def verify_summary(summary: dict, samples_path: str | Path, tol: float = 1e-6) -
 # ---------------------------------------------------------------- the paper's tables
 
 def main_retriever(config: dict) -> str:
-    return config.get("rl", {}).get("retriever", "finetuned")
+    return config["rl"]["retriever"]
 
 
 def paper_model(config: dict) -> str | None:
-    base = str(config.get("policy", {}).get("base", ""))
+    base = str(config["policy"]["base"])
     for name in ("1.7B", "4B"):
         if name.lower() in base.lower():
             return f"Qwen3-{name}"
@@ -150,7 +150,7 @@ def paper_model(config: dict) -> str | None:
 def table_specs(config: dict, paper_scale: bool) -> list[TableSpec]:
     m = main_retriever(config)
     ra = f"top1-{m}"
-    base = str(config.get("policy", {}).get("base", "tiny"))
+    base = str(config["policy"]["base"])
     ours = "ours" if base == "tiny" else f"ours ({base})"
 
     def quoted(table: str) -> list[Block]:
@@ -166,7 +166,7 @@ def table_specs(config: dict, paper_scale: bool) -> list[TableSpec]:
             t1_quoted.append(Block(f"{model} ({QUOTED})", [
                 Row(method, quoted=dict(zip([*PAPER_BENCHMARKS, "mean"], vals)))
                 for method, vals in PAPER_TABLE1[model].items()]))
-    arms = set(config.get("rl", {}).get("arms", []))
+    arms = set(config["rl"]["arms"])
     retriever_rows = [Row(label, arm, f"top1-{r}", extra={"retriever": r}, optional=arm not in arms)
                       for label, arm, r in (("off-the-shelf", "rarft_offshelf", "offshelf"),
                                             ("BM25", "rarft_bm25", "bm25"),
