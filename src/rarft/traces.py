@@ -181,6 +181,39 @@ def build_traces(items: list[dict], config: dict, backend=None, cache_path: str 
     return kept, report
 
 
+def train_traces_needed(config: dict) -> bool:
+    """Whether build-traces must also give the training queries traces: SFT / RA-SFT imitate the queries'
+    own traces, and in rewrite mode (real data) only the teacher makes them. The world's queries carry theirs."""
+    from rarft.arms import trainer_of
+
+    return get(config, "traces.mode", "validate") == "rewrite" and any(
+        trainer_of(arm) == "sft" for arm in get(config, "rl.arms", []))
+
+
+def train_traces(train: list[dict], solutions: list[dict], config: dict, backend=None,
+                 cache_path: str | Path | None = None, progress: bool = True) -> tuple[list[dict], dict]:
+    """(every training query, report): a query's 'trace' is the teacher's verified cheatsheet of its solution,
+    or None. A query without a solution of its own takes that of the same problem (same normalised text) in
+    ``solutions``: the prepared corpus before decontamination, since QuestA's problems come from
+    OpenR1-Math-220k with their solutions there. RL arms use every query; SFT arms those with a trace."""
+    from rarft.prompts import normalise_text
+
+    by_text = {normalise_text(s["problem"]): s["solution"] for s in solutions if s.get("solution")}
+    todo = []
+    for item in train:
+        solution = item.get("solution") or by_text.get(normalise_text(item["problem"]))
+        if solution:
+            todo.append({**item, "solution": solution})
+    report = {"n_queries": len(train), "n_without_solution": len(train) - len(todo)}
+    traces = {}
+    if todo:
+        kept, rewrite = build_traces(todo, config, backend=backend, cache_path=cache_path, progress=progress)
+        traces = {k["id"]: k["trace"] for k in kept}
+        report.update(rewrite)
+    report["n_with_trace"] = len(traces)
+    return [{**item, "trace": traces.get(item["id"])} for item in train], report
+
+
 def cli(argv: list[str]) -> int:
     from rarft.config import add_config_argument
 
@@ -191,7 +224,13 @@ def cli(argv: list[str]) -> int:
     p.add_argument("--report", required=True, help="kept/dropped report JSON (results/reports/traces.json)")
     p.add_argument("--cache", default=None,
                    help="teacher output cache for rewrite mode (default: <out dir>/teacher_cache.jsonl)")
+    p.add_argument("--train", help="training queries (data/clean/train.jsonl): also write their traces (SFT arms)")
+    p.add_argument("--solutions", help="where training queries without a solution find one by problem text "
+                   "(data/prepared/corpus.jsonl)")
+    p.add_argument("--train-out", help="training queries with traces (data/traces/train.jsonl)")
     args = p.parse_args(argv)
+    if bool(args.train) != bool(args.train_out):
+        raise ConfigError("build-traces: --train and --train-out go together")
     config = load_config(args.config)
     items = read_jsonl(args.corpus)
     _check_items(items, args.corpus)
@@ -199,6 +238,17 @@ def cli(argv: list[str]) -> int:
     kept, report = build_traces(items, config, cache_path=cache)
     if not kept:
         raise DataError(f"{args.corpus}: no item has a valid trace ({report['dropped_by_reason']})")
+    if args.train:
+        queries, train_report = train_traces(read_jsonl(args.train),
+                                             read_jsonl(args.solutions) if args.solutions else [], config,
+                                             cache_path=cache)
+        if not train_report["n_with_trace"]:
+            raise DataError(f"{args.train}: no training query got a valid trace ({train_report}); the SFT arms "
+                            "(rl.arms sft, rasft) have nothing to imitate")
+        report["train"] = train_report
+        write_jsonl(args.train_out, queries)
+        print(f"build-traces: {train_report['n_with_trace']}/{len(queries)} training queries have a trace "
+              f"-> {args.train_out}")
     write_jsonl(args.out, kept)
     write_json(args.report, report)
     print(f"build-traces ({report['mode']}): kept {report['n_kept']}/{report['n_in']}, "

@@ -6,6 +6,8 @@ sys.path.insert(0, str(Path(workflow.basedir) / "src"))  # rarft.arms is pure Py
 from rarft.arms import RETRIEVERS as RETRIEVER_NAMES
 from rarft.arms import eval_settings, retriever_of, retrievers_needed, retrievers_trained, schedule_priority, trained_model_dir
 from rarft.launch import conda_env, stage_gpus, train_command
+from rarft.traces import train_traces_needed
+from rarft.arms import trainer_of
 
 if workflow.config_settings.config:
     raise ValueError(
@@ -35,6 +37,8 @@ ARMS = list(config["rl"]["arms"])
 RETRIEVERS = retrievers_needed(config)
 COMPARE_RETRIEVERS = list(config["retriever"]["compare"])
 POLICIES = ["base"] + ARMS
+# The training queries SFT arms imitate: with teacher traces at paper scale (build_traces writes them).
+SFT_TRAIN = "data/traces/train.jsonl" if train_traces_needed(config) else "data/clean/train.jsonl"
 EVALS = [f"runs/eval/{p}/{s}/summary.json" for p in POLICIES for s in eval_settings(p, config)]
 
 # A GPU policy stack when the config asks for vLLM; the CPU stack otherwise.

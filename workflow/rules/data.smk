@@ -53,14 +53,26 @@ rule decontaminate:
         " --report results/reports/decontamination > {log} 2>&1"
 
 
+# SFT / RA-SFT on real data imitate teacher traces of the training queries: the same job writes them
+# (rarft.traces.train_traces_needed); the world's queries carry their own.
+TRAIN_TRACE_IO = (
+    {"train": "data/clean/train.jsonl", "solutions": "data/prepared/corpus.jsonl"} if train_traces_needed(config) else {}
+)
+
+
 rule build_traces:
     input:
         corpus="data/clean/corpus.jsonl",
+        **TRAIN_TRACE_IO,
     output:
         corpus="data/traces/corpus.jsonl",
         report="results/reports/traces.json",
+        **({"train": SFT_TRAIN} if TRAIN_TRACE_IO else {}),
     params:
         cfg=section("traces"),
+        train=lambda wc, input, output: (
+            f"--train {input.train} --solutions {input.solutions} --train-out {output.train}" if TRAIN_TRACE_IO else ""
+        ),
     log:
         "logs/build_traces.log",
     benchmark:
@@ -73,4 +85,4 @@ rule build_traces:
         runtime=res("build_traces", "runtime"),
     shell:
         "{RARFT} build-traces --config {CONFIG_FILES} --corpus {input.corpus} --out {output.corpus}"
-        " --report {output.report} > {log} 2>&1"
+        " --report {output.report} {params.train} > {log} 2>&1"

@@ -1,6 +1,10 @@
 # Every arm of the paper's grid through one TRL entry point (GRPO, RA-RFT, SFT, RA-SFT, RLOO, DAPO, ...).
 
 
+def arm_train(wildcards):
+    return SFT_TRAIN if trainer_of(wildcards.arm) == "sft" else "data/clean/train.jsonl"
+
+
 def arm_retrieval(wildcards):
     r = retriever_of(wildcards.arm, config)
     return [retrieval_file(r)] if r else []
@@ -9,7 +13,7 @@ def arm_retrieval(wildcards):
 rule train_policy:
     input:
         base="models/policy/base",
-        train="data/clean/train.jsonl",
+        train=arm_train,
         corpus="data/traces/corpus.jsonl",
         bench=bench_files("clean"),
         retrieval=arm_retrieval,
