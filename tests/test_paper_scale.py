@@ -309,3 +309,35 @@ def test_paper_dry_run_gives_the_sft_arms_teacher_traces(paper_dry_run):
         if j["rule"] == "train_policy":
             sft = j["wildcards"] in ("arm=sft", "arm=rasft")
             assert ("--train data/traces/train.jsonl" in j["shell"]) == sft, j["shell"]
+
+
+# ---------------------------------------------------------------- A8: DVC follows the applied config
+
+def test_config_apply_regenerates_dvc_yaml_for_the_paper_config(tmp_path):
+    """After `rarft config-apply config/qwen3-1.7b.yaml`, dvc.yaml names the paper's benchmark files and
+    launches training as the Snakemake rule does; `export-dvc --check` agrees with it."""
+    clone = _fresh_clone(tmp_path)
+    env = {**__import__("os").environ, "PYTHONPATH": str(clone / "src")}
+    out = subprocess.run([sys.executable, "-m", "rarft", "config-apply", "config/qwen3-1.7b.yaml"], cwd=clone,
+                         env=env, capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stderr[-3000:]
+    dvc = (clone / "dvc.yaml").read_text()
+    for bench in ("aime24", "aime25", "hmmt25", "brumo25"):
+        assert f"data/prepared/bench/{bench}.jsonl" in dvc and f"data/clean/bench/{bench}.jsonl" in dvc
+    assert "world_easy" not in dvc and "world_hard" not in dvc
+    assert "accelerate launch --config_file config/accelerate/ddp.yaml --num_processes 8" in dvc
+    assert "label_relevance-judge" in dvc and "label_relevance-gain" not in dvc
+    check = subprocess.run([sys.executable, "-m", "rarft", "export-dvc", "--check"], cwd=clone, env=env,
+                           capture_output=True, text=True, timeout=600)
+    assert check.returncode == 0, check.stderr[-2000:]
+
+
+def test_results_say_which_experiment_they_hold():
+    from rarft.analysis import readme, run_source
+    from rarft.config import load_config
+
+    world = run_source(load_config(ROOT / "params.yaml"))
+    paper = run_source(load_config([ROOT / "params.yaml", ROOT / "config" / "qwen3-1.7b.yaml"]))
+    assert "world" in world and "NOT" in world
+    assert "real" in paper and "Qwen/Qwen3-1.7B" in paper and "world" not in paper
+    assert paper in readme([], [], {}, ["aime24"], True, source=paper)
