@@ -145,3 +145,46 @@ def test_training_queries_get_teacher_traces_for_the_sft_arms(tmp_path):
     rows = sft_rows(out, None, None, 1, "train", enable_thinking=False)
     assert [r["id"] for r in rows] == ["q1", "q2", "q4", "q5"]
     assert rows[0]["completion"][0]["content"].endswith("$\\boxed{2}$")
+
+
+def test_the_paper_teacher_is_asked_not_to_think(tmp_path):
+    """Review A9: hybrid Qwen3 under `vllm serve` thinks unless told not to; every rewrite request carries
+    chat_template_kwargs.enable_thinking = false, and the paper configs keep many requests in flight.
+    A local HTTP server stands in for the teacher and records what it is sent."""
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    bodies = []
+
+    class Teacher(BaseHTTPRequestHandler):
+        def do_POST(self):
+            body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+            bodies.append(body)
+            answer = body["messages"][-1]["content"].split("which is ", 1)[1].split(".\n", 1)[0]
+            reply = {"choices": [{"message": {"content": f"Step 1 (Idea): double.\n"
+                                              f"Therefore, the final answer is: $\\boxed{{{answer}}}$"}}]}
+            data = json.dumps(reply).encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+        def log_message(self, *args):
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Teacher)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        paper = load_config(["params.yaml", "config/qwen3-1.7b.yaml"])
+        assert paper["traces"]["teacher"]["enable_thinking"] is False
+        assert paper["traces"]["teacher"]["http_concurrency"] >= 64
+        cfg = tmp_path / "teacher.yaml"
+        cfg.write_text(f"traces:\n  mode: rewrite\n  teacher:\n    base_url: http://127.0.0.1:{server.server_port}/v1\n"
+                       "    enable_thinking: false\n    http_concurrency: 4\n")
+        kept, report = build_traces(_real_items(40)[:5], load_config(["params.yaml", str(cfg)]),
+                                    cache_path=tmp_path / "cache.jsonl", progress=False)
+    finally:
+        server.shutdown()
+    assert len(bodies) == 5 and report["n_kept"] == 5
+    assert all(b["chat_template_kwargs"] == {"enable_thinking": False} for b in bodies)

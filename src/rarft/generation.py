@@ -324,11 +324,13 @@ class OpenAIBackend:
 
 
 def make_backend(model: str, config: dict, backend: str | None = None, *, base_url: str | None = None,
-                 api_key_env: str | None = None) -> Backend:
+                 api_key_env: str | None = None, concurrency: int | None = None,
+                 extra_body: dict | None = None) -> Backend:
     """The configured backend for ``model`` (policy dir, local path or hub id / served model name).
 
-    ``backend`` defaults to ``generation.backend``; ``base_url``/``api_key_env`` override the
-    ``generation`` section for the HTTP client (a judge or teacher has its own endpoint).
+    ``backend`` defaults to ``generation.backend``; ``base_url``/``api_key_env``/``concurrency`` override the
+    ``generation`` section for the HTTP client (a judge or teacher has its own endpoint); ``extra_body`` is
+    added to every HTTP request (e.g. vLLM's ``chat_template_kwargs``).
     """
     backend = backend or get(config, "generation.backend", "transformers")
     if backend == "transformers":
@@ -344,6 +346,7 @@ def make_backend(model: str, config: dict, backend: str | None = None, *, base_u
             api_key_env=api_key_env or get(config, "generation.api_key_env", "OPENAI_API_KEY"),
             max_retries=int(get(config, "generation.max_retries", 5)),
             timeout_s=float(get(config, "generation.request_timeout_s", 600)),
-            concurrency=int(get(config, "generation.http_concurrency", 8)),
+            concurrency=int(concurrency or get(config, "generation.http_concurrency", 8)),
+            extra_body=extra_body,
         )
     raise ConfigError(f"config: generation.backend: unknown backend {backend!r} (transformers | vllm | openai)")

@@ -355,7 +355,8 @@ def label_relevance(labeler: str, queries: list[dict], corpus: list[dict], candi
                         seed=seed)
     if own and not dry_run:
         # The judge has its own endpoint (e.g. api.openai.com); the key variable etc. stay shared.
-        backend = make_backend(jcfg["model"], config, backend=jcfg.get("backend"), base_url=jcfg.get("base_url"))
+        backend = make_backend(jcfg["model"], config, backend=jcfg.get("backend"), base_url=jcfg.get("base_url"),
+                               concurrency=jcfg.get("http_concurrency"))
     try:
         return judge_labels(pairs, backend, jcfg["model"], sampling, cache_path, dry_run, progress)
     finally:

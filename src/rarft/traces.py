@@ -135,6 +135,18 @@ def rewrite_traces(items: list[dict], backend, teacher_model: str, sampling, max
     return [{**item, "trace": clean_teacher_output(outputs[k])} for item, k in zip(items, keys)]
 
 
+def teacher_extra_body(teacher: dict) -> dict | None:
+    """Request fields for an OpenAI-compatible teacher: `chat_template_kwargs.enable_thinking` (default false).
+
+    Qwen3-235B-A22B (the hybrid model) thinks by default under `vllm serve`: within max_new_tokens most
+    replies would be an unfinished <think> block and the trace would be dropped. The cheatsheet is a
+    rewrite of a given solution, so thinking is off unless `traces.teacher.enable_thinking: true`. Hosted
+    APIs that reject unknown fields: set it to null to send nothing."""
+    if teacher.get("backend", "openai") != "openai" or teacher.get("enable_thinking", False) is None:
+        return None
+    return {"chat_template_kwargs": {"enable_thinking": bool(teacher.get("enable_thinking", False))}}
+
+
 def _check_items(items: list[dict], path: str) -> None:
     for i, item in enumerate(items, 1):
         for key in ("id", "problem", "answer"):
@@ -162,10 +174,13 @@ def build_traces(items: list[dict], config: dict, backend=None, cache_path: str 
         if own:
             # The teacher has its own endpoint; everything else about generation is shared config.
             backend = make_backend(teacher["model"], config, backend=teacher.get("backend"),
-                                   base_url=teacher.get("base_url"))
+                                   base_url=teacher.get("base_url"), concurrency=teacher.get("http_concurrency"),
+                                   extra_body=teacher_extra_body(teacher))
+        concurrency = int(teacher.get("http_concurrency") or get(config, "generation.http_concurrency", 8))
         try:
+            # a chunk waits for its slowest reply: several requests per connection keep the server batched
             items = rewrite_traces(items, backend, teacher["model"], sampling, max_steps, cache_path,
-                                   progress=progress)
+                                   chunk_size=max(32, 4 * concurrency), progress=progress)
         finally:
             if own:
                 backend.close()
