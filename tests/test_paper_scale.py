@@ -341,3 +341,54 @@ def test_results_say_which_experiment_they_hold():
     assert "world" in world and "NOT" in world
     assert "real" in paper and "Qwen/Qwen3-1.7B" in paper and "world" not in paper
     assert paper in readme([], [], {}, ["aime24"], True, source=paper)
+
+
+# ---------------------------------------------------------------- A9: the teacher server
+
+STAND_IN_SERVER = """
+import http.server, sys
+class H(http.server.BaseHTTPRequestHandler):
+    def do_GET(self):
+        self.send_response(200 if self.path == "/v1/models" else 404); self.end_headers(); self.wfile.write(b"{}")
+    def log_message(self, *a): pass
+http.server.HTTPServer(("127.0.0.1", int(sys.argv[1])), H).serve_forever()
+"""
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_the_teacher_server_is_started_and_stopped_by_the_job(tmp_path):
+    """`traces.teacher.serve`: build-traces runs `vllm serve` on its GPUs and stops it. vLLM cannot run
+    here, so the command is checked as text and the lifecycle with a stand-in HTTP server."""
+    from rarft.config import load_config
+    from rarft.launch import stage_gpus
+    from rarft.serve import running_server, server_command, serve_settings, teacher_server
+
+    paper = load_config([ROOT / "params.yaml", ROOT / "config" / "qwen3-1.7b.yaml"])
+    serve = serve_settings(paper)
+    cmd = " ".join(server_command(paper["traces"]["teacher"]["model"], serve))
+    assert "serve Qwen/Qwen3-235B-A22B" in cmd and "--tensor-parallel-size 8" in cmd
+    assert "--served-model-name Qwen/Qwen3-235B-A22B" in cmd and "--port 8000" in cmd
+    assert stage_gpus(paper, "build_traces") == 8
+    external = {**paper, "traces": {**paper["traces"], "teacher": {**paper["traces"]["teacher"], "serve": None}}}
+    assert serve_settings(external) is None and stage_gpus(external, "build_traces") == 0
+    with teacher_server(external, tmp_path) as cfg:
+        assert cfg is external  # nothing started
+
+    port = _free_port()
+    url = f"http://127.0.0.1:{port}/v1"
+    with running_server([sys.executable, "-c", STAND_IN_SERVER, str(port)], url, tmp_path / "log", 60,
+                        poll_s=0.2) as proc:
+        import requests
+
+        assert requests.get(url + "/models", timeout=5).status_code == 200
+    assert proc.poll() is not None  # stopped when the block ended
+    with pytest.raises(RuntimeError, match="exited with code 3"):
+        with running_server([sys.executable, "-c", "raise SystemExit(3)"], url, tmp_path / "log", 60, poll_s=0.2):
+            pass

@@ -49,6 +49,9 @@ def stage_gpus(config: dict, rule: str, labeler: str | None = None, retriever: s
     n = rule_gpus(config, rule)
     if not n or config.get("device") == "cpu":
         return 0
+    if rule == "build_traces" and _get(config, "traces.teacher.backend", "openai") == "openai" and not _get(
+            config, "traces.teacher.serve"):
+        return 0  # the teacher answers at traces.teacher.base_url, on GPUs of its own (or a hosted API)
     if rule == "label_relevance" and (labeler == "oracle" or (
             labeler == "judge" and _get(config, "labels.judge.backend", "openai") == "openai")):
         return 0

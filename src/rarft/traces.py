@@ -250,13 +250,17 @@ def cli(argv: list[str]) -> int:
     items = read_jsonl(args.corpus)
     _check_items(items, args.corpus)
     cache = args.cache or str(Path(args.out).parent / "teacher_cache.jsonl")
-    kept, report = build_traces(items, config, cache_path=cache)
-    if not kept:
-        raise DataError(f"{args.corpus}: no item has a valid trace ({report['dropped_by_reason']})")
+    from rarft.serve import teacher_server
+
+    with teacher_server(config, Path(cache).parent) as config:  # starts `vllm serve` if traces.teacher.serve
+        kept, report = build_traces(items, config, cache_path=cache)
+        if not kept:
+            raise DataError(f"{args.corpus}: no item has a valid trace ({report['dropped_by_reason']})")
+        if args.train:
+            queries, train_report = train_traces(read_jsonl(args.train),
+                                                 read_jsonl(args.solutions) if args.solutions else [], config,
+                                                 cache_path=cache)
     if args.train:
-        queries, train_report = train_traces(read_jsonl(args.train),
-                                             read_jsonl(args.solutions) if args.solutions else [], config,
-                                             cache_path=cache)
         if not train_report["n_with_trace"]:
             raise DataError(f"{args.train}: no training query got a valid trace ({train_report}); the SFT arms "
                             "(rl.arms sft, rasft) have nothing to imitate")
