@@ -392,3 +392,24 @@ def test_the_teacher_server_is_started_and_stopped_by_the_job(tmp_path):
     with pytest.raises(RuntimeError, match="exited with code 3"):
         with running_server([sys.executable, "-c", "raise SystemExit(3)"], url, tmp_path / "log", 60, poll_s=0.2):
             pass
+
+
+def test_workers_follow_the_allocation_not_the_node(monkeypatch):
+    import os
+
+    from rarft.device import allocated_cpus
+
+    monkeypatch.setenv("SLURM_CPUS_PER_TASK", "8")
+    assert allocated_cpus() == 8
+    monkeypatch.delenv("SLURM_CPUS_PER_TASK")
+    assert allocated_cpus() == len(os.sched_getaffinity(0))
+    assert "os.cpu_count()" not in (SRC / "data.py").read_text()
+
+
+def test_slurm_profile_keeps_going_and_accelerate_configs_name_real_keys():
+    import yaml
+
+    prof = yaml.safe_load((ROOT / "workflow" / "profiles" / "slurm" / "config.yaml").read_text())
+    assert prof["keep-going"] is True
+    for cfg in (ROOT / "config" / "accelerate").glob("*.yaml"):
+        assert "generation.vllm.gpu_memory_utilization" not in cfg.read_text(), cfg.name

@@ -174,10 +174,11 @@ def answers_parse(answers: list[str], desc: str) -> list[bool]:
 
     if len(answers) < 2000:
         return [answer_parses(a) for a in tqdm(answers, desc=desc, leave=False, disable=len(answers) < 500)]
-    import os
     from concurrent.futures import ProcessPoolExecutor
 
-    with ProcessPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
+    from rarft.device import allocated_cpus
+
+    with ProcessPoolExecutor(max_workers=allocated_cpus()) as pool:
         return list(tqdm(pool.map(answer_parses, answers, chunksize=256), total=len(answers), desc=desc,
                          leave=False))
 

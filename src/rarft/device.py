@@ -30,3 +30,18 @@ def resolve_device(config: dict) -> str:
         raise ConfigError(f"device: cuda, but {why}. Run this stage on a GPU node with a CUDA torch "
                           "(workflow/envs/gpu.yaml, or `pip install -e '.[gpu]'`), or set device: cpu (or auto)")
     return "cuda" if cuda else "cpu"
+
+
+def allocated_cpus() -> int:
+    """CPU cores this job may use: the SLURM allocation (SLURM_CPUS_PER_TASK), else the process's CPU
+    affinity (cgroups, taskset), else os.cpu_count(). os.cpu_count() alone is the whole node's count and
+    oversubscribes an 8-core allocation on a 128-core node."""
+    import os
+
+    slurm = os.environ.get("SLURM_CPUS_PER_TASK", "")
+    if slurm.isdigit() and int(slurm) > 0:
+        return int(slurm)
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):  # not on Linux
+        return os.cpu_count() or 1
