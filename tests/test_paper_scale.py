@@ -124,7 +124,7 @@ def test_train_command_launches_one_process_per_gpu():
     assert "--config_file config/accelerate/zero3.yaml" in train_command(zero3)
     # a CPU rehearsal of the multi-process path
     rehearsal = {"device": "cpu", "resources": {}, "rl": {"launcher": {"num_processes": 2}}}
-    assert "accelerate launch --cpu --num_processes 2" in train_command(rehearsal)
+    assert "torchrun --standalone --nproc_per_node 2 -m rarft" in train_command(rehearsal)
     # device: cpu never launches one process per requested GPU
     assert train_processes({**eight, "device": "cpu"}) == 1
 
@@ -413,3 +413,37 @@ def test_slurm_profile_keeps_going_and_accelerate_configs_name_real_keys():
     assert prof["keep-going"] is True
     for cfg in (ROOT / "config" / "accelerate").glob("*.yaml"):
         assert "generation.vllm.gpu_memory_utilization" not in cfg.read_text(), cfg.name
+
+
+@pytest.mark.slow
+def test_multi_process_training_rehearsal_on_the_cpu(world_small, tiny_policy_dir, tmp_path):
+    """The multi-process path of train-policy (what `accelerate launch --num_processes 8` gives on GPUs)
+    rehearsed on the CPU with 2 gloo processes, through the command rarft.launch builds: both processes
+    train, TRL's batch spans them, the main process alone writes the model and the curve (~30 s)."""
+    import json
+    import os
+
+    from rarft.config import load_config
+    from rarft.io import write_jsonl
+    from rarft.launch import train_command
+
+    over = tmp_path / "over.yaml"
+    over.write_text("device: cpu\nrl:\n  max_steps: 2\n  save_steps: 1\n  eval_steps: 1\n  eval_k: 2\n"
+                    "  num_generations: 2\n  per_device_train_batch_size: 4\n  max_completion_length: 8\n"
+                    "  curve_arms: [grpo]\n  launcher: {num_processes: 2}\n")
+    cmd = train_command(load_config([ROOT / "params.yaml", over]))
+    assert "--nproc_per_node 2" in cmd
+    write_jsonl(tmp_path / "train.jsonl", world_small["train"][:16])
+    write_jsonl(tmp_path / "corpus.jsonl", world_small["corpus"])
+    write_jsonl(tmp_path / "bench_easy.jsonl", world_small["bench_easy"][:2])
+    shell = (f"{cmd} train-policy --config params.yaml {over} --arm grpo --base {tiny_policy_dir}"
+             f" --train {tmp_path}/train.jsonl --corpus {tmp_path}/corpus.jsonl --benchmarks {tmp_path}/bench_easy.jsonl"
+             f" --out {tmp_path}/model --run-dir {tmp_path}/run")
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}
+    out = subprocess.run(shell, shell=True, cwd=ROOT, env=env, capture_output=True, text=True, timeout=900)
+    assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-3000:]
+    summary = json.loads((tmp_path / "run" / "train_summary.json").read_text())
+    assert summary["global_step"] == 2
+    assert summary["training_args"]["generation_batch_size"] == 2 * 4  # two processes x 4
+    assert (tmp_path / "model" / "model.safetensors").exists()
+    assert out.stdout.count("train-policy grpo: 2 steps") == 1  # the main process reports, once

@@ -10,7 +10,7 @@ data-parallel process per GPU; one GPU or the CPU default stays a plain single p
 `rl.launcher` (all optional):
 - `accelerate_config`: config/accelerate/ddp.yaml (default), zero2.yaml, zero3.yaml or fsdp.yaml.
 - `num_processes`: null = the rule's GPU count (1 on the CPU); an integer forces it, e.g. 2 with
-  `device: cpu` for a CPU rehearsal of the multi-process path (`accelerate launch --cpu`).
+  `device: cpu` for a CPU rehearsal of the multi-process path (`torchrun --nproc_per_node 2`, gloo).
 - `num_machines`: 1. Multi-node runs need one launch per node (see README "Multi-node"); the rule
   launches on one node.
 """
@@ -82,9 +82,10 @@ def train_command(config: dict) -> str:
         return RARFT
     machines = int(_get(config, "rl.launcher.num_machines", 1))
     if config.get("device") == "cpu":
-        # CPU rehearsal: gloo processes on one machine; no accelerate config (the shipped ones are GPU ones)
-        return (f"PYTHONPATH=src accelerate launch --cpu --num_processes {n} --num_machines 1 "
-                "--mixed_precision no --dynamo_backend no -m rarft")
+        # CPU rehearsal of the multi-process path: gloo processes on one machine. Not `accelerate launch --cpu
+        # --num_processes n`: accelerate 1.15 starts ONE process for that (multi-CPU needs mpirun); torchrun
+        # starts n, and accelerate inside them sees MULTI_CPU (checked: world size n, TRL batches scale with it).
+        return f"PYTHONPATH=src ACCELERATE_USE_CPU=1 torchrun --standalone --nproc_per_node {n} -m rarft"
     cfg = _get(config, "rl.launcher.accelerate_config", DEFAULT_ACCELERATE_CONFIG)
     return (f"PYTHONPATH=src accelerate launch --config_file {cfg} --num_processes {n * machines}"
             f" --num_machines {machines} -m rarft")
