@@ -22,9 +22,9 @@ $(VENV)/.installed: $(BIN)/activate pyproject.toml
 
 setup: $(VENV)/.installed
 
-# --forceall: results/ is committed, and Snakemake does not rerun a job whose outputs exist even when
-# its inputs are missing; on a fresh clone a plain run would therefore do nothing. `make run` always
-# regenerates everything; `snakemake --cores all` afterwards reruns only what changed.
+# --forceall: `make run` always regenerates everything, even where data/, runs/ or models/ hold outputs
+# (on a fresh clone a plain run does too: rule all needs runs/analyze/manifest.json, never committed);
+# `snakemake --cores all` afterwards reruns only what changed.
 run: setup
 	. $(BIN)/activate && snakemake --cores all --forceall
 
