@@ -25,6 +25,7 @@ STAGES = {
     "analyze": "rarft.analysis",
     "plan": "rarft.plan",
     "export-dvc": "rarft.dvcgen",
+    "rehearsal-setup": "rarft.rehearsal",
     "config-apply": "rarft.config:cli_apply",
     "validate-config": "rarft.config:cli_validate",
 }

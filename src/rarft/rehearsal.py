@@ -7,7 +7,15 @@ and written into a Hugging Face hub cache (`<HF_HOME>/hub/models--org--name/snap
 stages resolve `rehearsal/tiny-qwen3` exactly as they resolve `Qwen/Qwen3-1.7B`, offline
 (`HF_HUB_OFFLINE=1`). The numbers such a run produces are meaningless; the run shows the wiring holds.
 
-    python -m rarft rehearsal-cache --hf-home .rehearsal/hf --texts data/rehearsal/*.jsonl
+Data, in the real sources' own layouts (nothing here is invented text): the training queries as a QuestA
+jsonl (problem, answer, generation) and the corpus as an OpenR1-Math-220k jsonl (problem, solution,
+answer, problem_type, question_type, source, uuid, ...), both made from MATH test problems in
+`shared/data/math_test.jsonl` (the training queries also appear in the corpus, as QuestA's come from
+OpenR1, so they get a problem type there and decontamination removes them from the corpus); the
+benchmarks are the real AIME 2024, AIME 2025 and HMMT February 2025 files of `shared/data/` (BrUMO 2025
+is not available offline).
+
+    python -m rarft rehearsal-setup --shared ../shared/data --out data/rehearsal --hf-home .rehearsal/hf
 """
 
 from __future__ import annotations
@@ -121,13 +129,66 @@ def build_cache(hf_home: str | os.PathLike, texts: list[str], seed: int = 0) -> 
     return out
 
 
+# MATH subject -> OpenR1-Math-220k's problem_type vocabulary
+OPENR1_TYPE = {"Algebra": "Algebra", "Intermediate Algebra": "Algebra", "Prealgebra": "Algebra",
+               "Precalculus": "Calculus", "Number Theory": "Number Theory", "Geometry": "Geometry",
+               "Counting & Probability": "Combinatorics"}
+BENCHMARK_FILES = {"aime24": "aime24.jsonl", "aime25": "aime25.jsonl", "hmmt25": "hmmt25_feb.jsonl"}
+
+
+def write_data(shared: str | os.PathLike, out_dir: str | os.PathLike, n_train: int = 16, n_corpus: int = 40,
+               seed: int = 0) -> dict[str, Path]:
+    """QuestA- and OpenR1-layout jsonl files from MATH test problems, and links to the real benchmark files.
+
+    Short Level 1-2 problems without figures, drawn by ``seed``; the first ``n_train`` are the training
+    queries and also sit in the corpus (as in the real data), followed by ``n_corpus`` corpus-only problems."""
+    import random
+
+    from rarft.data import last_boxed
+    from rarft.io import read_jsonl, write_jsonl
+
+    shared, out_dir = Path(shared), Path(out_dir)
+    missing = [f for f in ["math_test.jsonl", *BENCHMARK_FILES.values()] if not (shared / f).exists()]
+    if missing:
+        raise FileNotFoundError(f"{shared}: missing {', '.join(missing)} (the real data files of shared/data)")
+    pool = [r for r in read_jsonl(shared / "math_test.jsonl")
+            if r["level"] in ("Level 1", "Level 2") and "[asy]" not in r["problem"] and len(r["solution"]) < 500
+            and last_boxed(r["solution"])]
+    rows = random.Random(seed).sample(pool, n_train + n_corpus)
+    openr1 = [{"problem": r["problem"], "solution": r["solution"], "answer": last_boxed(r["solution"]),
+               "problem_type": OPENR1_TYPE[r["type"]], "question_type": "math-word-problem",
+               "source": "MATH test (rehearsal)", "uuid": f"math-test-{r['idx']}", "is_reasoning_complete": [True],
+               "generations": [r["solution"]], "correctness_math_verify": [True], "correctness_llama": None,
+               "finish_reasons": None, "correctness_count": 1,
+               "messages": [{"role": "user", "content": r["problem"]},
+                            {"role": "assistant", "content": r["solution"]}]} for r in rows]
+    questa = [{"problem": r["problem"], "answer": last_boxed(r["solution"]), "generation": r["solution"]}
+              for r in rows[:n_train]]
+    out_dir.mkdir(parents=True, exist_ok=True)
+    paths = {"train": out_dir / "questa.jsonl", "corpus": out_dir / "openr1_math.jsonl"}
+    write_jsonl(paths["train"], questa)
+    write_jsonl(paths["corpus"], openr1)
+    for name, file in BENCHMARK_FILES.items():  # linked, never copied into the project
+        link = out_dir / f"{name}.jsonl"
+        if link.is_symlink() or link.exists():
+            link.unlink()
+        link.symlink_to((shared / file).resolve())
+        paths[name] = link
+    return paths
+
+
 def cli(argv: list[str]) -> int:
-    p = argparse.ArgumentParser(prog="rarft rehearsal-cache",
-                                description="Build the rehearsal's tiny models into a local Hugging Face cache.")
+    p = argparse.ArgumentParser(prog="rarft rehearsal-setup",
+                                description="Write the rehearsal's data files and build its tiny models into a "
+                                            "local Hugging Face cache (config/rehearsal.yaml).")
+    p.add_argument("--shared", default="../shared/data", help="the real data files (math_test, aime24, ...)")
+    p.add_argument("--out", default="data/rehearsal", help="where config/rehearsal.yaml reads its data")
     p.add_argument("--hf-home", required=True, help="directory to use as HF_HOME for the rehearsal run")
-    p.add_argument("--texts", nargs="+", required=True, help="JSONL files whose text trains the policy's tokenizer")
     p.add_argument("--seed", type=int, default=0)
     args = p.parse_args(argv)
-    for repo, snap in build_cache(args.hf_home, read_texts(args.texts), args.seed).items():
-        print(f"rehearsal-cache: {repo} -> {snap}")
+    paths = write_data(args.shared, args.out, seed=args.seed)
+    print(f"rehearsal-setup: data -> {', '.join(str(v) for v in paths.values())}")
+    texts = read_texts([paths["train"], paths["corpus"]] + [paths[b] for b in BENCHMARK_FILES])
+    for repo, snap in build_cache(args.hf_home, texts, args.seed).items():
+        print(f"rehearsal-setup: {repo} -> {snap}")
     return 0

@@ -188,6 +188,12 @@ def build_traces(items: list[dict], config: dict, backend=None, cache_path: str 
     elif mode != "validate":
         raise ConfigError(f"traces.mode: unknown mode {mode!r} (validate | rewrite)")
     kept, dropped = validate_traces(items, max_steps)
+    if mode == "rewrite" and get(config, "traces.keep_original_if_invalid", False):
+        # config/rehearsal.yaml only (never at paper scale): its untrained teacher writes no valid cheatsheet,
+        # so the original solution stays the trace and the DAG goes on; the report still counts every failure
+        bad = {d["id"] for d in dropped}
+        kept = [{**i, "trace": i.get("solution") or i.get("trace")} if i["id"] in bad else i for i in items]
+        report["kept_original_solution"] = len(bad)
     counts = Counter(d["reason"] for d in dropped)
     report.update({"n_kept": len(kept), "n_dropped": len(dropped),
                    "dropped_by_reason": {r: counts[r] for r in REASONS if counts[r]},
