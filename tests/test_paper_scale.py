@@ -237,7 +237,8 @@ def test_paper_dry_run_gives_every_gpu_stage_a_gpu(paper_dry_run):
     """`device: cuda` stages must be scheduled on a GPU (review A5): a job on a GPU-less allocation crashes.
     Jobs that run no model on a GPU (the API judge, BM25/random retrieval) do not hold one."""
     _, jobs = paper_dry_run
-    gpu_rules = {"train_retriever", "evaluate_retrievers", "analyze", "train_policy", "evaluate"}
+    gpu_rules = {"train_retriever", "train_colbert_retriever", "evaluate_retrievers", "analyze", "train_policy",
+                 "evaluate"}
     seen = set()
     for j in jobs:
         gpu = int(j["resources"].get("gpu", 0))
@@ -447,3 +448,20 @@ def test_multi_process_training_rehearsal_on_the_cpu(world_small, tiny_policy_di
     assert summary["training_args"]["generation_batch_size"] == 2 * 4  # two processes x 4
     assert (tmp_path / "model" / "model.safetensors").exists()
     assert out.stdout.count("train-policy grpo: 2 steps") == 1  # the main process reports, once
+
+
+@pytest.mark.parametrize("override", ["qwen3-1.7b.yaml", "qwen3-4b.yaml"])
+def test_the_teacher_rewrite_fits_its_job_in_the_plan(override):
+    """Review A9: at 8 requests in flight the rewrite would take weeks; the paper configs' concurrency lets
+    the planned rate, and so the job's runtime, hold."""
+    import copy
+
+    from rarft.config import load_config
+    from rarft.plan import plan
+
+    cfg = load_config([ROOT / "params.yaml", ROOT / "config" / override])
+    note = next(r for r in plan(cfg) if r.stage == "build-traces").note
+    assert "DOES NOT FIT" not in note and "too few" not in note, note
+    slow = copy.deepcopy(cfg)
+    slow["traces"]["teacher"]["http_concurrency"] = 8
+    assert "too few" in next(r for r in plan(slow) if r.stage == "build-traces").note

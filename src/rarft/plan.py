@@ -9,6 +9,7 @@ below, which are stated, rough and meant to be edited: measure your own cluster 
 from __future__ import annotations
 
 import argparse
+import math
 import re
 from dataclasses import asdict, dataclass
 
@@ -37,6 +38,9 @@ PREFILL_SPEEDUP = 10.0
 TRAIN_FLOPS_PER_S = 3.5e14
 # The teacher (Qwen3-235B-A22B, MoE) decodes like a ~22B dense model (active parameters).
 TEACHER_ACTIVE_B = 22.0
+# One sequence decodes at about this many tokens/s inside a batched server (H100, 20-40B active): an
+# OpenAI-compatible client must keep (server tokens/s) / this many requests in flight to reach the rate above.
+SEQUENCE_TOKENS_PER_S = 40.0
 # A retriever (embedding model) encodes this many tokens per GPU-second (forward only).
 ENCODE_TOKENS_PER_S = 2.0e5
 
@@ -87,6 +91,23 @@ def train_hours(tokens: float, billions: float) -> float:
     return 6 * billions * 1e9 * tokens / TRAIN_FLOPS_PER_S / 3600
 
 
+def teacher_fit(config: dict, gpu_hours: float) -> str:
+    """Whether the rewrite fits its job: wall hours on the job's (or the server's) GPUs against `runtime`,
+    and the requests in flight the rate needs against `traces.teacher.http_concurrency`."""
+    from rarft.launch import rule_gpus
+
+    serve = get(config, "traces.teacher.serve")
+    gpus = (serve.get("tensor_parallel_size", 8) if isinstance(serve, dict) else rule_gpus(config, "build_traces")) \
+        or 8
+    runtime_h = float(get(config, "resources.build_traces.runtime", get(config, "resources.default.runtime", 60))) / 60
+    wall = gpu_hours / gpus
+    needed = math.ceil(gpus * DECODE_TOKENS_PER_S_1B / TEACHER_ACTIVE_B / SEQUENCE_TOKENS_PER_S)
+    have = int(get(config, "traces.teacher.http_concurrency") or get(config, "generation.http_concurrency", 8))
+    return (f"; ~{wall:.1f} h on {gpus} GPUs (runtime {runtime_h:.0f} h{'' if wall <= runtime_h else ': DOES NOT FIT'}); "
+            f"needs ~{needed} requests in flight, http_concurrency {have}"
+            + ("" if have >= needed else f": too few, ~{wall * needed / have:.0f} h at {have}"))
+
+
 def plan(config: dict) -> list[StageCost]:
     kind = "real" if get(config, "data.source", "world") == "real" else "world"
     n_train, n_corpus, benches = dataset_sizes(config)
@@ -108,6 +129,8 @@ def plan(config: dict) -> list[StageCost]:
                               gpu_hours=decode_hours(gen * max_new, gen * 2 * problem, TEACHER_ACTIVE_B),
                               note="teacher " + get(config, "traces.teacher.model", "?")
                               + (" (served behind an OpenAI-compatible endpoint)" if api else "")
+                              + (teacher_fit(config, decode_hours(gen * max_new, gen * 2 * problem, TEACHER_ACTIVE_B))
+                                 if api else "")
                               + (f"; corpus {n_corpus} + training queries {n_train} (SFT arms)" if sft_traces else "")))
     else:
         rows.append(StageCost("build-traces", note="traces.mode validate: no generation"))
