@@ -175,3 +175,38 @@ def test_cli_end_to_end_with_tiny_policy(world_small, tiny_policy_dir, tmp_path,
     # a missing benchmark file is a clean error naming the file, exit code 2
     assert main(["evaluate", "--policy-dir", str(tiny_policy_dir), "--policy-name", "base", "--setting", "none",
                  "--benchmarks", str(tmp_path / "nope.jsonl"), "--out", str(out)]) == 2
+
+
+class WholeBatchBackend(ScriptedBackend):
+    """Like vLLM: takes whole benchmarks (`whole_batches`); records each call's size and per-prompt seeds."""
+
+    whole_batches = True
+
+    def __init__(self, answers):
+        super().__init__(answers)
+        self.calls = []
+
+    def generate(self, prompts, sampling):
+        assert sampling.seeds is not None and len(sampling.seeds) == len(prompts)
+        self.calls.append((len(prompts), sampling.seeds))
+        return super().generate(prompts, sampling)
+
+
+def test_a_whole_batch_backend_gets_each_benchmark_in_one_call_with_a_seed_per_problem(benches, tmp_path):
+    """Review C1: vLLM gets all of a benchmark's prompts at once (generation.batch_size 8 // k 4 would have
+    made 2-prompt calls), each problem with its own seed; the samples equal the chunked run's."""
+    whole = WholeBatchBackend({i["problem"]: i["answer"] for items in benches.values() for i in items})
+    summary = evaluate_policy(whole, "base", "none", benches, CFG, tmp_path / "whole")
+    assert [size for size, _ in whole.calls] == [len(v) for v in benches.values()]
+    seeds = [s for _, call in whole.calls for s in call]
+    assert len(set(seeds)) == len(seeds)
+    chunked = scripted(benches)
+    assert evaluate_policy(chunked, "base", "none", benches, CFG, tmp_path / "chunked") == summary
+    # resumable per benchmark: a run killed after its first benchmark regenerates only the second
+    rows = read_jsonl(tmp_path / "whole" / "samples.jsonl")
+    first = [r for r in rows if r["benchmark"] == "bench_easy"]
+    (tmp_path / "whole" / "samples.jsonl").rename(tmp_path / "whole" / "samples.partial.jsonl")
+    (tmp_path / "whole" / "samples.partial.jsonl").write_text("".join(json.dumps(r) + "\n" for r in first))
+    again = WholeBatchBackend(whole.answers)
+    assert evaluate_policy(again, "base", "none", benches, CFG, tmp_path / "whole") == summary
+    assert [size for size, _ in again.calls] == [len(benches["bench_hard"])]

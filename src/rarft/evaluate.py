@@ -122,22 +122,30 @@ def evaluate_policy(backend, policy_name: str, setting: str, benchmarks: dict[st
             if missing:
                 todo.append((u, missing))
         resumed = sum(len(v) for v in have.values())
-        # Prompts sharing a missing-sample count go to the backend together, in chunks of about
-        # generation.batch_size sequences: each chunk is written as soon as it is scored.
-        groups: dict[int, list] = defaultdict(list)
+        # Prompts sharing a missing-sample count go to the backend together. A backend that schedules its
+        # own batches (vLLM, HTTP: `whole_batches`) gets a whole benchmark per call, each prompt with its own
+        # seed (review C1: 8-prompt calls each waited for their longest 32k-token sample); the transformers
+        # backend gets chunks of about generation.batch_size sequences. Each call is written as soon as it
+        # is scored, so a killed run resumes per benchmark (or per chunk).
+        whole = bool(getattr(backend, "whole_batches", False))
+        groups: dict[tuple, list] = defaultdict(list)
         for u, missing in todo:
-            groups[len(missing)].append((u, missing))
+            groups[(u["benchmark"], len(missing)) if whole else len(missing)].append((u, missing))
         batch = int(get(config, "generation.batch_size", 64))
         bar = tqdm(total=sum(len(m) for _, m in todo), desc=f"evaluate {policy_name}/{setting}", unit="sample")
-        for n, group in groups.items():
-            per_call = max(1, batch // n)
+
+        def unit_seed(u: dict) -> int:
+            return int(text_sha256(u["benchmark"], u["problem_id"], str(u["context_rank"]),
+                                   str(run_meta["seed"]))[:8], 16)
+
+        for key, group in groups.items():
+            n = key[1] if whole else key
+            per_call = len(group) if whole else max(1, batch // n)
             for start in range(0, len(group), per_call):
                 chunk = group[start:start + per_call]
-                first = chunk[0][0]
-                seed = int(text_sha256(first["benchmark"], first["problem_id"], str(first["context_rank"]),
-                                       str(run_meta["seed"]))[:8], 16)
                 sampling = Sampling(n=n, temperature=float(ev.get("temperature", 1.0)), top_p=float(ev.get("top_p", 1.0)),
-                                    max_new_tokens=int(ev.get("max_new_tokens", 256)), seed=seed)
+                                    max_new_tokens=int(ev.get("max_new_tokens", 256)), seed=unit_seed(chunk[0][0]),
+                                    seeds=tuple(unit_seed(u) for u, _ in chunk) if whole else None)
                 completions = backend.generate([u["prompt"] for u, _ in chunk], sampling)
                 for (u, missing), texts in zip(chunk, completions):
                     for s, text in zip(missing, texts):

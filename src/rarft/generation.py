@@ -17,7 +17,7 @@ from __future__ import annotations
 import os
 import time
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Protocol
 
 from rarft.config import ConfigError, get
@@ -30,6 +30,9 @@ class Sampling:
     top_p: float = 1.0
     max_new_tokens: int = 256
     seed: int = 0
+    # one seed per prompt (same length as the prompts), for backends that take a whole benchmark in one
+    # call (vLLM, HTTP): each problem's samples then come from its own stream; None = `seed` for all
+    seeds: tuple[int, ...] | None = None
 
 
 class Backend(Protocol):
@@ -221,6 +224,10 @@ class TransformersBackend:
 class VLLMBackend:
     """vLLM offline engine (GPU only). Not importable on a CPU machine; tests skip it with a reason."""
 
+    # vLLM schedules its own batches (continuous batching): give it every prompt at once, as its
+    # docstring asks; a chunked call waits for its longest sample before the next chunk starts
+    whole_batches = True
+
     def __init__(self, model: str, config: dict):
         try:
             from vllm import LLM
@@ -244,8 +251,9 @@ class VLLMBackend:
     def generate(self, prompts: list[list[dict]], sampling: Sampling) -> list[list[str]]:
         from vllm import SamplingParams
 
-        params = SamplingParams(n=sampling.n, temperature=sampling.temperature, top_p=sampling.top_p,
-                                max_tokens=sampling.max_new_tokens, seed=sampling.seed)
+        seeds = sampling.seeds or [sampling.seed] * len(prompts)
+        params = [SamplingParams(n=sampling.n, temperature=sampling.temperature, top_p=sampling.top_p,
+                                 max_tokens=sampling.max_new_tokens, seed=s) for s in seeds]
         texts = [chat_text(self.tokenizer, p, self.enable_thinking) for p in prompts]
         outputs = self.llm.generate(texts, params, use_tqdm=True)
         return [[o.text for o in req.outputs] for req in outputs]
@@ -260,6 +268,7 @@ class OpenAIBackend:
     Servers that return fewer than n choices (some ignore ``n``) are asked again for the rest.
     """
 
+    whole_batches = True  # a whole benchmark per call: generation.http_concurrency bounds what is in flight
     RETRY_STATUS = {408, 409, 425, 429, 500, 502, 503, 504}
 
     def __init__(self, model: str, base_url: str, api_key_env: str | None = "OPENAI_API_KEY",
@@ -315,8 +324,10 @@ class OpenAIBackend:
     def generate(self, prompts: list[list[dict]], sampling: Sampling) -> list[list[str]]:
         from tqdm.auto import tqdm
 
+        seeds = sampling.seeds or [sampling.seed] * len(prompts)
         with ThreadPoolExecutor(max(1, self.concurrency)) as ex:
-            return list(tqdm(ex.map(lambda p: self._one_prompt(p, sampling), prompts), total=len(prompts),
+            return list(tqdm(ex.map(lambda p, s: self._one_prompt(p, replace(sampling, seed=s, seeds=None)),
+                                    prompts, seeds), total=len(prompts),
                              desc="generate (http)", unit="prompt", leave=False))
 
     def close(self) -> None:
