@@ -305,7 +305,8 @@ def test_paper_dry_run_gives_the_sft_arms_teacher_traces(paper_dry_run):
     """Review A6: the SFT arms read the training queries with teacher traces, which build_traces writes."""
     _, jobs = paper_dry_run
     build = next(j for j in jobs if j["rule"] == "build_traces")
-    assert "--train data/clean/train.jsonl" in build["shell"] and "--train-out data/traces/train.jsonl" in build["shell"]
+    assert "--train data/clean/train.jsonl" in build["shell"]
+    assert "--train-out data/traces/train.jsonl" in build["shell"]
     for j in jobs:
         if j["rule"] == "train_policy":
             sft = j["wildcards"] in ("arm=sft", "arm=rasft")
@@ -369,7 +370,7 @@ def test_the_teacher_server_is_started_and_stopped_by_the_job(tmp_path):
     here, so the command is checked as text and the lifecycle with a stand-in HTTP server."""
     from rarft.config import load_config
     from rarft.launch import stage_gpus
-    from rarft.serve import running_server, server_command, serve_settings, teacher_server
+    from rarft.serve import running_server, serve_settings, server_command, teacher_server
 
     paper = load_config([ROOT / "params.yaml", ROOT / "config" / "qwen3-1.7b.yaml"])
     serve = serve_settings(paper)
@@ -438,7 +439,8 @@ def test_multi_process_training_rehearsal_on_the_cpu(world_small, tiny_policy_di
     write_jsonl(tmp_path / "corpus.jsonl", world_small["corpus"])
     write_jsonl(tmp_path / "bench_easy.jsonl", world_small["bench_easy"][:2])
     shell = (f"{cmd} train-policy --config params.yaml {over} --arm grpo --base {tiny_policy_dir}"
-             f" --train {tmp_path}/train.jsonl --corpus {tmp_path}/corpus.jsonl --benchmarks {tmp_path}/bench_easy.jsonl"
+             f" --train {tmp_path}/train.jsonl --corpus {tmp_path}/corpus.jsonl"
+             f" --benchmarks {tmp_path}/bench_easy.jsonl"
              f" --out {tmp_path}/model --run-dir {tmp_path}/run")
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}
     out = subprocess.run(shell, shell=True, cwd=ROOT, env=env, capture_output=True, text=True, timeout=900)

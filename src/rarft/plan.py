@@ -103,7 +103,8 @@ def teacher_fit(config: dict, gpu_hours: float) -> str:
     wall = gpu_hours / gpus
     needed = math.ceil(gpus * DECODE_TOKENS_PER_S_1B / TEACHER_ACTIVE_B / SEQUENCE_TOKENS_PER_S)
     have = int(get(config, "traces.teacher.http_concurrency") or get(config, "generation.http_concurrency", 8))
-    return (f"; ~{wall:.1f} h on {gpus} GPUs (runtime {runtime_h:.0f} h{'' if wall <= runtime_h else ': DOES NOT FIT'}); "
+    fits = "" if wall <= runtime_h else ": DOES NOT FIT"
+    return (f"; ~{wall:.1f} h on {gpus} GPUs (runtime {runtime_h:.0f} h{fits}); "
             f"needs ~{needed} requests in flight, http_concurrency {have}"
             + ("" if have >= needed else f": too few, ~{wall * needed / have:.0f} h at {have}"))
 
@@ -122,7 +123,8 @@ def plan(config: dict) -> list[StageCost]:
 
     sft_traces = train_traces_needed(config)
     if get(config, "traces.mode", "validate") == "rewrite":
-        gen, max_new = n_corpus + (n_train if sft_traces else 0), int(get(config, "traces.teacher.max_new_tokens", 1024))
+        gen = n_corpus + (n_train if sft_traces else 0)
+        max_new = int(get(config, "traces.teacher.max_new_tokens", 1024))
         api = get(config, "traces.teacher.backend", "openai") == "openai"
         rows.append(StageCost("build-traces", generations=gen, generated_tokens=gen * max_new,
                               prompt_tokens=gen * (2 * problem + TEMPLATE_TOKENS),
@@ -170,7 +172,8 @@ def plan(config: dict) -> list[StageCost]:
     # train-policy: one row per arm
     rl = config["rl"]
     procs = train_processes(config)  # the processes the train_policy rule launches (rarft.launch)
-    completions_per_step = int(rl.get("per_device_train_batch_size", 16)) * int(rl.get("gradient_accumulation_steps", 1)) * procs
+    completions_per_step = (int(rl.get("per_device_train_batch_size", 16))
+                            * int(rl.get("gradient_accumulation_steps", 1)) * procs)
     steps, max_new = int(rl.get("max_steps", 30)), int(rl.get("max_completion_length", 96))
     n_evals = steps // int(rl.get("eval_steps", 10)) + 1  # step 0 and every eval_steps
     eval_k = int(rl.get("eval_k", 4))
