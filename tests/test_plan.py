@@ -82,3 +82,21 @@ def test_cli_prints_every_stage(capsys, tmp_path):
     for stage in ("build-traces", "label-relevance judge", "train-policy rarft", "evaluate", "total"):
         assert stage in out
     assert (tmp_path / "p.json").exists()
+
+
+def test_plan_warns_when_a_job_exceeds_its_runtime_and_counts_the_corpus_config(capsys):
+    """Review C1/C2: each train-policy row and the largest evaluate job are compared with the rule's runtime
+    (on the rule's GPUs); `rarft plan` prints a warning for a job that cannot finish. The paper configs'
+    corpus size follows data.real.corpus.config (OpenR1-Math-220k 'all')."""
+    from rarft.plan import OPENR1_CONFIG_ROWS, dataset_sizes
+
+    cfg = load_config(["params.yaml", "config/qwen3-1.7b.yaml"])
+    assert dataset_sizes(cfg)[1] == OPENR1_CONFIG_ROWS["all"]
+    rows = {r.stage: r for r in plan(cfg)}
+    assert "h per job on 8 GPUs (runtime 72 h)" in rows["train-policy grpo"].note
+    assert "largest job ~" in rows["evaluate"].note and "EXCEEDS" not in rows["evaluate"].note
+    tight = copy.deepcopy(cfg)
+    tight["resources"]["evaluate"]["runtime"] = 60
+    assert "EXCEEDS ITS RUNTIME" in {r.stage: r for r in plan(tight)}["evaluate"].note
+    assert cli(["--config", "params.yaml", "config/qwen3-1.7b.yaml"]) == 0
+    assert "WARNING" not in capsys.readouterr().out

@@ -19,7 +19,10 @@ from rarft.launch import train_processes
 
 # Sizes of the real datasets (data.source: real), before the optional max_train / max_corpus caps.
 REAL_TRAIN = 12_500        # QuestA's training problems
-REAL_CORPUS = 220_000      # OpenR1-Math-220k (minus overlap with training; ~220k)
+REAL_CORPUS = 220_000      # OpenR1-Math-220k, when data.real.corpus names no config
+# rows per OpenR1-Math-220k config (approximate; the Hugging Face dataset viewer, as quoted in the paper-scale
+# review B5): the paper configs read `all`
+OPENR1_CONFIG_ROWS = {"default": 93_700, "extended": 131_400, "all": 225_100}
 REAL_BENCH_PROBLEMS = 30   # each of AIME 2024, AIME 2025, HMMT Feb 2025, BrUMO 2025
 
 # Prompt-side token counts (assumptions): a problem statement, and one cheatsheet trace (<= 7 steps).
@@ -27,7 +30,10 @@ PROBLEM_TOKENS = {"world": 60, "real": 150}
 TRACE_TOKENS = {"world": 60, "real": 400}
 TEMPLATE_TOKENS = 30       # instruction, chat template, "Reference problem" labels
 
-# Throughput assumptions, per H100-80GB-class GPU, bf16.
+# Throughput assumptions, per H100-80GB-class GPU, bf16. Source: ASSUMED, not measured here (no GPU was
+# available); orders of magnitude from public vLLM/H100 figures. The paper-scale review (C3) argues that
+# colocated RL rollouts at 32k tokens (vLLM at 0.3 of the memory: ~5 concurrent sequences) decode several times
+# slower than DECODE_TOKENS_PER_S_1B, so the train-policy rows are likely underestimates. Measure and edit.
 # Batched sampling with vLLM: decode tokens/s per GPU for a dense model of P billion parameters is
 # about DECODE_TOKENS_PER_S_1B / P (memory-bandwidth bound; 1.7B -> ~12k tok/s, 4B -> ~5k tok/s).
 DECODE_TOKENS_PER_S_1B = 20_000.0
@@ -78,7 +84,10 @@ def dataset_sizes(config: dict) -> tuple[int, int, dict[str, int]]:
         return int(w["n_train"]), int(w["n_corpus"]), {b: int(v["n"]) for b, v in w["benchmarks"].items()}
     real = get(config, "data.real", {})
     n_train = min(REAL_TRAIN, real.get("max_train") or REAL_TRAIN)
-    n_corpus = min(REAL_CORPUS, real.get("max_corpus") or REAL_CORPUS)
+    corpus_cfg = (real.get("corpus") or {}).get("config")
+    full = OPENR1_CONFIG_ROWS.get(corpus_cfg, REAL_CORPUS) if "OpenR1" in str((real.get("corpus") or {}).get(
+        "hf_id", "")) else REAL_CORPUS
+    n_corpus = min(full, real.get("max_corpus") or full)
     return n_train, n_corpus, {b: REAL_BENCH_PROBLEMS for b in real.get("benchmarks", {})}
 
 
@@ -107,6 +116,18 @@ def teacher_fit(config: dict, gpu_hours: float) -> str:
     return (f"; ~{wall:.1f} h on {gpus} GPUs (runtime {runtime_h:.0f} h{fits}); "
             f"needs ~{needed} requests in flight, http_concurrency {have}"
             + ("" if have >= needed else f": too few, ~{wall * needed / have:.0f} h at {have}"))
+
+
+def runtime_check(config: dict, rule: str, job_gpu_hours: float) -> str:
+    """'; ~X h on G GPUs (runtime R h)' for one job of ``rule``, with ': EXCEEDS ITS RUNTIME' when the wall time
+    on the rule's GPUs (`resources.<rule>.gpu`, at least 1) is longer than its `runtime`."""
+    from rarft.launch import rule_gpus
+
+    gpus = max(1, rule_gpus(config, rule))
+    runtime_h = float(get(config, f"resources.{rule}.runtime", get(config, "resources.default.runtime", 60))) / 60
+    wall = job_gpu_hours / gpus
+    return (f"; ~{wall:.1f} h per job on {gpus} GPU{'s' if gpus > 1 else ''} (runtime {runtime_h:.0f} h"
+            + (": EXCEEDS ITS RUNTIME)" if wall > runtime_h else ")"))
 
 
 def plan(config: dict) -> list[StageCost]:
@@ -198,21 +219,26 @@ def plan(config: dict) -> list[StageCost]:
                               note=f"{steps} steps x {completions_per_step} completions = "
                                    f"{completions_per_step // max(1, int(rl.get('num_generations', 8)))} prompts "
                                    f"({procs} processes); "
-                                   + (f"curve: {n_evals} evals x {n_bench} problems x {eval_k}" if curve else "no curve")))
+                                   + (f"curve: {n_evals} evals x {n_bench} problems x {eval_k}" if curve else "no curve")
+                                   + runtime_check(config, "train_policy", hours)))
 
     # evaluate: every policy under each of its settings
     k, max_new = int(get(config, "evaluation.k", 32)), int(get(config, "evaluation.max_new_tokens", 96))
     top_k = int(get(config, "analysis.diversity_top_k", 4))
     gen = prompts = 0
+    largest = 0.0  # GPU hours of the largest evaluate job (a topk setting)
     for policy in ["base", *rl["arms"]]:
         for setting in eval_settings(policy, config):
             contexts = top_k if setting.startswith("topk-") else 1
             g = n_bench * k * contexts
             gen += g
-            prompts += g * (plain_prompt if setting == "none" else ra_prompt)
+            p = g * (plain_prompt if setting == "none" else ra_prompt)
+            prompts += p
+            largest = max(largest, decode_hours(g * max_new, p, policy_b))
     rows.append(StageCost("evaluate", generations=gen, generated_tokens=gen * max_new, prompt_tokens=prompts,
                           gpu_hours=decode_hours(gen * max_new, prompts, policy_b),
-                          note=f"{n_bench} problems x average@{k}, every policy and setting"))
+                          note=f"{n_bench} problems x average@{k}, every policy and setting; largest job"
+                               + runtime_check(config, "evaluate", largest).removeprefix(";")))
     return rows
 
 
@@ -241,6 +267,10 @@ def cli(argv: list[str]) -> int:
     config = load_config(args.config)
     rows = plan(config)
     print(format_plan(rows, " + ".join(args.config)))
+    for r in rows:
+        if "EXCEEDS ITS RUNTIME" in r.note or "DOES NOT FIT" in r.note:
+            print(f"WARNING: {r.stage}: the estimate does not fit the job's runtime (see its note); raise "
+                  "resources.<rule>.runtime, add GPUs, or lower the work")
     if args.json:
         from rarft.io import write_json
 
