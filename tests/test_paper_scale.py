@@ -162,10 +162,12 @@ def test_plan_counts_the_launched_processes_and_the_config_comments_hold(overrid
     prompts = completions // rl["num_generations"]
     text = (ROOT / "config" / override).read_text()
     assert f"{procs} processes" in text and f"= {completions} completions = {prompts} prompts" in text
-    # "per process: 8 x 4 = one problem x 32 samples per eval batch"
+    # "8 x 12 = 3 problems x 32 samples per round" (review C2: several problems per validation round)
     per_proc = eval_batch_size([30] * len(cfg["data"]["real"]["benchmarks"]), rl["eval_k"], rl["eval_batch_size"],
                                procs)
-    assert per_proc * procs == rl["eval_k"] and f"per process: {procs} x {per_proc}" in text
+    problems = per_proc * procs // rl["eval_k"]
+    assert per_proc * procs == problems * rl["eval_k"] and problems >= 3
+    assert f"{procs} x {per_proc} = {problems} problems x {rl['eval_k']} samples per round" in text
     row = next(r for r in plan(cfg) if r.stage == "train-policy rarft")
     assert f"{completions} completions = {prompts} prompts ({procs} processes)" in row.note
 

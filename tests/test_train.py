@@ -305,3 +305,18 @@ def test_policy_loads_in_fp32_when_the_config_says_so(tiny_policy_dir, config, t
         cfg["rl"]["param_dtype"] = want
         model = AutoModelForCausalLM.from_pretrained(bf16_dir, dtype=policy_dtype(cfg))
         assert {p.dtype for p in model.parameters()} == {expected}, want
+
+
+@pytest.mark.parametrize("paper", ["config/qwen3-1.7b.yaml", "config/qwen3-4b.yaml"])
+def test_paper_validation_curves_batch_several_problems_per_round(paper):
+    """Review C2: an eval round holds several whole problems x eval_k samples across the 8 processes,
+    not one problem at a time (120 straggler-bound rounds per evaluation)."""
+    from rarft.config import load_config
+    from rarft.launch import train_processes
+    from rarft.train import eval_batch_size
+
+    cfg = load_config(["params.yaml", paper])
+    procs, k = train_processes(cfg), cfg["rl"]["eval_k"]
+    per_device = eval_batch_size([30] * 4, k, cfg["rl"]["eval_batch_size"], procs)
+    problems_per_round = per_device * procs // k
+    assert procs == 8 and problems_per_round >= 3 and 30 % problems_per_round == 0
