@@ -152,6 +152,9 @@ def test_multi_vector_retriever_is_fine_tuned_scored_and_searched(tiny_colbert, 
                                {"finetuned_colbert": str(out)})
     assert [r["retriever"] for r in rows] == ["offshelf", "colbert", "finetuned_colbert", "bm25"]
     assert all(0.0 <= r["recall@1"] <= 1.0 for r in rows if r["n_queries"])
+    from rarft.retriever import verdict
+
+    assert verdict(rows).startswith("The fine-tuned multi-vector retriever")
 
     searcher = Searcher("finetuned_colbert", world["corpus"], config, str(out))
     q = dict(world["corpus"][0])  # a query that IS a corpus item must not retrieve itself

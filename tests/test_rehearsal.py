@@ -1,0 +1,143 @@
+"""The rehearsal: the paper configuration's whole DAG on CPU, on real-layout data, with hub ids, a real HTTP
+teacher and judge, the multi-vector retriever and the multi-process launcher (config/rehearsal.yaml).
+
+Needs the real data files of ../shared/data (beside the clone in CI) and `transformers serve`
+(fastapi, uvicorn); skipped with the reason otherwise. Nothing is downloaded: the models are tiny random
+ones that `rarft rehearsal-setup` builds into a temporary Hugging Face cache. Nothing here ran on a GPU.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED = Path(os.environ.get("RARFT_SHARED_DATA", ROOT.parent / "shared" / "data"))
+PAPER = ["params.yaml", "config/qwen3-1.7b.yaml"]
+BENCHMARKS = ("aime24", "aime25", "hmmt25")
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _copy_repo(dest: Path) -> Path:
+    """The working tree's tracked and untracked-not-ignored files (what a clone plus local edits holds)."""
+    files = subprocess.run(["git", "ls-files", "-co", "--exclude-standard", "-z"], cwd=ROOT, check=True,
+                           capture_output=True).stdout.decode().split("\0")
+    for f in filter(None, files):
+        src = ROOT / f
+        if src.is_file():
+            (dest / f).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(src, dest / f)
+    return dest
+
+
+def _bin(name: str) -> str:
+    exe = Path(sys.executable).with_name(name)
+    return str(exe) if exe.exists() else (shutil.which(name) or pytest.skip(f"`{name}` is not on PATH"))
+
+
+@pytest.fixture(scope="module")
+def rehearsal(tmp_path_factory):
+    """A copy of the repo with the rehearsal's data and HF cache, and `transformers serve` on localhost."""
+    if not (SHARED / "math_test.jsonl").exists():
+        pytest.skip(f"{SHARED}: the real data files (shared/data beside the clone) are not here")
+    pytest.importorskip("fastapi", reason="`transformers serve` needs fastapi/uvicorn (transformers[serving])")
+    pytest.importorskip("uvicorn", reason="`transformers serve` needs fastapi/uvicorn (transformers[serving])")
+    work = _copy_repo(tmp_path_factory.mktemp("rehearsal") / "repo")
+    hf_home = work.parent / "hf"
+    env = dict(os.environ, HF_HOME=str(hf_home), HF_HUB_OFFLINE="1", OPENAI_API_KEY="local-server",
+               OMP_NUM_THREADS="1", TOKENIZERS_PARALLELISM="false")
+    env.pop("HF_HUB_CACHE", None)
+    env.pop("PYTHONPATH", None)
+    subprocess.run([sys.executable, "-m", "rarft", "rehearsal-setup", "--shared", str(SHARED),
+                    "--out", "data/rehearsal", "--hf-home", str(hf_home)], cwd=work, env=env, check=True)
+    port = _free_port()
+    # the same config with the port this run got (the file fixes 18765 for a manual run)
+    (work / "rehearsal-port.yaml").write_text(
+        f"traces: {{teacher: {{base_url: 'http://127.0.0.1:{port}/v1'}}}}\n"
+        f"labels: {{judge: {{base_url: 'http://127.0.0.1:{port}/v1'}}}}\n")
+    server = subprocess.Popen([_bin("transformers"), "serve", "rehearsal/tiny-qwen3", "--host", "127.0.0.1",
+                               "--port", str(port), "--device", "cpu", "--dtype", "float32"],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
+    try:
+        import requests
+
+        deadline = time.monotonic() + 300
+        while time.monotonic() < deadline:
+            if server.poll() is not None:
+                pytest.fail(f"transformers serve exited with code {server.returncode}")
+            try:
+                if requests.get(f"http://127.0.0.1:{port}/health", timeout=2).status_code == 200:
+                    break
+            except requests.ConnectionError:
+                pass
+            time.sleep(1)
+        else:
+            pytest.fail("transformers serve did not come up within 300 s")
+        yield work, env
+    finally:
+        server.terminate()
+        try:
+            server.wait(20)
+        except subprocess.TimeoutExpired:
+            server.kill()
+
+
+@pytest.mark.slow
+def test_rehearsal_runs_the_paper_dag_on_cpu(rehearsal):
+    """snakemake over params.yaml + config/qwen3-1.7b.yaml + config/rehearsal.yaml, from scratch.
+
+    Measured on the 2-core development machine (shared with other work): 281 s for the DAG (24 jobs) plus 17 s
+    of setup (300 s for the test); the trainer arms (two processes each) and the evaluations dominate."""
+    work, env = rehearsal
+    configs = [*PAPER, "config/rehearsal.yaml", "rehearsal-port.yaml"]
+    dry = subprocess.run([_bin("snakemake"), "-n", "-p", "--forceall", "--cores", "2", "--configfile", *configs],
+                         cwd=work, env=env, capture_output=True, text=True)
+    assert dry.returncode == 0, dry.stderr[-3000:]
+    train_cmds = [line for line in dry.stdout.splitlines() if "train-policy" in line]
+    # two gloo processes (`accelerate launch --cpu --num_processes 2` would start one: rarft.launch)
+    assert train_cmds and all("torchrun --standalone --nproc_per_node 2" in c for c in train_cmds)
+    t0 = time.monotonic()
+    run = subprocess.run([_bin("snakemake"), "--cores", "2", "--forceall", "--configfile", *configs],
+                         cwd=work, env=env, capture_output=True, text=True)
+    took = time.monotonic() - t0
+    assert run.returncode == 0, run.stderr[-5000:]
+    print(f"rehearsal DAG: {took:.0f} s")
+
+    table1 = (work / "results/tables/table1.md").read_text()
+    header = next(line for line in table1.splitlines() if line.startswith("| block"))
+    assert all(b in header for b in BENCHMARKS), header
+    assert "| ours (rehearsal/tiny-qwen3) | RA-RFT |" in table1
+    for t in ("table2", "table3", "table4", "table5"):
+        assert (work / f"results/tables/{t}.md").exists()
+    retrievers = (work / "results/reports/retrievers.md").read_text()
+    for r in ("offshelf", "finetuned", "colbert", "finetuned_colbert", "bm25", "random"):
+        assert re.search(rf"^\| {r} +\|", retrievers, re.MULTILINE), r
+    # the models came from the hub ids in the local cache, the data through the real-source loaders
+    summary = (work / "models/retriever/finetuned_colbert/training_summary.json").read_text()
+    assert '"kind": "multi_vector"' in summary and "rehearsal/tiny-colbert" in summary
+    data_report = (work / "results/reports/data_report.md").read_text()
+    assert "questa" in data_report and "openr1" in data_report
+    # the teacher answered over HTTP for every corpus item (and failed; the report counts it)
+    import json
+
+    traces = json.loads((work / "results/reports/traces.json").read_text())
+    assert traces["teacher"] == "rehearsal/tiny-qwen3" and traces["kept_original_solution"] == traces["n_in"]
+    judge = [json.loads(line) for line in (work / "data/labels/judge.jsonl").read_text().splitlines()]
+    assert judge and all(r["labeler"] == "judge" for r in judge)
+
+
+# The SLURM dry run of the paper config (GPU requests on every GPU stage, accelerate launch on 8 GPUs) is
+# tests/test_paper_scale.py::test_paper_dry_run_gives_every_gpu_stage_a_gpu and its neighbours.
