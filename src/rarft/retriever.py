@@ -327,14 +327,20 @@ def evaluate_retrievers(config: dict, queries: Sequence[dict], corpus: Sequence[
 
 
 def verdict(rows: list[dict]) -> str:
+    """Fine-tuned vs off-the-shelf recall@1, for the single-vector pair and the multi-vector (ColBERT) pair."""
     by = {(r["retriever"], r["against"]): r for r in rows}
-    for against in ("oracle-strategy", "oracle-labels", *sorted({r["against"] for r in rows})):
-        ft, off = by.get(("finetuned", against)), by.get(("offshelf", against))
-        if ft and off and ft["n_queries"]:
-            word = "beats" if ft["recall@1"] > off["recall@1"] else "does NOT beat"
-            return (f"The fine-tuned retriever {word} off-the-shelf on recall@1 against the {against} labels "
-                    f"({ft['recall@1']:.3f} vs {off['recall@1']:.3f}, {ft['n_queries']} held-out queries).")
-    return "No fine-tuned vs off-the-shelf comparison was possible (no held-out query has a relevant document)."
+    lines = []
+    for tuned, base, what in (("finetuned", "offshelf", "The fine-tuned retriever"),
+                              ("finetuned_colbert", "colbert", "The fine-tuned multi-vector retriever")):
+        for against in ("oracle-strategy", "oracle-labels", *sorted({r["against"] for r in rows})):
+            ft, off = by.get((tuned, against)), by.get((base, against))
+            if ft and off and ft["n_queries"]:
+                word = "beats" if ft["recall@1"] > off["recall@1"] else "does NOT beat"
+                lines.append(f"{what} {word} off-the-shelf on recall@1 against the {against} labels "
+                             f"({ft['recall@1']:.3f} vs {off['recall@1']:.3f}, {ft['n_queries']} held-out queries).")
+                break
+    return " ".join(lines) or ("No fine-tuned vs off-the-shelf comparison was possible (no held-out query has a "
+                               "relevant document).")
 
 
 def write_tables(rows: list[dict], out_dir: str | Path, note: str) -> None:
