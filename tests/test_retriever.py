@@ -8,8 +8,18 @@ import random
 import pytest
 
 from rarft.io import DataError, read_json, write_jsonl
-from rarft.retriever import (cli_evaluate, load_labels, oracle_relevance, positives, reciprocal_rank,
-                             recall_at_k, retrieval_metrics, split_holdout, train_retriever, training_pairs)
+from rarft.retriever import (
+    cli_evaluate,
+    load_labels,
+    oracle_relevance,
+    positives,
+    recall_at_k,
+    reciprocal_rank,
+    retrieval_metrics,
+    split_holdout,
+    train_retriever,
+    training_pairs,
+)
 from rarft.world import generate_world
 
 
@@ -124,8 +134,8 @@ def test_multi_vector_retriever_is_fine_tuned_scored_and_searched(tiny_colbert, 
     single-vector rows, and retrieval with it never returns the query itself. Measured ~25 s on 2 cores."""
     from sentence_transformers import MultiVectorEncoder
 
-    from rarft.retriever import evaluate_retrievers
     from rarft.retrieval import Searcher, retrieve
+    from rarft.retriever import evaluate_retrievers
 
     world = generate_world(5, n_train=24, n_corpus=45, benchmarks={})
     labels = _oracle_labels(world, per_query=6)

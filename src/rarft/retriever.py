@@ -31,11 +31,19 @@ import time
 from pathlib import Path
 from typing import Sequence
 
+from rarft.arms import TRAINED_RETRIEVERS, trained_model_dir
 from rarft.config import ConfigError, add_config_argument, get, load_config
 from rarft.io import DataError, atomic_path, read_json, read_jsonl, write_json, write_text
-from rarft.arms import TRAINED_RETRIEVERS, trained_model_dir
-from rarft.retrieval import (EMBEDDED_MODEL, Searcher, doc_text, load_items, query_prompt, resolve_device,
-                             resolve_model_path, retrieve)
+from rarft.retrieval import (
+    EMBEDDED_MODEL,
+    Searcher,
+    doc_text,
+    load_items,
+    query_prompt,
+    resolve_device,
+    resolve_model_path,
+    retrieve,
+)
 
 MRR_DEPTH = 100
 
@@ -148,11 +156,17 @@ def _stack(kind: str) -> dict:
     vector per token, MaxSim late interaction: the paper's Reason-ModernColBERT), trained with the
     multi-vector trainer and losses that ship in sentence-transformers 6.2 (no PyLate needed)."""
     if kind == "single_vector":
-        from sentence_transformers import (SentenceTransformer, SentenceTransformerTrainer,
-                                           SentenceTransformerTrainingArguments)
+        from sentence_transformers import (
+            SentenceTransformer,
+            SentenceTransformerTrainer,
+            SentenceTransformerTrainingArguments,
+        )
         from sentence_transformers.sentence_transformer.evaluation import InformationRetrievalEvaluator
         from sentence_transformers.sentence_transformer.losses import (
-            CachedMultipleNegativesRankingLoss, DistillKLDivLoss, MultipleNegativesRankingLoss)
+            CachedMultipleNegativesRankingLoss,
+            DistillKLDivLoss,
+            MultipleNegativesRankingLoss,
+        )
         from sentence_transformers.util import pairwise_cos_sim
 
         return dict(model=SentenceTransformer, trainer=SentenceTransformerTrainer,
@@ -163,13 +177,18 @@ def _stack(kind: str) -> dict:
                     metric="eval_holdout_cosine_accuracy@1")
     if kind == "multi_vector":
         from sentence_transformers import MultiVectorEncoder
-        from sentence_transformers.multi_vector_encoder import (MultiVectorEncoderTrainer,
-                                                                MultiVectorEncoderTrainingArguments)
+        from sentence_transformers.multi_vector_encoder import (
+            MultiVectorEncoderTrainer,
+            MultiVectorEncoderTrainingArguments,
+        )
         from sentence_transformers.multi_vector_encoder.evaluation.information_retrieval import (
-            MultiVectorInformationRetrievalEvaluator)
+            MultiVectorInformationRetrievalEvaluator,
+        )
         from sentence_transformers.multi_vector_encoder.losses import (
-            CachedMultiVectorMultipleNegativesRankingLoss, MultiVectorDistillKLDivLoss,
-            MultiVectorMultipleNegativesRankingLoss)
+            CachedMultiVectorMultipleNegativesRankingLoss,
+            MultiVectorDistillKLDivLoss,
+            MultiVectorMultipleNegativesRankingLoss,
+        )
 
         return dict(model=MultiVectorEncoder, trainer=MultiVectorEncoderTrainer,
                     args=MultiVectorEncoderTrainingArguments, evaluator=MultiVectorInformationRetrievalEvaluator,
@@ -356,7 +375,8 @@ def write_tables(rows: list[dict], out_dir: str | Path, note: str) -> None:
 
 
 def cli(argv: list[str]) -> int:
-    p = argparse.ArgumentParser(prog="rarft train-retriever", description="Fine-tune the retriever on relevance labels.")
+    p = argparse.ArgumentParser(prog="rarft train-retriever",
+                                description="Fine-tune the retriever on relevance labels.")
     add_config_argument(p)
     p.add_argument("--labels", required=True, help="data/labels/<train_on>.jsonl")
     p.add_argument("--train", required=True, help="data/clean/train.jsonl")
@@ -369,7 +389,8 @@ def cli(argv: list[str]) -> int:
     summary = train_retriever(config, load_labels(args.labels), load_items(args.train),
                               load_items(args.corpus, ("id", "problem", "trace")), args.out, args.labels,
                               kind=args.kind)
-    print(f"train-retriever[{args.kind}]: {summary['rows']} {summary['loss']} rows from {summary['train_queries']} queries, "
+    print(f"train-retriever[{args.kind}]: {summary['rows']} {summary['loss']} rows from "
+          f"{summary['train_queries']} queries, "
           f"held-out recall@1 {summary['holdout_recall@1_before']} -> {summary['holdout_recall@1_best']} "
           f"({summary['holdout_queries_with_positives']} queries), {summary['train_seconds']}s -> {args.out}")
     return 0
