@@ -224,8 +224,11 @@ def test_paper_batch_memory_settings_pick_the_cached_loss():
     """Review A11: retriever.train.mini_batch_size selects the cached (GradCache) InfoNCE, same scale 1/temperature,
     in-batch negatives gathered across DDP processes; without it the plain loss; listwise stays the distillation."""
     from sentence_transformers import SentenceTransformer
-    from sentence_transformers.sentence_transformer.losses import (CachedMultipleNegativesRankingLoss,
-                                                                   DistillKLDivLoss, MultipleNegativesRankingLoss)
+    from sentence_transformers.sentence_transformer.losses import (
+        CachedMultipleNegativesRankingLoss,
+        DistillKLDivLoss,
+        MultipleNegativesRankingLoss,
+    )
 
     from rarft.retrieval import resolve_model_path
     from rarft.retriever import _stack, make_loss
