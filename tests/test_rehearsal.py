@@ -62,7 +62,8 @@ def rehearsal(tmp_path_factory):
     env.pop("HF_HUB_CACHE", None)
     env.pop("PYTHONPATH", None)
     subprocess.run([sys.executable, "-m", "rarft", "rehearsal-setup", "--shared", str(SHARED),
-                    "--out", "data/rehearsal", "--hf-home", str(hf_home)], cwd=work, env=env, check=True)
+                    "--out", "data/rehearsal", "--hf-home", str(hf_home)], cwd=work,
+                   env={**env, "PYTHONPATH": str(work / "src")}, check=True)  # the copy's code, as the rules run
     port = _free_port()
     # the same config with the port this run got (the file fixes 18765 for a manual run)
     (work / "rehearsal-port.yaml").write_text(
