@@ -241,3 +241,21 @@ def test_paper_batch_memory_settings_pick_the_cached_loss():
     plain = make_loss(stack, model, {"mini_batch_size": None}, "infonce", 0.05)
     assert type(plain) is MultipleNegativesRankingLoss and plain.gather_across_devices is True
     assert isinstance(make_loss(stack, model, {}, "listwise", 0.05), DistillKLDivLoss)
+
+
+def test_retriever_batch_size_is_global_over_devices(monkeypatch):
+    """The paper's batch 128 is the global batch: 4 DDP processes (or one process with 4 GPUs under
+    DataParallel) get 32 each, so the in-batch negatives gathered across devices are 128, not 512."""
+    import torch
+
+    from rarft.config import ConfigError
+    from rarft.retriever import per_device_batch
+
+    monkeypatch.delenv("WORLD_SIZE", raising=False)
+    assert per_device_batch(128, "cpu") == 128
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 4)
+    assert per_device_batch(128, "cuda") == 32
+    monkeypatch.setenv("WORLD_SIZE", "4")
+    assert per_device_batch(128, "cuda") == 32
+    with pytest.raises(ConfigError):
+        per_device_batch(130, "cuda")

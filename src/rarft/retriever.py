@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import os
 import random
 import tempfile
 import time
@@ -226,6 +227,22 @@ def make_loss(stack: dict, model, tc: dict, loss_name: str, temperature: float):
     return stack["mnrl"](model, scale=1.0 / temperature, gather_across_devices=gather)
 
 
+def per_device_batch(batch_size: int, device: str) -> int:
+    """`retriever.train.batch_size` is the GLOBAL batch (the paper: 128 pairs, in-batch negatives across GPUs).
+
+    transformers multiplies the per-device batch by the devices: the DDP processes (WORLD_SIZE, under
+    torchrun / accelerate launch) or, in one process that sees several GPUs, nn.DataParallel's GPU count."""
+    import torch
+
+    world = int(os.environ.get("WORLD_SIZE", "0") or 0)
+    if not world:
+        world = torch.cuda.device_count() if device == "cuda" else 1
+    world = max(1, world)
+    if batch_size % world:
+        raise ConfigError(f"retriever.train.batch_size {batch_size} does not split over {world} devices")
+    return batch_size // world
+
+
 def train_retriever(config: dict, labels: Sequence[dict], train: Sequence[dict], corpus: Sequence[dict],
                     out_dir: str | Path, labels_path: str = "labels", kind: str = "single_vector") -> dict:
     """Fine-tune the base model of ``kind`` on the labels; save the best epoch to ``out_dir``; return a summary."""
@@ -280,7 +297,7 @@ def train_retriever(config: dict, labels: Sequence[dict], train: Sequence[dict],
     with tempfile.TemporaryDirectory(prefix=".retriever-ckpt.", dir=out_dir.parent) as ckpt:
         args = stack["args"](
             output_dir=ckpt, num_train_epochs=float(tc.get("epochs", 3)),
-            per_device_train_batch_size=int(tc.get("batch_size", 32)),
+            per_device_train_batch_size=per_device_batch(int(tc.get("batch_size", 32)), device),
             learning_rate=float(tc.get("learning_rate", 3e-5)),
             warmup_steps=float(tc.get("warmup_ratio", 0.1)),  # a float < 1 is a ratio in transformers 5
             weight_decay=float(tc.get("weight_decay", 0.01)), lr_scheduler_type="linear",
