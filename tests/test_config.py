@@ -83,6 +83,10 @@ def test_schema_enums_are_the_python_registries():
     assert _schema_enum("rl", "curve_arms") == {a for a in arms if trainer_of(a) != "sft"}  # RL arms record curves
     assert _schema_enum("rl", "retriever") == set(RETRIEVERS) == _schema_enum("retriever", "compare")
     assert _schema_enum("labels", "train_on") == set(LABELERS) == _schema_enum("labels", "run")
+    from rarft.world import CONTROLS, STRATEGY_BY_NAME
+
+    assert _schema_enum("data", "world", "corpus_only") == set(STRATEGY_BY_NAME)
+    assert _schema_enum("data", "world", "control") == set(CONTROLS)
 
 
 def test_wildcard_constraints_are_built_from_the_registries():

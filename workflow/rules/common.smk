@@ -33,6 +33,7 @@ BENCHMARKS = sorted(
     else config["data"]["real"]["benchmarks"]
 )
 LABELERS = list(config["labels"]["run"])
+TINY_WORLD_POLICY = config["data"]["source"] == "world" and config["policy"]["base"] == "tiny"
 ARMS = list(config["rl"]["arms"])
 RETRIEVERS = retrievers_needed(config)
 COMPARE_RETRIEVERS = list(config["retriever"]["compare"])

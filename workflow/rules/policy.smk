@@ -7,9 +7,12 @@ rule init_policy:
         corpus="data/traces/corpus.jsonl",
         bench=bench_files("clean"),
     output:
-        directory("models/policy/base"),
+        model=directory("models/policy/base"),
+        # the world's tiny policy is probed on the benchmarks before any retrieval is trained
+        **({"probe": "results/reports/policy_probe.json"} if TINY_WORLD_POLICY else {}),
     params:
-        cfg=section("policy", "seed", "data"),
+        cfg=section("policy", "seed", "data", "evaluation"),
+        probe=lambda wc, output: f"--probe-report {output.probe}" if TINY_WORLD_POLICY else "",
     log:
         "logs/init_policy.log",
     benchmark:
@@ -25,4 +28,4 @@ rule init_policy:
         runtime=res("init_policy", "runtime"),
     shell:
         "{RARFT} init-policy --config {CONFIG_FILES} --train {input.train} --corpus {input.corpus}"
-        " --exclude {input.bench} --out {output} > {log} 2>&1"
+        " --exclude {input.bench} --out {output.model} {params.probe} > {log} 2>&1"
