@@ -140,3 +140,59 @@ def test_scheduling_priorities_put_the_longest_chain_first():
     assert max(off) < min(chain)
     # the gain labels' input comes with them (a priority does not pass to inputs)
     assert schedule_priority("sample_candidates", cfg) == schedule_priority("label_relevance", cfg, labeler="gain")
+
+
+def _snakemake():
+    return shutil.which("snakemake") or str(Path(sys.executable).parent / "snakemake")
+
+
+def test_snakemake_lint_is_clean():
+    """`snakemake --lint`: no shell command reads variables from outside its rule, functions live in common.smk."""
+    out = subprocess.run([_snakemake(), "--lint"], cwd=ROOT, capture_output=True, text=True)
+    assert out.returncode == 0 and "Lints for" not in out.stdout + out.stderr, (out.stdout + out.stderr)[-3000:]
+
+
+def test_resources_come_from_one_table(tmp_path):
+    """`resources: **res(rule)`: a rule's own entry, else `resources.default`, as the scheduler sees them."""
+    override = tmp_path / "res.yaml"
+    override.write_text("resources:\n  train_policy: {mem_mb: 12345}\n  default: {runtime: 77}\n")
+    out = subprocess.run([_snakemake(), "-n", "--forceall", "--configfile", str(override)], cwd=ROOT,
+                         capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr[-2000:]
+    import re
+
+    by_rule = {}
+    for rule, resources in re.findall(r"^rule (\w+):\n(?:    .*\n)*?    resources: (.*)$", out.stdout + out.stderr,
+                                      flags=re.M):
+        by_rule.setdefault(rule, set()).add(resources)
+    assert all("mem_mb=12345" in r and "runtime=30" in r for r in by_rule["train_policy"])  # params.yaml's own
+    assert all("mem_mb=4000" in r and "runtime=77" in r and "gpu=0" in r for r in by_rule["evaluate"])
+
+
+def test_every_rule_names_its_code():
+    """A `# code: src/rarft/<module>.py:<function>` line above each rule points at a function that exists."""
+    import ast
+    import re
+
+    for smk in sorted((ROOT / "workflow" / "rules").glob("*.smk")):
+        lines = smk.read_text().splitlines()
+        for i, line in enumerate(lines):
+            if not line.startswith("rule "):
+                continue
+            m = re.match(r"# code: (src/rarft/\w+\.py):(\w+)", lines[i - 1])
+            assert m, f"{smk.name}:{i + 1}: no `# code:` line above {line}"
+            tree = ast.parse((ROOT / m.group(1)).read_text())
+            names = {n.name for n in ast.walk(tree) if isinstance(n, ast.FunctionDef)}
+            assert m.group(2) in names, f"{smk.name}: {m.group(1)} has no function {m.group(2)}"
+
+
+def test_rules_refer_to_each_others_outputs():
+    """A file one rule writes and another reads is spelled once: inputs use `rules.<rule>.output.<name>`."""
+    import re
+
+    text = "\n".join(p.read_text() for p in sorted((ROOT / "workflow" / "rules").glob("*.smk")))
+    for path in ("data/prepared/train.jsonl", "data/prepared/corpus.jsonl", "data/clean/train.jsonl",
+                 "data/clean/corpus.jsonl", "data/traces/corpus.jsonl", "data/labels/candidates.jsonl",
+                 "data/labels/{labeler}.jsonl", "models/policy/base", "models/retriever/finetuned\"",
+                 "results/reports/labelers.csv", "results/reports/retrievers.csv", "runs/train/{arm}/curve.jsonl"):
+        assert len(re.findall(re.escape(path), text)) == 1, path

@@ -1,17 +1,18 @@
 # Paper tables and figures, the diversity analysis and results/README.md.
 
 
+# code: src/rarft/analysis.py:analyze
 rule analyze:
     input:
         evals=EVALS,
         samples=[e.replace("summary.json", "samples.jsonl") for e in EVALS],
-        curves=expand("runs/train/{arm}/curve.jsonl", arm=[a for a in ("grpo", "rarft") if a in ARMS]),
+        curves=expand(rules.train_policy.output.curve, arm=[a for a in ("grpo", "rarft") if a in ARMS]),
         retrieval=[retrieval_file(r) for r in RETRIEVERS],
-        retrievers="results/reports/retrievers.csv",
-        labelers="results/reports/labelers.csv",
-        similarity="results/reports/similarity_vs_gain.csv",
-        corpus="data/traces/corpus.jsonl",
-        bench=bench_files("clean"),
+        retrievers=rules.evaluate_retrievers.output.csv,
+        labelers=rules.compare_labelers.output.csv,
+        similarity=rules.compare_labelers.output.similarity,
+        corpus=rules.build_traces.output.corpus,
+        bench=rules.decontaminate.output.bench,
     output:
         readme="results/README.md",
         metrics="results/metrics.json",
@@ -20,7 +21,7 @@ rule analyze:
         plots=directory("results/plots"),
         manifest="runs/analyze/manifest.json",
     params:
-        cfg=section("analysis", "evaluation", "rl", "data", "policy", "retriever", "labels", "seed"),
+        **stage_params("analysis", "evaluation", "rl", "data", "policy", "retriever", "labels", "seed"),
     log:
         "logs/analyze.log",
     benchmark:
@@ -28,9 +29,7 @@ rule analyze:
     conda:
         conda_env_of("analyze")
     resources:
-        gpu=gpus("analyze"),
-        mem_mb=res("analyze", "mem_mb"),
-        runtime=res("analyze", "runtime"),
+        **res("analyze"),
     shell:
-        "{RARFT} analyze --config {CONFIG_FILES} --runs runs --data data --reports results/reports"
+        "{params.rarft} analyze --config {params.configs} --runs runs --data data --reports results/reports"
         " --out results --manifest {output.manifest} > {log} 2>&1"

@@ -1,13 +1,21 @@
-# Shared names for the rules: file lists expanded from the config, nothing else.
+# Shared names for the rules: file lists expanded from the config, resources, params and input functions.
 import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(workflow.basedir) / "src"))  # rarft.arms is pure Python
 from rarft.arms import RETRIEVERS as RETRIEVER_NAMES
-from rarft.arms import eval_settings, retriever_of, retrievers_needed, retrievers_trained, schedule_priority, trained_model_dir
+from rarft.arms import (
+    eval_settings,
+    retriever_of,
+    retrievers_needed,
+    retrievers_trained,
+    schedule_priority,
+    trained_model_dir,
+    trainer_of,
+)
+from rarft.labels import LABELERS as LABELER_NAMES  # the one list of labeler names
 from rarft.launch import conda_env, stage_gpus, train_command
 from rarft.traces import train_traces_needed
-from rarft.arms import trainer_of
 
 if workflow.config_settings.config:
     raise ValueError(
@@ -38,8 +46,6 @@ ARMS = list(config["rl"]["arms"])
 RETRIEVERS = retrievers_needed(config)
 COMPARE_RETRIEVERS = list(config["retriever"]["compare"])
 POLICIES = ["base"] + ARMS
-# The training queries SFT arms imitate: with teacher traces at paper scale (build_traces writes them).
-SFT_TRAIN = "data/traces/train.jsonl" if train_traces_needed(config) else "data/clean/train.jsonl"
 EVALS = [f"runs/eval/{p}/{s}/summary.json" for p in POLICIES for s in eval_settings(p, config)]
 
 # A GPU policy stack when the config asks for vLLM; the CPU stack otherwise.
@@ -55,10 +61,17 @@ def conda_env_of(rule):
     return conda_env(rule, config, ENVS)
 
 
-def res(stage, key):
-    """Resources a cluster profile schedules (local runs ignore them unless --resources is given)."""
-    table = config.get("resources", {})
-    return table.get(stage, {}).get(key, table.get("default", {}).get(key, {"gpu": 0, "mem_mb": 4000, "runtime": 60}[key]))
+def res(rule):
+    """A rule's cluster resources (local runs ignore them unless --resources is given): `resources: **res(rule)`.
+
+    mem_mb and runtime come from config `resources.<rule>`, else `resources.default` (params.yaml, the one
+    default); gpu from rarft.launch.stage_gpus (none for jobs that run no model on a GPU).
+    """
+    table = config["resources"]
+    return {
+        "gpu": gpus(rule),
+        **{key: table.get(rule, {}).get(key, table["default"][key]) for key in ("mem_mb", "runtime")},
+    }
 
 
 def gpus(rule):
@@ -66,9 +79,10 @@ def gpus(rule):
     return lambda wildcards: stage_gpus(config, rule, **dict(wildcards.items()))
 
 
-def section(*keys):
-    """The config sections a rule depends on: Snakemake reruns the rule when they change."""
-    return {k: config.get(k) for k in keys}
+def stage_params(*sections, rarft=RARFT):
+    """A job's params: the config sections it depends on (Snakemake reruns the job when they change), the CLI
+    and the config files (passed as params, so the shell command uses nothing from outside the rule)."""
+    return {"cfg": {k: config.get(k) for k in sections}, "rarft": rarft, "configs": CONFIG_FILES}
 
 
 def bench_files(stage_dir):
@@ -76,11 +90,43 @@ def bench_files(stage_dir):
 
 
 def retrieval_file(retriever):
-    return f"data/retrieval/{retriever}.jsonl"
+    return expand(rules.retrieve.output.retrieval, retriever=retriever)[0]
 
 
 def setting_retriever(setting):
     return None if setting == "none" else setting.split("-", 1)[1]
+
+
+# Input functions (Snakemake calls them with a job's wildcards once every rule is defined).
+
+
+def sft_train():
+    """The training queries SFT arms imitate: with teacher traces at paper scale (build_traces writes them)."""
+    return rules.build_traces.output.train if train_traces_needed(config) else rules.decontaminate.output.train
+
+
+def arm_train(wildcards):
+    return sft_train() if trainer_of(wildcards.arm) == "sft" else rules.decontaminate.output.train
+
+
+def arm_retrieval(wildcards):
+    r = retriever_of(wildcards.arm, config)
+    return [retrieval_file(r)] if r else []
+
+
+def eval_retrieval(wildcards):
+    r = setting_retriever(wildcards.setting)
+    return [retrieval_file(r)] if r else []
+
+
+def retriever_model(wildcards):
+    path = trained_model_dir(wildcards.retriever)
+    return [path] if path else []
+
+
+def label_policy(wildcards):
+    """The oracle reads hidden strategy labels; only gain and judge need the policy (or endpoint)."""
+    return [] if wildcards.labeler == "oracle" else [rules.init_policy.output.model]
 
 
 ANALYSIS_OUTPUTS = [

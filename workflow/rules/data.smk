@@ -1,6 +1,7 @@
 # Data preparation -> decontamination -> corpus traces.
 
 
+# code: src/rarft/data.py:prepare_data
 rule prepare_data:
     output:
         train="data/prepared/train.jsonl",
@@ -9,7 +10,7 @@ rule prepare_data:
         report="data/prepared/report.json",
         report_md="results/reports/data_report.md",
     params:
-        cfg=section("data"),
+        **stage_params("data"),
     log:
         "logs/prepare_data.log",
     benchmark:
@@ -17,19 +18,18 @@ rule prepare_data:
     conda:
         f"{ENVS}/cpu.yaml"
     resources:
-        gpu=gpus("prepare_data"),
-        mem_mb=res("prepare_data", "mem_mb"),
-        runtime=res("prepare_data", "runtime"),
+        **res("prepare_data"),
     shell:
-        "{RARFT} prepare-data --config {CONFIG_FILES} --out-dir data/prepared"
+        "{params.rarft} prepare-data --config {params.configs} --out-dir data/prepared"
         " --report-md {output.report_md} > {log} 2>&1"
 
 
+# code: src/rarft/decontam.py:decontaminate
 rule decontaminate:
     input:
-        train="data/prepared/train.jsonl",
-        corpus="data/prepared/corpus.jsonl",
-        bench=bench_files("prepared"),
+        train=rules.prepare_data.output.train,
+        corpus=rules.prepare_data.output.corpus,
+        bench=rules.prepare_data.output.bench,
     output:
         train="data/clean/train.jsonl",
         corpus="data/clean/corpus.jsonl",
@@ -37,7 +37,7 @@ rule decontaminate:
         report="results/reports/decontamination.json",
         report_md="results/reports/decontamination.md",
     params:
-        cfg=section("data"),
+        **stage_params("data"),
     log:
         "logs/decontaminate.log",
     benchmark:
@@ -45,31 +45,32 @@ rule decontaminate:
     conda:
         f"{ENVS}/cpu.yaml"
     resources:
-        gpu=gpus("decontaminate"),
-        mem_mb=res("decontaminate", "mem_mb"),
-        runtime=res("decontaminate", "runtime"),
+        **res("decontaminate"),
     shell:
-        "{RARFT} decontaminate --config {CONFIG_FILES} --in-dir data/prepared --out-dir data/clean"
+        "{params.rarft} decontaminate --config {params.configs} --in-dir data/prepared --out-dir data/clean"
         " --report results/reports/decontamination > {log} 2>&1"
 
 
 # SFT / RA-SFT on real data imitate teacher traces of the training queries: the same job writes them
 # (rarft.traces.train_traces_needed); the world's queries carry their own.
 TRAIN_TRACE_IO = (
-    {"train": "data/clean/train.jsonl", "solutions": "data/prepared/corpus.jsonl"} if train_traces_needed(config) else {}
+    {"train": rules.decontaminate.output.train, "solutions": rules.prepare_data.output.corpus}
+    if train_traces_needed(config)
+    else {}
 )
 
 
+# code: src/rarft/traces.py:build_traces
 rule build_traces:
     input:
-        corpus="data/clean/corpus.jsonl",
+        corpus=rules.decontaminate.output.corpus,
         **TRAIN_TRACE_IO,
     output:
         corpus="data/traces/corpus.jsonl",
         report="results/reports/traces.json",
-        **({"train": SFT_TRAIN} if TRAIN_TRACE_IO else {}),
+        **({"train": "data/traces/train.jsonl"} if TRAIN_TRACE_IO else {}),
     params:
-        cfg=section("traces"),
+        **stage_params("traces"),
         train=lambda wc, input, output: (
             f"--train {input.train} --solutions {input.solutions} --train-out {output.train}" if TRAIN_TRACE_IO else ""
         ),
@@ -80,9 +81,7 @@ rule build_traces:
     conda:
         conda_env_of("build_traces")
     resources:
-        gpu=gpus("build_traces"),
-        mem_mb=res("build_traces", "mem_mb"),
-        runtime=res("build_traces", "runtime"),
+        **res("build_traces"),
     shell:
-        "{RARFT} build-traces --config {CONFIG_FILES} --corpus {input.corpus} --out {output.corpus}"
+        "{params.rarft} build-traces --config {params.configs} --corpus {input.corpus} --out {output.corpus}"
         " --report {output.report} {params.train} > {log} 2>&1"

@@ -1,16 +1,13 @@
 # average@k of every policy on every benchmark, per retrieval setting (none | top1-R | topk-R).
 
 
-def eval_retrieval(wildcards):
-    r = setting_retriever(wildcards.setting)
-    return [retrieval_file(r)] if r else []
-
-
+# code: src/rarft/evaluate.py:evaluate_policy
 rule evaluate:
     input:
+        # base (rules.init_policy) or an arm (rules.train_policy)
         policy="models/policy/{policy}",
-        bench=bench_files("clean"),
-        corpus="data/traces/corpus.jsonl",
+        bench=rules.decontaminate.output.bench,
+        corpus=rules.build_traces.output.corpus,
         retrieval=eval_retrieval,
     output:
         summary="runs/eval/{policy}/{setting}/summary.json",
@@ -19,7 +16,7 @@ rule evaluate:
         policy="|".join(POLICIES),
         setting=r"none|top1-\w+|topk-\w+",
     params:
-        cfg=section("evaluation", "generation", "analysis", "seed"),
+        **stage_params("evaluation", "generation", "analysis", "seed"),
         retrieval=lambda wc, input: f"--retrieval {input.retrieval}" if input.retrieval else "",
     log:
         "logs/evaluate/{policy}/{setting}.log",
@@ -29,10 +26,9 @@ rule evaluate:
     conda:
         conda_env_of("evaluate")
     resources:
-        gpu=gpus("evaluate"),
-        mem_mb=res("evaluate", "mem_mb"),
-        runtime=res("evaluate", "runtime"),
+        **res("evaluate"),
     shell:
-        "{RARFT} evaluate --config {CONFIG_FILES} --policy-dir {input.policy} --policy-name {wildcards.policy}"
-        " --setting {wildcards.setting} --benchmarks {input.bench} --corpus {input.corpus}"
-        " {params.retrieval} --out runs/eval/{wildcards.policy}/{wildcards.setting} > {log} 2>&1"
+        "{params.rarft} evaluate --config {params.configs} --policy-dir {input.policy}"
+        " --policy-name {wildcards.policy} --setting {wildcards.setting} --benchmarks {input.bench}"
+        " --corpus {input.corpus} {params.retrieval} --out runs/eval/{wildcards.policy}/{wildcards.setting}"
+        " > {log} 2>&1"

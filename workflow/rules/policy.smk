@@ -1,17 +1,18 @@
 # The base policy: a tiny Qwen3 warmed up here (embedded default), or a pointer to a hub model.
 
 
+# code: src/rarft/policy.py:init_policy
 rule init_policy:
     input:
-        train="data/clean/train.jsonl",
-        corpus="data/traces/corpus.jsonl",
-        bench=bench_files("clean"),
+        train=rules.decontaminate.output.train,
+        corpus=rules.build_traces.output.corpus,
+        bench=rules.decontaminate.output.bench,
     output:
         model=directory("models/policy/base"),
         # the world's tiny policy is probed on the benchmarks before any retrieval is trained
         **({"probe": "results/reports/policy_probe.json"} if TINY_WORLD_POLICY else {}),
     params:
-        cfg=section("policy", "seed", "data", "evaluation"),
+        **stage_params("policy", "seed", "data", "evaluation"),
         probe=lambda wc, output: f"--probe-report {output.probe}" if TINY_WORLD_POLICY else "",
     log:
         "logs/init_policy.log",
@@ -23,9 +24,7 @@ rule init_policy:
     conda:
         conda_env_of("init_policy")
     resources:
-        gpu=gpus("init_policy"),
-        mem_mb=res("init_policy", "mem_mb"),
-        runtime=res("init_policy", "runtime"),
+        **res("init_policy"),
     shell:
-        "{RARFT} init-policy --config {CONFIG_FILES} --train {input.train} --corpus {input.corpus}"
+        "{params.rarft} init-policy --config {params.configs} --train {input.train} --corpus {input.corpus}"
         " --exclude {input.bench} --out {output.model} {params.probe} > {log} 2>&1"

@@ -1,15 +1,15 @@
 # Gold-relevance labels: candidates, then each labeler (gain / judge / oracle), then their comparison.
-from rarft.labels import LABELERS as LABELER_NAMES  # the one list of labeler names
 
 
+# code: src/rarft/labels.py:sample_candidates
 rule sample_candidates:
     input:
-        train="data/clean/train.jsonl",
-        corpus="data/traces/corpus.jsonl",
+        train=rules.decontaminate.output.train,
+        corpus=rules.build_traces.output.corpus,
     output:
-        "data/labels/candidates.jsonl",
+        candidates="data/labels/candidates.jsonl",
     params:
-        cfg=section("labels", "seed"),
+        **stage_params("labels", "seed"),
     log:
         "logs/sample_candidates.log",
     benchmark:
@@ -18,27 +18,25 @@ rule sample_candidates:
     conda:
         f"{ENVS}/cpu.yaml"
     resources:
-        gpu=gpus("sample_candidates"),
-        mem_mb=res("sample_candidates", "mem_mb"),
-        runtime=res("sample_candidates", "runtime"),
+        **res("sample_candidates"),
     shell:
-        "{RARFT} sample-candidates --config {CONFIG_FILES} --train {input.train} --corpus {input.corpus}"
-        " --out {output} > {log} 2>&1"
+        "{params.rarft} sample-candidates --config {params.configs} --train {input.train} --corpus {input.corpus}"
+        " --out {output.candidates} > {log} 2>&1"
 
 
+# code: src/rarft/labels.py:label_relevance
 rule label_relevance:
     input:
-        train="data/clean/train.jsonl",
-        corpus="data/traces/corpus.jsonl",
-        candidates="data/labels/candidates.jsonl",
-        # the oracle reads hidden strategy labels; only gain and judge need the policy/endpoint
-        policy=lambda wc: [] if wc.labeler == "oracle" else ["models/policy/base"],
+        train=rules.decontaminate.output.train,
+        corpus=rules.build_traces.output.corpus,
+        candidates=rules.sample_candidates.output.candidates,
+        policy=label_policy,
     output:
-        "data/labels/{labeler}.jsonl",
+        labels="data/labels/{labeler}.jsonl",
     wildcard_constraints:
         labeler="|".join(LABELER_NAMES),
     params:
-        cfg=section("labels", "generation", "seed"),
+        **stage_params("labels", "generation", "seed"),
         policy=lambda wc, input: f"--policy-dir {input.policy}" if input.policy else "",
     log:
         "logs/label_relevance/{labeler}.log",
@@ -48,26 +46,25 @@ rule label_relevance:
     conda:
         conda_env_of("label_relevance")
     resources:
-        gpu=gpus("label_relevance"),
-        mem_mb=res("label_relevance", "mem_mb"),
-        runtime=res("label_relevance", "runtime"),
+        **res("label_relevance"),
     shell:
-        "{RARFT} label-relevance --config {CONFIG_FILES} --labeler {wildcards.labeler}"
+        "{params.rarft} label-relevance --config {params.configs} --labeler {wildcards.labeler}"
         " {params.policy} --train {input.train} --corpus {input.corpus}"
-        " --candidates {input.candidates} --out {output} > {log} 2>&1"
+        " --candidates {input.candidates} --out {output.labels} > {log} 2>&1"
 
 
+# code: src/rarft/labels.py:compare_labelers
 rule compare_labelers:
     input:
-        labels=expand("data/labels/{labeler}.jsonl", labeler=LABELERS),
-        train="data/clean/train.jsonl",
-        corpus="data/traces/corpus.jsonl",
+        labels=expand(rules.label_relevance.output.labels, labeler=LABELERS),
+        train=rules.decontaminate.output.train,
+        corpus=rules.build_traces.output.corpus,
     output:
         table="results/reports/labelers.md",
         csv="results/reports/labelers.csv",
         similarity="results/reports/similarity_vs_gain.csv",
     params:
-        cfg=section("labels", "retriever"),
+        **stage_params("labels", "retriever"),
     log:
         "logs/compare_labelers.log",
     benchmark:
@@ -75,9 +72,7 @@ rule compare_labelers:
     conda:
         conda_env_of("compare_labelers")
     resources:
-        gpu=gpus("compare_labelers"),
-        mem_mb=res("compare_labelers", "mem_mb"),
-        runtime=res("compare_labelers", "runtime"),
+        **res("compare_labelers"),
     shell:
-        "{RARFT} compare-labelers --config {CONFIG_FILES} --labels {input.labels}"
+        "{params.rarft} compare-labelers --config {params.configs} --labels {input.labels}"
         " --train {input.train} --corpus {input.corpus} --out-dir results/reports > {log} 2>&1"

@@ -1,20 +1,18 @@
 # The reasoning-aware retriever: train on the labels, compare retrievers, write top-k retrievals.
-TRAIN_LABELS = f"data/labels/{config['labels']['train_on']}.jsonl"
-ORACLE_LABELS = ["data/labels/oracle.jsonl"] if "oracle" in LABELERS else []
-# the fine-tuned multi-vector retriever (Reason-ModernColBERT), when retrieval or the table uses it
-COLBERT_MODEL = (["models/retriever/finetuned_colbert"]
-                 if "finetuned_colbert" in retrievers_trained(config) else [])
+TRAIN_LABELS = expand(rules.label_relevance.output.labels, labeler=config["labels"]["train_on"])
+ORACLE_LABELS = expand(rules.label_relevance.output.labels, labeler="oracle") if "oracle" in LABELERS else []
 
 
+# code: src/rarft/retriever.py:train_retriever
 rule train_retriever:
     input:
         labels=TRAIN_LABELS,
-        train="data/clean/train.jsonl",
-        corpus="data/traces/corpus.jsonl",
+        train=rules.decontaminate.output.train,
+        corpus=rules.build_traces.output.corpus,
     output:
-        directory("models/retriever/finetuned"),
+        model=directory("models/retriever/finetuned"),
     params:
-        cfg=section("retriever", "seed"),
+        **stage_params("retriever", "seed"),
     log:
         "logs/train_retriever.log",
     benchmark:
@@ -23,23 +21,22 @@ rule train_retriever:
     conda:
         conda_env_of("train_retriever")
     resources:
-        gpu=gpus("train_retriever"),
-        mem_mb=res("train_retriever", "mem_mb"),
-        runtime=res("train_retriever", "runtime"),
+        **res("train_retriever"),
     shell:
-        "{RARFT} train-retriever --config {CONFIG_FILES} --labels {input.labels} --train {input.train}"
-        " --corpus {input.corpus} --out {output} > {log} 2>&1"
+        "{params.rarft} train-retriever --config {params.configs} --labels {input.labels} --train {input.train}"
+        " --corpus {input.corpus} --out {output.model} > {log} 2>&1"
 
 
+# code: src/rarft/retriever.py:train_retriever (kind multi_vector)
 rule train_colbert_retriever:
     input:
         labels=TRAIN_LABELS,
-        train="data/clean/train.jsonl",
-        corpus="data/traces/corpus.jsonl",
+        train=rules.decontaminate.output.train,
+        corpus=rules.build_traces.output.corpus,
     output:
-        directory("models/retriever/finetuned_colbert"),
+        model=directory("models/retriever/finetuned_colbert"),
     params:
-        cfg=section("retriever", "seed"),
+        **stage_params("retriever", "seed"),
     log:
         "logs/train_colbert_retriever.log",
     benchmark:
@@ -48,27 +45,32 @@ rule train_colbert_retriever:
     conda:
         conda_env_of("train_colbert_retriever")
     resources:
-        gpu=gpus("train_retriever"),
-        mem_mb=res("train_retriever", "mem_mb"),
-        runtime=res("train_retriever", "runtime"),
+        **res("train_retriever"),
     shell:
-        "{RARFT} train-retriever --kind multi_vector --config {CONFIG_FILES} --labels {input.labels}"
-        " --train {input.train} --corpus {input.corpus} --out {output} > {log} 2>&1"
+        "{params.rarft} train-retriever --kind multi_vector --config {params.configs} --labels {input.labels}"
+        " --train {input.train} --corpus {input.corpus} --out {output.model} > {log} 2>&1"
 
 
+# the fine-tuned multi-vector retriever (Reason-ModernColBERT), when retrieval or the table uses it
+COLBERT_MODEL = (
+    [rules.train_colbert_retriever.output.model] if "finetuned_colbert" in retrievers_trained(config) else []
+)
+
+
+# code: src/rarft/retriever.py:evaluate_retrievers
 rule evaluate_retrievers:
     input:
         labels=TRAIN_LABELS,
         oracle=ORACLE_LABELS,
         colbert=COLBERT_MODEL,
-        finetuned="models/retriever/finetuned",
-        train="data/clean/train.jsonl",
-        corpus="data/traces/corpus.jsonl",
+        finetuned=rules.train_retriever.output.model,
+        train=rules.decontaminate.output.train,
+        corpus=rules.build_traces.output.corpus,
     output:
         table="results/reports/retrievers.md",
         csv="results/reports/retrievers.csv",
     params:
-        cfg=section("retriever", "seed"),
+        **stage_params("retriever", "seed"),
         oracle=lambda wc, input: f"--oracle-labels {input.oracle}" if input.oracle else "",
         colbert=lambda wc, input: f"--finetuned-colbert {input.colbert}" if input.colbert else "",
     log:
@@ -78,32 +80,26 @@ rule evaluate_retrievers:
     conda:
         conda_env_of("evaluate_retrievers")
     resources:
-        gpu=gpus("evaluate_retrievers"),
-        mem_mb=res("evaluate_retrievers", "mem_mb"),
-        runtime=res("evaluate_retrievers", "runtime"),
+        **res("evaluate_retrievers"),
     shell:
-        "{RARFT} evaluate-retrievers --config {CONFIG_FILES} --labels {input.labels} {params.oracle} {params.colbert}"
-        " --finetuned {input.finetuned} --train {input.train} --corpus {input.corpus}"
+        "{params.rarft} evaluate-retrievers --config {params.configs} --labels {input.labels} {params.oracle}"
+        " {params.colbert} --finetuned {input.finetuned} --train {input.train} --corpus {input.corpus}"
         " --out-dir results/reports > {log} 2>&1"
 
 
-def retriever_model(wildcards):
-    path = trained_model_dir(wildcards.retriever)
-    return [path] if path else []
-
-
+# code: src/rarft/retrieval.py:retrieve
 rule retrieve:
     input:
         model=retriever_model,
-        train="data/clean/train.jsonl",
-        corpus="data/traces/corpus.jsonl",
-        bench=bench_files("clean"),
+        train=rules.decontaminate.output.train,
+        corpus=rules.build_traces.output.corpus,
+        bench=rules.decontaminate.output.bench,
     output:
-        "data/retrieval/{retriever}.jsonl",
+        retrieval="data/retrieval/{retriever}.jsonl",
     wildcard_constraints:
         retriever="|".join(RETRIEVER_NAMES),
     params:
-        cfg=section("retriever", "seed"),
+        **stage_params("retriever", "seed"),
         model=lambda wc, input: f"--model-dir {input.model}" if input.model else "",
     log:
         "logs/retrieve/{retriever}.log",
@@ -113,10 +109,8 @@ rule retrieve:
     conda:
         conda_env_of("retrieve")
     resources:
-        gpu=gpus("retrieve"),
-        mem_mb=res("retrieve", "mem_mb"),
-        runtime=res("retrieve", "runtime"),
+        **res("retrieve"),
     shell:
-        "{RARFT} retrieve --config {CONFIG_FILES} --retriever {wildcards.retriever} {params.model}"
+        "{params.rarft} retrieve --config {params.configs} --retriever {wildcards.retriever} {params.model}"
         " --train {input.train} --corpus {input.corpus} --benchmarks {input.bench}"
-        " --out {output} > {log} 2>&1"
+        " --out {output.retrieval} > {log} 2>&1"

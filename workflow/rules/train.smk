@@ -1,21 +1,13 @@
 # Every arm of the paper's grid through one TRL entry point (GRPO, RA-RFT, SFT, RA-SFT, RLOO, DAPO, ...).
 
 
-def arm_train(wildcards):
-    return SFT_TRAIN if trainer_of(wildcards.arm) == "sft" else "data/clean/train.jsonl"
-
-
-def arm_retrieval(wildcards):
-    r = retriever_of(wildcards.arm, config)
-    return [retrieval_file(r)] if r else []
-
-
+# code: src/rarft/train.py:train_policy
 rule train_policy:
     input:
-        base="models/policy/base",
+        base=rules.init_policy.output.model,
         train=arm_train,
-        corpus="data/traces/corpus.jsonl",
-        bench=bench_files("clean"),
+        corpus=rules.build_traces.output.corpus,
+        bench=rules.decontaminate.output.bench,
         retrieval=arm_retrieval,
     output:
         model=directory("models/policy/{arm}"),
@@ -23,7 +15,8 @@ rule train_policy:
     wildcard_constraints:
         arm="|".join(ARMS),
     params:
-        cfg=section("rl", "generation", "evaluation", "seed"),
+        # `accelerate launch` for a multi-GPU train_policy (rarft.launch.train_command)
+        **stage_params("rl", "generation", "evaluation", "seed", rarft=TRAIN_RARFT),
         retrieval=lambda wc, input: f"--retrieval {input.retrieval}" if input.retrieval else "",
     log:
         "logs/train_policy/{arm}.log",
@@ -33,10 +26,8 @@ rule train_policy:
     conda:
         conda_env_of("train_policy")
     resources:
-        gpu=gpus("train_policy"),
-        mem_mb=res("train_policy", "mem_mb"),
-        runtime=res("train_policy", "runtime"),
+        **res("train_policy"),
     shell:
-        "{TRAIN_RARFT} train-policy --config {CONFIG_FILES} --arm {wildcards.arm} --base {input.base}"
+        "{params.rarft} train-policy --config {params.configs} --arm {wildcards.arm} --base {input.base}"
         " --train {input.train} --corpus {input.corpus} {params.retrieval} --benchmarks {input.bench}"
         " --out {output.model} --run-dir runs/train/{wildcards.arm} > {log} 2>&1"
