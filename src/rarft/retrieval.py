@@ -278,11 +278,39 @@ class Searcher:
             if retriever == "finetuned_colbert" and not Path(name).is_dir():
                 raise DataError(f"{name}: fine-tuned multi-vector retriever not found; run train-retriever first")
             self.model = load_colbert(name, self.device)
-            self.corpus_emb = self.model.encode_document(texts, batch_size=32)
+            import torch
+
+            # one (tokens x dim) matrix per document, kept in half precision on the CPU (a 225k-item corpus at
+            # ~250 tokens x 128 dims is ~14 GB so); scoring moves one block at a time to the device
+            self.corpus_emb = [e.to("cpu", torch.float16) for e in self.model.encode_document(texts, batch_size=32)]
         else:  # random: same problem_type where the type is known
             self.by_type: dict[str, list[int]] = {}
             for j, c in enumerate(corpus):
                 self.by_type.setdefault(c.get("problem_type") or "", []).append(j)
+
+    def late_interaction_topk(self, texts: list[str], k: int, query_chunk: int = 256,
+                              doc_chunk: int = 4096) -> tuple[np.ndarray, np.ndarray]:
+        """Exact MaxSim top-k over the whole corpus in (query chunk x document chunk) blocks with a running
+        top-k: memory is bounded by one padded block, never the full (queries x corpus) score matrix."""
+        import torch
+
+        q_all = self.model.encode_query(texts, batch_size=32)
+        out_s, out_i = [], []
+        for qs in range(0, len(q_all), query_chunk):
+            q = q_all[qs:qs + query_chunk]
+            best_s = best_i = None
+            for ds in range(0, len(self.corpus_emb), doc_chunk):
+                docs = [d.to(self.device, torch.float32) for d in self.corpus_emb[ds:ds + doc_chunk]]
+                s = self.model.similarity(q, docs).float()
+                s, i = torch.topk(s, min(k, s.shape[1]), dim=1)
+                i = i + ds
+                if best_s is not None:  # merge this block's top-k with the running top-k
+                    s, pos = torch.topk(torch.cat([best_s, s], 1), k, dim=1)
+                    i = torch.gather(torch.cat([best_i, i], 1), 1, pos)
+                best_s, best_i = s, i
+            out_s.append(best_s.cpu().numpy())
+            out_i.append(best_i.cpu().numpy())
+        return np.concatenate(out_s), np.concatenate(out_i)
 
     def search(self, queries: Sequence[dict], k: int) -> tuple[np.ndarray, np.ndarray]:
         k = min(k, len(self.corpus))
@@ -299,10 +327,7 @@ class Searcher:
             idx = np.argsort(-scores, axis=1, kind="stable")[:, :k]
             return np.take_along_axis(scores, idx, 1), idx
         if self.retriever in ("colbert", "finetuned_colbert"):
-            q = self.model.encode_query(texts, batch_size=32)
-            scores = self.model.similarity(q, self.corpus_emb).float().cpu().numpy()
-            idx = np.argsort(-scores, axis=1, kind="stable")[:, :k]
-            return np.take_along_axis(scores, idx, 1), idx
+            return self.late_interaction_topk(texts, k)
         # random: a seeded permutation of the same-type corpus items; scores descend with rank
         scores = np.full((len(queries), k), 0.0)
         idx = np.zeros((len(queries), k), dtype=np.int64)
