@@ -305,6 +305,8 @@ def test_paper_configs_state_fp32_master_weights_and_token_mean_loss(paper, tmp_
     cfg = load_config(["params.yaml", paper])
     assert policy_dtype(cfg) is torch.float32 and cfg["rl"]["bf16"] is True
     assert loss_type(cfg) == "dapo"
+    if "4b" in paper:  # fp32 weights + grads + AdamW of 4B do not fit a GPU unsharded: ZeRO-2
+        assert cfg["rl"]["launcher"]["accelerate_config"] == "config/accelerate/zero2.yaml"
     cpu = copy.deepcopy(cfg)
     cpu["device"] = "cpu"
     cpu["rl"].update(use_vllm=False, bf16=False)
