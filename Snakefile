@@ -24,7 +24,7 @@ validate(config, "workflow/schemas/config.schema.yaml")
 include: "workflow/rules/common.smk"
 include: "workflow/rules/data.smk"
 include: "workflow/rules/policy.smk"
-include: "workflow/rules/relevance.smk"
+include: "workflow/rules/labels.smk"
 include: "workflow/rules/retriever.smk"
 include: "workflow/rules/train.smk"
 include: "workflow/rules/evaluate.smk"

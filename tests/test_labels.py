@@ -9,8 +9,8 @@ import pytest
 
 from rarft.config import load_config
 from rarft.io import DataError, read_jsonl, write_jsonl
-from rarft.labels import (JUDGE_CHUNK, compare_labelers, gain_estimate, label_relevance, parse_verdict,
-                          sample_candidates)
+from rarft.labels import JUDGE_CHUNK, gain_estimate, label_relevance, parse_verdict, sample_candidates
+from rarft.labels_compare import compare_labelers
 
 
 # ------------------------------------------------------------------------------------------ candidates
@@ -285,7 +285,8 @@ def test_compare_labelers_agreement_auc_and_similarity():
 @pytest.mark.slow
 def test_cli_chain_on_world(world_small, tmp_path):
     """sample-candidates -> oracle labels -> compare-labelers through the CLIs (loads MiniLM)."""
-    from rarft.labels import cli, cli_candidates, cli_compare
+    from rarft.labels import cli, cli_candidates
+    from rarft.labels_compare import cli as cli_compare
 
     train, corpus = tmp_path / "train.jsonl", tmp_path / "corpus.jsonl"
     write_jsonl(train, world_small["train"][:20])

@@ -478,7 +478,7 @@ def test_judge_only_labels_flow_through_compare_labelers_and_analyze(world_small
     from rarft.analysis import analyze
     from rarft.config import load_config
     from rarft.io import write_jsonl
-    from rarft.labels import cli_compare
+    from rarft.labels_compare import cli as cli_compare
 
     train, corpus = tmp_path / "train.jsonl", tmp_path / "corpus.jsonl"
     write_jsonl(train, world_small["train"][:4])

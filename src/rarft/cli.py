@@ -16,7 +16,7 @@ STAGES = {
     "init-policy": "rarft.policy",
     "sample-candidates": "rarft.labels:cli_candidates",
     "label-relevance": "rarft.labels",
-    "compare-labelers": "rarft.labels:cli_compare",
+    "compare-labelers": "rarft.labels_compare:cli",
     "train-retriever": "rarft.retriever",
     "evaluate-retrievers": "rarft.retriever:cli_evaluate",
     "retrieve": "rarft.retrieval",
@@ -26,7 +26,7 @@ STAGES = {
     "plan": "rarft.plan",
     "export-dvc": "rarft.dvcgen",
     "rehearsal-setup": "rarft.rehearsal",
-    "config-apply": "rarft.config:cli_apply",
+    "config-apply": "rarft.dvcgen:cli_apply",
     "validate-config": "rarft.config:cli_validate",
 }
 

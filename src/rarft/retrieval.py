@@ -6,7 +6,7 @@ Retrievers (names as in docs/architecture.md):
   on the available device, or FAISS (IVF, inner product) above `retriever.faiss_above` documents.
 - bm25: the `bm25s` library over the same document text.
 - random: a random corpus trace of the query's problem_type (the paper's Table 3 floor), seeded.
-- colbert / finetuned_colbert: multi-vector late interaction (MaxSim; `rarft.retriever.load_colbert`),
+- colbert / finetuned_colbert: multi-vector late interaction (MaxSim; `load_colbert`),
   the base `retriever.colbert.base_model` or its fine-tuned copy.
 Single-vector queries carry `retriever.query_prompt` (Qwen3-Embedding is instruction-aware: its queries
 start with "Instruct: <task>\nQuery:"; documents carry none).
@@ -166,6 +166,17 @@ def load_encoder(name_or_path: str, device: str = "cpu"):
                         "download it first (`hf download <id>` into HF_HOME, README 'Paper scale')") from None
 
 
+def load_colbert(name_or_path: str, device: str = "cpu"):
+    """A late-interaction model (Reason-ModernColBERT or a PyLate save) via sentence-transformers 6."""
+    from sentence_transformers import MultiVectorEncoder
+
+    try:
+        return MultiVectorEncoder(name_or_path, device=device)
+    except OSError as e:  # offline and not in the local cache
+        raise DataError(f"colbert model {name_or_path!r} could not be loaded ({e}); "
+                        "download it first or point retriever.colbert.base_model at a local copy") from None
+
+
 def model_key(name_or_path: str) -> str:
     """Identity of a model for the cache: a directory by its files' names, sizes and mtimes."""
     path = Path(resolve_model_path(name_or_path))
@@ -271,8 +282,6 @@ class Searcher:
             self.bm25 = bm25s.BM25()
             self.bm25.index(bm25s.tokenize(texts, show_progress=False), show_progress=False)
         elif retriever in ("colbert", "finetuned_colbert"):
-            from rarft.retriever import load_colbert
-
             name = get(config, "retriever.colbert.base_model") if retriever == "colbert" else (
                 model_dir or trained_model_dir(retriever))
             if retriever == "finetuned_colbert" and not Path(name).is_dir():

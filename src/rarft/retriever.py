@@ -17,7 +17,7 @@ embedded world, against the oracle (same latent strategy, over the whole corpus)
 Multi-vector late interaction (Reason-ModernColBERT, the paper's main retriever): `--kind multi_vector`
 fine-tunes `retriever.colbert.base_model` with sentence-transformers 6's `MultiVectorEncoderTrainer` and
 its multi-vector InfoNCE (MaxSim scores, same recipe and held-out split) into the `finetuned_colbert`
-retriever; `load_colbert` reads it (and PyLate checkpoints) with `MultiVectorEncoder`. No PyLate: its
+retriever; `rarft.retrieval.load_colbert` reads it (and PyLate checkpoints) with `MultiVectorEncoder`. No PyLate: its
 pins (sentence-transformers 5.3, transformers <= 5.3) cannot share an environment with vLLM.
 """
 
@@ -331,17 +331,6 @@ def train_retriever(config: dict, labels: Sequence[dict], train: Sequence[dict],
 
 
 # ---------------------------------------------------------------- evaluation
-def load_colbert(name_or_path: str, device: str = "cpu"):
-    """A late-interaction model (Reason-ModernColBERT or a PyLate save) via sentence-transformers 6."""
-    from sentence_transformers import MultiVectorEncoder
-
-    try:
-        return MultiVectorEncoder(name_or_path, device=device)
-    except OSError as e:  # offline and not in the local cache
-        raise DataError(f"colbert model {name_or_path!r} could not be loaded ({e}); "
-                        "download it first or point retriever.colbert.base_model at a local copy") from None
-
-
 def evaluate_retrievers(config: dict, queries: Sequence[dict], corpus: Sequence[dict],
                         relevance: dict[str, dict[str, set[str]]], finetuned_dir: str | dict | None,
                         cache_dir: str | None = None) -> list[dict]:

@@ -53,7 +53,7 @@ rule label_relevance:
         " --candidates {input.candidates} --out {output.labels} > {log} 2>&1"
 
 
-# code: src/rarft/labels.py:compare_labelers
+# code: src/rarft/labels_compare.py:compare_labelers
 rule compare_labelers:
     input:
         labels=expand(rules.label_relevance.output.labels, labeler=LABELERS),

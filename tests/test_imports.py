@@ -1,0 +1,63 @@
+"""The package's own imports form no cycle (function-level imports of rarft modules included)."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+SRC = Path(__file__).resolve().parents[1] / "src" / "rarft"
+
+
+def rarft_imports(path: Path) -> set[str]:
+    """The rarft modules a file imports anywhere in it (module level or inside functions)."""
+    modules = {p.stem for p in SRC.glob("*.py")}
+    out = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            names = [a.name for a in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            names = [node.module] + [f"{node.module}.{a.name}" for a in node.names]
+        else:
+            continue
+        for name in names:
+            parts = name.split(".")
+            if parts[0] == "rarft" and len(parts) > 1 and parts[1] in modules:
+                out.add(parts[1])
+    return out - {path.stem}
+
+
+def import_cycles(graph: dict[str, set[str]]) -> list[list[str]]:
+    """Every cycle found by depth-first search, each as the modules along it."""
+    cycles, state = [], {}
+
+    def visit(node, stack):
+        state[node] = "open"
+        stack.append(node)
+        for nxt in sorted(graph.get(node, ())):
+            if state.get(nxt) == "open":
+                cycles.append(stack[stack.index(nxt):] + [nxt])
+            elif nxt not in state:
+                visit(nxt, stack)
+        stack.pop()
+        state[node] = "done"
+
+    for node in sorted(graph):
+        if node not in state:
+            visit(node, [])
+    return cycles
+
+
+def test_the_cycle_finder_sees_function_level_imports(tmp_path):
+    assert import_cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}}) == [["a", "b", "c", "a"]]
+    assert import_cycles({"a": {"b"}, "b": set()}) == []
+    f = SRC / "labels_compare.py"
+    assert "labels" in rarft_imports(f)
+    body = tmp_path / "x.py"
+    body.write_text("def f():\n    from rarft.retriever import load_colbert\n    import rarft.io\n")
+    assert rarft_imports(body) == {"retriever", "io"}
+
+
+def test_src_rarft_has_no_import_cycle():
+    graph = {p.stem: rarft_imports(p) for p in SRC.glob("*.py")}
+    assert import_cycles(graph) == [], "import cycle(s) in src/rarft: " + "; ".join(
+        " -> ".join(c) for c in import_cycles(graph))
