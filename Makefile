@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_NO_ADVISORY_WARNINGS := 1
 
-.PHONY: run test test-fast setup clean-outputs
+.PHONY: run test test-fast setup clean-outputs negative-control
 
 $(BIN)/activate:
 	$(PYTHON) -m venv $(VENV)
@@ -27,6 +27,17 @@ setup: $(VENV)/.installed
 # `snakemake --cores all` afterwards reruns only what changed.
 run: setup
 	. $(BIN)/activate && snakemake --cores all --forceall
+
+# The embedded world's negative control (config/negative-control.yaml): the same DAG in its own
+# working directory, so the main results stay; its results/ are copied to results/negative_control/.
+NEGATIVE_DIR := runs/negative_control
+negative-control: setup
+	mkdir -p $(NEGATIVE_DIR) && cp params.yaml config/negative-control.yaml $(NEGATIVE_DIR)/
+	. $(BIN)/activate && cd $(NEGATIVE_DIR) && snakemake -s $(CURDIR)/Snakefile --cores all --forceall \
+		--configfile params.yaml negative-control.yaml
+	rm -rf results/negative_control && mkdir -p results/negative_control && \
+		cp -r $(NEGATIVE_DIR)/results/README.md $(NEGATIVE_DIR)/results/metrics.json $(NEGATIVE_DIR)/results/tables \
+		$(NEGATIVE_DIR)/results/reports results/negative_control/
 
 test: setup
 	. $(BIN)/activate && pytest -m "not slow" -q

@@ -185,3 +185,24 @@ def test_init_policy_tiny_end_to_end(world_small, tmp_path):
     assert summary["sft_steps"] == 3 and summary["final_loss"] < summary["first_loss"]
     AutoTokenizer.from_pretrained(tmp_path / "base")
     AutoModelForCausalLM.from_pretrained(tmp_path / "base")
+
+
+def test_probe_benchmarks_reports_each_phrasing_and_their_weighted_mean(world_small, tiny_policy_dir):
+    """The probe of the positive control's first premise: accuracy alone and with a same-strategy trace."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from rarft.config import REPO_ROOT, deep_merge, load_config
+    from rarft.policy import probe_benchmarks
+
+    config = deep_merge(load_config(REPO_ROOT / "params.yaml"),
+                        {"policy": {"tiny": {"probe_samples": 2}}, "evaluation": {"max_new_tokens": 8}})
+    tok, model = AutoTokenizer.from_pretrained(tiny_policy_dir), AutoModelForCausalLM.from_pretrained(tiny_policy_dir)
+    bench = {"b": world_small["bench_easy"] + world_small["bench_hard"]}
+    report = probe_benchmarks(model, tok, bench, world_small["corpus"], config)
+    row = report["benchmarks"]["b"]
+    assert report["samples_per_item"] == 2 and report["temperature"] == config["evaluation"]["temperature"]
+    n_named = sum(it["named_rule"] for it in bench["b"])
+    assert row["n"] == 16 and row.get("named_rule_n", 0) == n_named and row.get("plain_n", 0) == 16 - n_named
+    for setting in ("none", "same_strategy"):
+        expected = sum(row.get(f"{p}_{setting}", 0) * row.get(f"{p}_n", 0) for p in ("named_rule", "plain")) / 16
+        assert row[setting] == pytest.approx(expected) and 0 <= row[setting] <= 1

@@ -266,17 +266,21 @@ def probe_benchmarks(model, tokenizer, benchmarks: dict[str, list[dict]], corpus
         by_strategy.setdefault(c["strategy"], []).append(c)
     rng = random.Random(int(config["seed"]))
     out = {}
+    kw = dict(n_samples=n_samples, max_new_tokens=int(ev["max_new_tokens"]), temperature=float(ev["temperature"]),
+              enable_thinking=bool(config["policy"]["enable_thinking"]), seed=int(config["seed"]))
     for name, items in benchmarks.items():
         same = [[rng.choice(by_strategy[it["strategy"]])] for it in items]
-        kw = dict(n_samples=n_samples, max_new_tokens=int(ev["max_new_tokens"]), temperature=float(ev["temperature"]),
-                  enable_thinking=bool(config["policy"]["enable_thinking"]), seed=int(config["seed"]))
-        row = {"n": len(items), "none": probe_accuracy(model, tokenizer, items, **kw),
-               "same_strategy": probe_accuracy(model, tokenizer, items, same, **kw)}
-        named = [i for i, it in enumerate(items) if it.get("named_rule")]
-        if named:
-            row["named_rule_none"] = probe_accuracy(model, tokenizer, [items[i] for i in named], **kw)
-            row["named_rule_same_strategy"] = probe_accuracy(model, tokenizer, [items[i] for i in named],
-                                                             [same[i] for i in named], **kw)
+        row: dict = {"n": len(items)}
+        for phrasing in ("named_rule", "plain"):
+            idx = [i for i, it in enumerate(items) if bool(it.get("named_rule")) == (phrasing == "named_rule")]
+            if idx:
+                row[f"{phrasing}_n"] = len(idx)
+                row[f"{phrasing}_none"] = probe_accuracy(model, tokenizer, [items[i] for i in idx], **kw)
+                row[f"{phrasing}_same_strategy"] = probe_accuracy(model, tokenizer, [items[i] for i in idx],
+                                                                  [same[i] for i in idx], **kw)
+        for setting in ("none", "same_strategy"):
+            row[setting] = sum(row.get(f"{p}_{setting}", 0.0) * row.get(f"{p}_n", 0)
+                               for p in ("named_rule", "plain")) / len(items)
         out[name] = row
     return {"temperature": float(ev["temperature"]), "samples_per_item": n_samples, "benchmarks": out}
 
