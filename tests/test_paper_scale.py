@@ -342,7 +342,9 @@ def test_results_say_which_experiment_they_hold():
 
     world = run_source(load_config(ROOT / "params.yaml"))
     paper = run_source(load_config([ROOT / "params.yaml", ROOT / "config" / "qwen3-1.7b.yaml"]))
-    assert "world" in world and "NOT" in world
+    assert "world" in world and "NOT" in world and "POSITIVE control" in world
+    negative = run_source(load_config([ROOT / "params.yaml", ROOT / "config" / "negative-control.yaml"]))
+    assert "NEGATIVE control" in negative and "RA-RFT must not beat GRPO" in negative
     assert "real" in paper and "Qwen/Qwen3-1.7B" in paper and "world" not in paper
     assert paper in readme([], [], {}, ["aime24"], True, source=paper)
 

@@ -238,10 +238,16 @@ def analyze(config: dict, runs: str | Path, data: str | Path, reports: str | Pat
 def run_source(config: dict) -> str:
     """One line saying which experiment a results/ folder holds, so world numbers and paper-scale numbers
     are never mistaken for one another."""
-    policy = get(config, "policy.base", "tiny")
-    if get(config, "data.source", "world") == "world":
-        return (f"Data: the embedded analogy world (data.source: world), policy `{policy}`: these are NOT "
-                "results on the paper's benchmarks.")
+    policy = config["policy"]["base"]
+    if config["data"]["source"] == "world":
+        control = config["data"]["world"]["control"]
+        what = ("a POSITIVE control: the world is built so that retrieving the right analogue helps, so the "
+                "pipeline can be checked against a known answer (README, 'The embedded analogy world')"
+                if control == "positive" else
+                "the NEGATIVE control: the corpus traces show no rule and no computation, so retrieval cannot "
+                "help and RA-RFT must not beat GRPO")
+        return (f"Data: the embedded analogy world (data.source: world, control: {control}), policy `{policy}`: "
+                f"these are NOT results on the paper's benchmarks. This world is {what}.")
     return f"Data: real sources (data.source: real), policy `{policy}`."
 
 
