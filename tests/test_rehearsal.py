@@ -100,8 +100,8 @@ def rehearsal(tmp_path_factory):
 def test_rehearsal_runs_the_paper_dag_on_cpu(rehearsal):
     """snakemake over params.yaml + config/qwen3-1.7b.yaml + config/rehearsal.yaml, from scratch.
 
-    Measured on the 2-core development machine (shared with other work): 281 s for the DAG (24 jobs) plus 17 s
-    of setup (300 s for the test); the trainer arms (two processes each) and the evaluations dominate."""
+    Measured on the 2-core development machine (shared with other work): 281-318 s for the DAG (24 jobs) plus
+    17-35 s of setup (300-355 s for the test); the trainer arms (two processes each) and the evaluations dominate."""
     work, env = rehearsal
     configs = [*PAPER, "config/rehearsal.yaml", "rehearsal-port.yaml"]
     dry = subprocess.run([_bin("snakemake"), "-n", "-p", "--forceall", "--cores", "2", "--configfile", *configs],
