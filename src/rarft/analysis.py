@@ -24,7 +24,7 @@ from rarft import figures, tables
 from rarft.config import ConfigError, add_config_argument, get, load_config
 from rarft.device import resolve_device
 from rarft.diversity import context_accuracy, diversity_markdown, diversity_per_problem, diversity_summary
-from rarft.io import DataError, read_jsonl, write_json, write_text
+from rarft.io import DataError, read_json, read_jsonl, write_json, write_text
 from rarft.stats import paired_difference, rng_for
 
 CURVE_ARMS = {"grpo": "GRPO", "rarft": "RA-RFT"}
@@ -148,6 +148,15 @@ def analyze(config: dict, runs: str | Path, data: str | Path, reports: str | Pat
                                                      "key pairs) per benchmark and for the mean."))
     steps.update()
 
+    # RL signal: how many rollout groups could teach anything (a group with one reward has no advantage)
+    signal = rl_signal_table(runs)
+    write_text(tdir / "rl_signal.md", rl_signal_markdown(signal))
+    _write_csv(signal, tdir / "rl_signal.csv")
+    for r in signal.to_dict("records"):
+        metrics[f"rl_signal.{r['arm']}.zero_variance_share"] = round(100 * r["zero_variance_share"], 4)
+    artifacts.append(("tables/rl_signal.{md,csv}", "Per RL arm: share of prompt groups with zero reward variance "
+                                                   "and the per-prompt pass-rate histogram of the training rollouts."))
+
     # Figure 3
     curves = load_curves(runs)
     stem = fdir / "fig3_training_curves"
@@ -233,6 +242,35 @@ def analyze(config: dict, runs: str | Path, data: str | Path, reports: str | Pat
     print(f"analyze: {len(summaries)} evaluations, {len(benches)} benchmarks, {len(artifacts)} artifacts in {out}; "
           f"{len(notes)} note(s) on missing inputs")
     return metrics
+
+
+def rl_signal_table(runs: Path) -> pd.DataFrame:
+    """One row per trained RL arm from runs/train/<arm>/train_summary.json's ``rollout_signal``."""
+    from rarft.train import PASS_RATE_BINS
+
+    rows = []
+    for path in sorted((runs / "train").glob("*/train_summary.json")):
+        summary = read_json(path)
+        sig = summary.get("rollout_signal")
+        if sig:
+            rows.append({"arm": summary["arm"], "steps": sig["steps"], "zero_variance_share": sig["zero_variance_share"],
+                         **{f"pass_rate {b}": sig["pass_rate_hist"][b] for b in PASS_RATE_BINS}})
+    return pd.DataFrame(rows, columns=["arm", "steps", "zero_variance_share",
+                                       *[f"pass_rate {b}" for b in PASS_RATE_BINS]])
+
+
+def rl_signal_markdown(df: pd.DataFrame) -> str:
+    lines = ["# RL signal of the training rollouts", "",
+             "Share of prompt groups (one prompt's rollouts in a step) by pass rate, averaged over training steps. "
+             "Groups at 0 or 1 have zero reward variance: GRPO/RLOO advantages are 0 and they teach nothing.", ""]
+    if df.empty:
+        return "\n".join(lines + ["(no RL arm has a train_summary.json with rollout statistics)", ""])
+    cols = [c for c in df.columns if c != "arm"]
+    lines += ["| arm | " + " | ".join(cols) + " |", "|---" * (len(cols) + 1) + "|"]
+    for r in df.to_dict("records"):
+        cells = [str(r["steps"])] + [f"{100 * r[c]:.0f}%" for c in cols[1:]]
+        lines.append(f"| {r['arm']} | " + " | ".join(cells) + " |")
+    return "\n".join(lines + [""])
 
 
 def run_source(config: dict) -> str:
