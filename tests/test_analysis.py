@@ -80,7 +80,8 @@ def make_tree(root: Path, seed: int = 0) -> dict:
     write_jsonl(data / "traces" / "corpus.jsonl", corpus)
     for b in BENCHES:
         write_jsonl(data / "clean" / "bench" / f"{b}.jsonl",
-                    [{"id": f"{b}-{i:05d}", "strategy": STRATS[i % 3]} for i in range(N_PROB)])
+                    [{"id": f"{b}-{i:05d}", "problem": f"{b} problem {i}", "strategy": STRATS[i % 3]}
+                     for i in range(N_PROB)])
     write_jsonl(data / "retrieval" / "finetuned.jsonl",
                 [{"id": f"{b}-{i:05d}", "split": b,
                   "contexts": [{"id": f"corpus-{(i + j) % 12:05d}", "score": 1.0 - j / 10} for j in range(4)]}
@@ -250,7 +251,7 @@ def test_bad_inputs_name_the_file(tmp_path):
     bad = tmp_path / "runs" / "eval" / "grpo" / "none" / "summary.json"
     write_json(bad, {"k": 4, "benchmarks": {"b": {"average_at_k": 45.0, "ci_low": 40, "ci_high": 50}},
                      "per_problem": {}})
-    with pytest.raises(DataError, match="benchmarks.b.average_at_k must be a fraction"):
+    with pytest.raises(DataError, match=r"summary.json: key 'benchmarks.b.average_at_k' must be a fraction"):
         tables.load_summaries(tmp_path / "runs")
     pd.DataFrame({"name": ["x"], "mrr": [0.3]}).to_csv(tmp_path / "r.csv", index=False)
     with pytest.raises(DataError, match="r.csv: expected columns"):

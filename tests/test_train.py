@@ -104,7 +104,7 @@ def test_bad_retrieval_inputs(world_small, config, tmp_path):
         build_datasets("rarft", [query], corpus_by_id(world_small), {"train": {}}, {}, config)
     bad = tmp_path / "r.jsonl"
     write_jsonl(bad, [{"id": "a", "split": "train"}])
-    with pytest.raises(DataError, match=r"r.jsonl, row 1: missing key 'contexts'"):
+    with pytest.raises(DataError, match=r"r.jsonl, row 1: key 'contexts' is missing"):
         load_retrieval(bad)
 
 

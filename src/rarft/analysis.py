@@ -22,9 +22,10 @@ from tqdm import tqdm
 
 from rarft import figures, tables
 from rarft.config import ConfigError, add_config_argument, get, load_config
+from rarft.contracts import read_curve, read_items, read_retrieval
 from rarft.device import resolve_device
 from rarft.diversity import context_accuracy, diversity_markdown, diversity_per_problem, diversity_summary
-from rarft.io import DataError, read_json, read_jsonl, write_json, write_text
+from rarft.io import DataError, read_json, write_json, write_text
 from rarft.stats import paired_difference, rng_for
 
 CURVE_ARMS = {"grpo": "GRPO", "rarft": "RA-RFT"}
@@ -47,12 +48,7 @@ def load_curves(runs: Path) -> pd.DataFrame:
         path = runs / "train" / arm / "curve.jsonl"
         if not path.exists():
             continue
-        rows = read_jsonl(path)
-        for i, r in enumerate(rows, 1):
-            for key in ("step", "benchmark", "average_at_k"):
-                if key not in r:
-                    raise DataError(f"{path}, row {i}: missing key {key!r}")
-        frames.append(pd.DataFrame(rows).assign(arm=arm))
+        frames.append(pd.DataFrame(read_curve(path)).assign(arm=arm))
     if not frames:
         return pd.DataFrame(columns=["arm", "step", "benchmark", "average_at_k", "k"])
     df = pd.concat(frames, ignore_index=True)
@@ -62,7 +58,7 @@ def load_curves(runs: Path) -> pd.DataFrame:
 
 
 def _by_id(path: Path) -> dict[str, dict]:
-    return {r["id"]: r for r in read_jsonl(path)} if path.exists() else {}
+    return {r["id"]: r for r in read_items(path)} if path.exists() else {}
 
 
 def load_similarity(path: Path) -> pd.DataFrame | None:
@@ -187,7 +183,7 @@ def analyze(config: dict, runs: str | Path, data: str | Path, reports: str | Pat
                            columns=["benchmark", "problem_id", "accuracy"])
         figures.figure_contexts(ctx, gdf, stem, top_k)
         retrieval_path = data / "retrieval" / f"{m}.jsonl"
-        retrieval = {r["id"]: [c["id"] for c in r.get("contexts", [])] for r in read_jsonl(retrieval_path)} \
+        retrieval = {r["id"]: [c["id"] for c in r["contexts"]] for r in read_retrieval(retrieval_path)} \
             if retrieval_path.exists() else {}
         corpus = _by_id(data / "traces" / "corpus.jsonl") or _by_id(data / "clean" / "corpus.jsonl")
         queries = {k: v for b in benches for k, v in _by_id(data / "clean" / "bench" / f"{b}.jsonl").items()}

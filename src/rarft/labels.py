@@ -24,23 +24,16 @@ from collections import defaultdict
 from pathlib import Path
 
 from rarft.config import ConfigError, add_config_argument, get, load_config
-from rarft.io import DataError, JsonlAppender, model_fingerprint, read_jsonl, text_sha256, write_jsonl
+from rarft.contracts import check_candidates, read_candidates, read_items
+from rarft.io import DataError, JsonlAppender, model_fingerprint, text_sha256, write_jsonl
 from rarft.prompts import normalise_text
 
 LABELERS = ("gain", "judge", "oracle")
 JUDGE_CHUNK = 16  # judge prompts per generate call: at most this many answers are lost to a crash
 
 
-def _by_id(items: list[dict], path: str) -> dict[str, dict]:
-    out: dict[str, dict] = {}
-    for i, item in enumerate(items, 1):
-        for key in ("id", "problem", "answer", "problem_type"):
-            if not isinstance(item.get(key), str):
-                raise DataError(f"{path}, row {i}: missing or non-string '{key}'")
-        if item["id"] in out:
-            raise DataError(f"{path}, row {i}: duplicate id {item['id']!r}")
-        out[item["id"]] = item
-    return out
+# what the labelers read of an item (rarft.contracts.read_items adds id and problem)
+ITEM_NEED = ("answer", "problem_type")
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -93,8 +86,8 @@ def cli_candidates(argv: list[str]) -> int:
     p.add_argument("--out", required=True, help="data/labels/candidates.jsonl")
     args = p.parse_args(argv)
     config = load_config(args.config)
-    queries = list(_by_id(read_jsonl(args.train), args.train).values())
-    corpus = list(_by_id(read_jsonl(args.corpus), args.corpus).values())
+    queries = read_items(args.train, need=ITEM_NEED)
+    corpus = read_items(args.corpus, need=ITEM_NEED)
     rows = sample_candidates(queries, corpus, get(config, "labels.candidates_per_query", 6), get(config, "seed", 0),
                              get(config, "labels.stratify_by_strategy", True))
     write_jsonl(args.out, rows)
@@ -105,19 +98,9 @@ def cli_candidates(argv: list[str]) -> int:
 
 
 def _pairs(candidates: list[dict], queries: dict, corpus: dict, path: str) -> list[tuple[dict, list[dict]]]:
-    """[(query, [candidate items])] with every id checked against the splits."""
-    out = []
-    for i, row in enumerate(candidates, 1):
-        qid = row.get("query_id")
-        if qid not in queries:
-            raise DataError(f"{path}, row {i}: query_id {qid!r} is not in the training file")
-        cands = []
-        for cid in row.get("candidates", []):
-            if cid not in corpus:
-                raise DataError(f"{path}, row {i}: candidate {cid!r} is not in the corpus file")
-            cands.append(corpus[cid])
-        out.append((queries[qid], cands))
-    return out
+    """[(query, [candidate items])] with every id checked against the splits (rarft.contracts)."""
+    check_candidates(candidates, path, queries, corpus)
+    return [(queries[r["query_id"]], [corpus[c] for c in r["candidates"]]) for r in candidates]
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -375,10 +358,10 @@ def cli(argv: list[str]) -> int:
     p.add_argument("--dry-run", action="store_true", help="judge: print calls and token estimate, call nothing")
     args = p.parse_args(argv)
     config = load_config(args.config)
-    queries = list(_by_id(read_jsonl(args.train), args.train).values())
-    corpus = list(_by_id(read_jsonl(args.corpus), args.corpus).values())
+    queries = read_items(args.train, need=ITEM_NEED)
+    corpus = read_items(args.corpus, need=ITEM_NEED)
     cache = args.cache or str(Path(args.out).with_suffix(".cache.jsonl"))
-    rows = label_relevance(args.labeler, queries, corpus, read_jsonl(args.candidates), config,
+    rows = label_relevance(args.labeler, queries, corpus, read_candidates(args.candidates), config,
                            policy_dir=args.policy_dir, cache_path=cache, dry_run=args.dry_run,
                            candidates_path=args.candidates)
     if rows is None:

