@@ -196,3 +196,18 @@ def test_rules_refer_to_each_others_outputs():
                  "data/labels/{labeler}.jsonl", "models/policy/base", "models/retriever/finetuned\"",
                  "results/reports/labelers.csv", "results/reports/retrievers.csv", "runs/train/{arm}/curve.jsonl"):
         assert len(re.findall(re.escape(path), text)) == 1, path
+
+
+def test_settings_and_curve_arms_come_from_rarft_arms(jobs):
+    """The evaluate rule's setting constraint, its parser and Figure 3's arms are rarft.arms' (one registry)."""
+    import re
+
+    from rarft import analysis, arms, evaluate
+
+    assert evaluate.parse_setting is arms.parse_setting and analysis.CURVE_ARMS is arms.CURVE_ARMS
+    settings = {j["wildcards"]["setting"] for j in jobs if j["rule"] == "evaluate"}
+    assert settings and all(re.fullmatch(arms.SETTING_PATTERN, s) for s in settings)
+    assert {arms.parse_setting(s)[1] for s in settings} - {None} <= set(arms.RETRIEVERS)
+    assert not re.fullmatch(arms.SETTING_PATTERN, "top1-nonesuch")
+    curves = {o for j in jobs if j["rule"] == "analyze" for o in j["input"] if o.endswith("curve.jsonl")}
+    assert curves == {f"runs/train/{a}/curve.jsonl" for a in arms.CURVE_ARMS}

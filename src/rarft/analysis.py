@@ -21,14 +21,13 @@ import pandas as pd
 from tqdm import tqdm
 
 from rarft import figures, tables
+from rarft.arms import CURVE_ARMS
 from rarft.config import ConfigError, add_config_argument, get, load_config
 from rarft.contracts import read_curve, read_items, read_retrieval
 from rarft.device import resolve_device
 from rarft.diversity import context_accuracy, diversity_markdown, diversity_per_problem, diversity_summary
 from rarft.io import DataError, read_json, write_json, write_text
 from rarft.stats import paired_difference, rng_for
-
-CURVE_ARMS = {"grpo": "GRPO", "rarft": "RA-RFT"}
 
 
 # ---------------------------------------------------------------- inputs

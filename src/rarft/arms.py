@@ -5,6 +5,8 @@ Pure Python (no torch) so the Snakefile can import it at parse time to expand it
 
 from __future__ import annotations
 
+from rarft.config import ConfigError
+
 # The one list of retriever names (the config schema's enums are checked against it in tests):
 # offshelf = retriever.base_model as is (single-vector, e.g. Qwen3-Embedding); finetuned = it fine-tuned on
 # the labels; colbert = retriever.colbert.base_model as is (multi-vector late interaction, the paper's
@@ -22,6 +24,21 @@ RA_ARMS = {"rarft": "grpo", "rasft": "sft", "rarloo": "rloo", "radapo": "dapo",
 FIXED_RETRIEVER = {"rarft_offshelf": "offshelf", "rarft_random": "random", "rarft_bm25": "bm25",
                    "rarft_colbert": "colbert", "rarft_finetuned": "finetuned",
                    "rarft_finetuned_colbert": "finetuned_colbert"}
+
+# Figure 3's arms (validation curves) and their labels; the analyze rule and stage read these.
+CURVE_ARMS = {"grpo": "GRPO", "rarft": "RA-RFT"}
+# an evaluation setting: none | top1-<retriever> | topk-<retriever> (parse_setting; the evaluate rule's constraint)
+SETTING_PATTERN = "none|" + "|".join(f"{mode}-(?:{'|'.join(RETRIEVERS)})" for mode in ("top1", "topk"))
+
+
+def parse_setting(setting: str) -> tuple[str, str | None]:
+    """'none' -> ('none', None); 'top1-bm25' -> ('top1', 'bm25'); 'topk-finetuned' -> ('topk', 'finetuned')."""
+    if setting == "none":
+        return "none", None
+    mode, _, retriever = setting.partition("-")
+    if mode not in ("top1", "topk") or not retriever:
+        raise ConfigError(f"--setting {setting!r}: expected none, top1-<retriever> or topk-<retriever>")
+    return mode, retriever
 
 
 def trained_model_dir(retriever: str) -> str | None:

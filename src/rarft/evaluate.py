@@ -16,21 +16,12 @@ from pathlib import Path
 
 import numpy as np
 
+from rarft.arms import parse_setting
 from rarft.config import ConfigError, add_config_argument, get, load_config
 from rarft.io import DataError, JsonlAppender, model_fingerprint, read_json, read_jsonl, text_sha256, write_json
 from rarft.stats import average_at_k, bootstrap_ci, mean_pass_at_k
 
 # ---- settings and units ----
-
-
-def parse_setting(setting: str) -> tuple[str, str | None]:
-    """'none' -> ('none', None); 'top1-bm25' -> ('top1', 'bm25'); 'topk-finetuned' -> ('topk', 'finetuned')."""
-    if setting == "none":
-        return "none", None
-    mode, _, retriever = setting.partition("-")
-    if mode not in ("top1", "topk") or not retriever:
-        raise ConfigError(f"--setting {setting!r}: expected none, top1-<retriever> or topk-<retriever>")
-    return mode, retriever
 
 
 def build_units(benchmarks: dict[str, list[dict]], setting: str, config: dict,

@@ -6,7 +6,7 @@ rule analyze:
     input:
         evals=EVALS,
         samples=[e.replace("summary.json", "samples.jsonl") for e in EVALS],
-        curves=expand(rules.train_policy.output.curve, arm=[a for a in ("grpo", "rarft") if a in ARMS]),
+        curves=expand(rules.train_policy.output.curve, arm=[a for a in CURVE_ARMS if a in ARMS]),
         retrieval=[retrieval_file(r) for r in RETRIEVERS],
         retrievers=rules.evaluate_retrievers.output.csv,
         labelers=rules.compare_labelers.output.csv,

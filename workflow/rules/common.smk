@@ -5,7 +5,10 @@ from pathlib import Path
 sys.path.insert(0, str(Path(workflow.basedir) / "src"))  # rarft.arms is pure Python
 from rarft.arms import RETRIEVERS as RETRIEVER_NAMES
 from rarft.arms import (
+    CURVE_ARMS,
+    SETTING_PATTERN,
     eval_settings,
+    parse_setting,
     retriever_of,
     retrievers_needed,
     retrievers_trained,
@@ -93,10 +96,6 @@ def retrieval_file(retriever):
     return expand(rules.retrieve.output.retrieval, retriever=retriever)[0]
 
 
-def setting_retriever(setting):
-    return None if setting == "none" else setting.split("-", 1)[1]
-
-
 # Input functions (Snakemake calls them with a job's wildcards once every rule is defined).
 
 
@@ -115,7 +114,7 @@ def arm_retrieval(wildcards):
 
 
 def eval_retrieval(wildcards):
-    r = setting_retriever(wildcards.setting)
+    r = parse_setting(wildcards.setting)[1]
     return [retrieval_file(r)] if r else []
 
 

@@ -14,7 +14,7 @@ rule evaluate:
         samples="runs/eval/{policy}/{setting}/samples.jsonl",
     wildcard_constraints:
         policy="|".join(POLICIES),
-        setting=r"none|top1-\w+|topk-\w+",
+        setting=SETTING_PATTERN,
     params:
         **stage_params("evaluation", "generation", "analysis", "seed"),
         retrieval=lambda wc, input: f"--retrieval {input.retrieval}" if input.retrieval else "",
