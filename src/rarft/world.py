@@ -6,7 +6,7 @@ the analysis). What is planted, and where:
 
 - 3 coarse problem types with 3 latent solution strategies each (9 in all). Every strategy has a
   made-up rule name ("the Lu-mo rule"), like a named theorem. Every worked solution (trace) names its
-  rule in Step 2 and shows the computation in Step 3, so ANY trace of a strategy teaches its name.
+  rule in Step 1 and shows the computation in Step 2, so ANY trace of a strategy teaches its name.
 - Most problems (``named_rule_share``) state only the rule name ("Mia applies the Lu-mo rule to 19
   jars and 5 jars."), the others say in words what to do. A policy that has never met a name cannot
   tell which strategy it means; a reference trace that names the same rule shows it.
@@ -23,10 +23,10 @@ the analysis). What is planted, and where:
 - The base policy warms up on generated problems with RANDOM rule names (`generate_warmup`): it
   learns the strategies and how to carry one over from a reference, never the world's own names.
 - ``control: negative`` builds the same world with the transferable signal removed: the corpus
-  traces keep their quantities and answer but show neither the rule nor the computation, so no
-  reference can teach a strategy. There, retrieval must not help (the negative control's target).
-- Numbers stay small (single digits in easy problems, at most 29 in hard ones) and each number is one
-  token for the tiny policy, so its errors are about strategy, not digits.
+  traces keep their answer but show neither the rule nor the computation, so no reference can teach
+  a strategy. There, retrieval must not help (the negative control's target).
+- Numbers stay small (single digits in easy problems, at most 19 in hard ones) and each number is one
+  token for the tiny policy, so its errors are mostly about strategy, not arithmetic.
 """
 
 from __future__ import annotations
@@ -93,22 +93,22 @@ class Strategy:
         return 1 if self.operands.b is None else 2
 
 
-_SMALL = {"easy": (2, 5), "hard": (2, 9)}
-_GROUPS = Operands(a={"easy": (5, 19), "hard": (10, 29)}, b={"easy": (2, 5), "hard": (2, 6)},
+_SMALL = {"easy": (2, 5), "hard": (3, 7)}
+_GROUPS = Operands(a={"easy": (5, 12), "hard": (10, 19)}, b={"easy": (2, 4), "hard": (2, 5)},
                    a_gt_b=True, not_multiple=True)
-_COUNT = Operands(a={"easy": (3, 6), "hard": (7, 10)})
+_COUNT = Operands(a={"easy": (3, 6), "hard": (6, 9)})
 
 STRATEGIES: tuple[Strategy, ...] = (
     Strategy(name="total", problem_type="arithmetic", rule="Ka-lo",
              templates=("{P} has {a} {x} and then gets {b} more {x}. How many {x} does {P} have now?",
                         "One crate holds {a} {x} and a second crate holds {b} {x}. How many {x} are there in all?"),
              describe="add the amounts.", compute=lambda a, b: a + b, show="{a} + {b} = {ans}",
-             operands=Operands(a={"easy": (1, 9), "hard": (10, 19)}, b={"easy": (1, 9), "hard": (1, 9)})),
+             operands=Operands(a={"easy": (1, 9), "hard": (10, 15)}, b={"easy": (1, 9), "hard": (1, 5)})),
     Strategy(name="difference", problem_type="arithmetic", rule="Mi-ren",
              templates=("{P} has {a} {x} and gives away {b} of the {x}. How many {x} does {P} have now?",
                         "One crate holds {a} {x} and a second crate holds {b} {x}. How many more {x} are in the first?"),
              describe="the larger minus the smaller.", compute=lambda a, b: a - b, show="{a} - {b} = {ans}",
-             operands=Operands(a={"easy": (4, 9), "hard": (10, 19)}, b={"easy": (1, 8), "hard": (1, 9)},
+             operands=Operands(a={"easy": (4, 9), "hard": (10, 15)}, b={"easy": (1, 8), "hard": (1, 5)},
                                a_gt_b=True)),
     Strategy(name="product", problem_type="arithmetic", rule="Tu-sa",
              templates=("{P} fills {a} crates with {b} {x} in each crate. How many {x} does {P} have now?",
@@ -145,7 +145,7 @@ STRATEGIES: tuple[Strategy, ...] = (
                         "{a} {x} and {b} {x} are cut into equal batches with none spare. What is the largest batch?"),
              describe="the greatest common divisor.", compute=lambda a, b: math.gcd(a, b),
              show="gcd({a}, {b}) = {ans}",
-             operands=Operands(a={"easy": (2, 16), "hard": (2, 25)}, coprime_scale=True)),
+             operands=Operands(a={"easy": (2, 16), "hard": (2, 20)}, coprime_scale=True)),
 )
 STRATEGY_BY_NAME = {s.name: s for s in STRATEGIES}
 RULE_NAMES = {s.name: s.rule for s in STRATEGIES}
@@ -188,15 +188,18 @@ def trace_for(strategy: Strategy, a: int, b: int, ans: int, rule: str | None = N
               reasoning: bool = True) -> str:
     """The paper's cheatsheet form: labelled steps ending in the boxed final answer.
 
-    ``rule`` is the name Step 2 gives the strategy, or None for no name; ``reasoning=False`` (the
-    negative control's corpus) keeps the quantities and the answer but drops rule and computation.
+    ``rule`` is the name Step 1 gives the strategy, or None for no name; ``reasoning=False`` (the
+    negative control's corpus) keeps only the answer, dropping rule and computation.
     """
-    quantities = f"{a} and {b}" if strategy.arity == 2 else f"{a}"
-    lines = [f"Step 1 (Quantities): {quantities}."]
+    # No "Quantities" step: copying the numbers twice was where the tiny policy failed most (world probe:
+    # with it, 0.54 of easy plain items alone and 0.32 of named-rule items with a same-strategy trace at
+    # T = 1; without it, 0.96 and 0.61, same warm-up).
     if reasoning:
         named = f"the {rule} rule: " if rule else ""
-        lines += [f"Step 2 (Strategy): {named}{strategy.describe}",
-                  f"Step 3 (Compute): {strategy.show.format(a=a, b=b, ans=ans)}."]
+        lines = [f"Step 1 (Strategy): {named}{strategy.describe}",
+                 f"Step 2 (Compute): {strategy.show.format(a=a, b=b, ans=ans)}."]
+    else:  # still a cheatsheet (build_traces keeps it), with nothing to carry over
+        lines = [f"Step 1 (Result): {ans}."]
     lines.append(f"Therefore, the final answer is: $\\boxed{{{ans}}}$")
     return "\n".join(lines)
 
