@@ -12,7 +12,6 @@ from rarft.io import DataError, read_jsonl, write_jsonl
 from rarft.labels import JUDGE_CHUNK, gain_estimate, label_relevance, parse_verdict, sample_candidates
 from rarft.labels_compare import compare_labelers
 
-
 # ------------------------------------------------------------------------------------------ candidates
 
 def test_candidates_same_type_no_self_stratified_and_seeded(world_small):

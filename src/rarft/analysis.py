@@ -29,7 +29,6 @@ from rarft.diversity import context_accuracy, diversity_markdown, diversity_per_
 from rarft.io import DataError, read_json, write_json, write_text
 from rarft.stats import paired_difference, rng_for
 
-
 # ---------------------------------------------------------------- inputs
 
 def benchmarks_in_order(config: dict, summaries: dict) -> list[str]:

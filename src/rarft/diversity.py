@@ -138,14 +138,18 @@ def diversity_per_problem(ctx: pd.DataFrame, grpo_pp: dict | None, retrieval: di
 
 DIVERSITY_CLAIMS = {
     "spread": ("mean best - worst context accuracy (pts)", "the choice of context matters (Figure 4's spread)"),
-    "some_beats_top1": ("problems where a lower-ranked context beats top-1 (%)", "top-1 is not always the most useful context"),
+    "some_beats_top1": ("problems where a lower-ranked context beats top-1 (%)",
+                        "top-1 is not always the most useful context"),
     "top1": ("RA-RFT accuracy with the top-1 context (%)", "reference"),
     "oracle": ("oracle: best of the top-k per problem (%)", "headroom for a better ranker over the same top-k"),
     "grpo": ("GRPO without context (%)", "reference"),
-    "dissimilarity": ("mean pairwise dissimilarity of the retrieved traces", "the top-k are not near-copies of one another"),
+    "dissimilarity": ("mean pairwise dissimilarity of the retrieved traces",
+                      "the top-k are not near-copies of one another"),
     "n_strategies": ("distinct latent strategies among the top-k (world)", "the top-k cover several strategies"),
-    "top1_same_strategy": ("top-1 shares the query's latent strategy (%, world)", "the retriever finds the transferable idea"),
-    "any_same_strategy": ("some top-k context shares the query's strategy (%, world)", "an oracle over top-k could find it"),
+    "top1_same_strategy": ("top-1 shares the query's latent strategy (%, world)",
+                           "the retriever finds the transferable idea"),
+    "any_same_strategy": ("some top-k context shares the query's strategy (%, world)",
+                          "an oracle over top-k could find it"),
 }
 
 
@@ -181,7 +185,8 @@ def diversity_markdown(summary: pd.DataFrame, top_k: int, method: str) -> str:
         cells = []
         for r in summary.to_dict("records"):
             v = r.get(col, float("nan"))
-            cell = "–" if v is None or math.isnan(v) else f"{v:.2f}" if col in ("dissimilarity", "n_strategies") else f"{v:.1f}"
+            two_places = col in ("dissimilarity", "n_strategies")
+            cell = "–" if v is None or math.isnan(v) else f"{v:.2f}" if two_places else f"{v:.1f}"
             null = r.get(nulls.get(col, ""), None)
             if null is not None and not math.isnan(null):
                 cell += f" (noise {null:.1f})"
