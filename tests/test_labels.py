@@ -102,7 +102,7 @@ class ScriptedJudge:
         for msgs in prompts:
             self.prompts += 1
             text = msgs[-1]["content"]
-            steps = [ln for ln in text.splitlines() if ln.startswith("Step 2")]
+            steps = [ln for ln in text.splitlines() if "(Strategy)" in ln]
             if len(text) % 7 == 0:
                 out.append(["I am not sure about this one."])
             else:
