@@ -2,28 +2,11 @@
 
 from __future__ import annotations
 
-import ast
 from pathlib import Path
 
+from rarft.dvcgen import rarft_imports  # the same reader gives DVC each stage's code dependencies
+
 SRC = Path(__file__).resolve().parents[1] / "src" / "rarft"
-
-
-def rarft_imports(path: Path) -> set[str]:
-    """The rarft modules a file imports anywhere in it (module level or inside functions)."""
-    modules = {p.stem for p in SRC.glob("*.py")}
-    out = set()
-    for node in ast.walk(ast.parse(path.read_text())):
-        if isinstance(node, ast.Import):
-            names = [a.name for a in node.names]
-        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
-            names = [node.module] + [f"{node.module}.{a.name}" for a in node.names]
-        else:
-            continue
-        for name in names:
-            parts = name.split(".")
-            if parts[0] == "rarft" and len(parts) > 1 and parts[1] in modules:
-                out.add(parts[1])
-    return out - {path.stem}
 
 
 def import_cycles(graph: dict[str, set[str]]) -> list[list[str]]:

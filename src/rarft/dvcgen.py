@@ -11,6 +11,7 @@ committed tables and figures are what a visitor sees; everything else goes to th
 from __future__ import annotations
 
 import argparse
+import ast
 import re
 import sys
 from pathlib import Path
@@ -25,6 +26,7 @@ HEADER = (
     "# GENERATED from the Snakemake DAG by `python -m rarft export-dvc`; do not edit by hand.\n"
     "# Edit workflow/rules/*.smk and regenerate. tests/test_workflow.py fails when this file is stale.\n"
 )
+SRC = Path(__file__).resolve().parent  # src/rarft
 LOG_REDIRECT = re.compile(r"\s*>\s*\S+\s+2>&1\s*$")
 
 
@@ -70,13 +72,37 @@ def stage_name(job: dict) -> str:
     return re.sub(r"[^A-Za-z0-9_-]", "_", "-".join(parts))
 
 
-def _stage_module(shell: str) -> str | None:
-    """src/rarft/<module>.py of the CLI stage a command runs (a code dependency for DVC)."""
+def rarft_imports(path: str | Path) -> set[str]:
+    """The rarft modules a source file imports anywhere in it (module level or inside functions)."""
+    modules = {p.stem for p in SRC.glob("*.py")}
+    out = set()
+    for node in ast.walk(ast.parse(Path(path).read_text(encoding="utf-8"))):
+        if isinstance(node, ast.Import):
+            names = [a.name for a in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            names = [node.module] + [f"{node.module}.{a.name}" for a in node.names]
+        else:
+            continue
+        for name in names:
+            parts = name.split(".")
+            if parts[0] == "rarft" and len(parts) > 1 and parts[1] in modules:
+                out.add(parts[1])
+    return out - {Path(path).stem}
+
+
+def stage_code(shell: str) -> list[str]:
+    """src/rarft/*.py a command's CLI stage runs: its module and every rarft module it imports, transitively
+    (code dependencies for DVC: an edit to contracts.py or tables.py reruns the stages that use them)."""
     m = re.search(r"-m rarft (\S+)", shell)
     if not m or m.group(1) not in STAGES:
-        return None
-    module = STAGES[m.group(1)].split(":")[0].split(".")[-1]
-    return f"src/rarft/{module}.py"
+        return []
+    todo, seen = [STAGES[m.group(1)].split(":")[0].split(".")[-1]], set()
+    while todo:
+        module = todo.pop()
+        if module not in seen:
+            seen.add(module)
+            todo += sorted(rarft_imports(SRC / f"{module}.py") - seen)
+    return [f"src/rarft/{module}.py" for module in sorted(seen)]
 
 
 def dvc_stages(jobs: list[dict]) -> dict:
@@ -84,9 +110,7 @@ def dvc_stages(jobs: list[dict]) -> dict:
     for job in jobs:
         cmd = LOG_REDIRECT.sub("", " ".join(job["shell"].split()))  # DVC shows output live
         deps = list(job["input"])
-        module = _stage_module(cmd)
-        if module:
-            deps.append(module)
+        deps += stage_code(cmd)
         outs, metrics, plots = [], [], []
         for out in job["output"]:
             if out == "results/metrics.json":
