@@ -125,3 +125,11 @@ def test_stages_read_through_the_contracts(tmp_path):
     write_jsonl(samples, [SAMPLE, dict(SAMPLE, reward=None)])
     with pytest.raises(DataError, match=r"samples.jsonl, row 2: key 'reward' is missing"):
         per_problem_from_samples(samples)
+
+
+def test_items_in_memory_follow_the_same_rule():
+    """check_items: the rule for lists a stage already holds (policy's and evaluate's loaders can use it)."""
+    rows = [ITEM, dict(ITEM, id="q2", strategy=None)]
+    assert contracts.check_items(rows, "corpus") is rows
+    with pytest.raises(DataError, match=r"^corpus, row 2: key 'strategy' is missing$"):
+        contracts.check_items(rows, "corpus", need=("trace", "strategy"))

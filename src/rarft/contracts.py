@@ -12,6 +12,8 @@ and the key: `data/clean/train.jsonl, row 3: key 'answer' is missing`.
     read_samples(path) / iter_samples   runs/eval/<P>/<S>/samples.jsonl
     read_summary(path)                  runs/eval/<P>/<S>/summary.json
     read_curve(path)                    runs/train/<arm>/curve.jsonl
+
+check_items / check_candidates apply the same rule to rows a stage already holds in memory.
 """
 
 from __future__ import annotations
@@ -97,10 +99,15 @@ def read_rows(path: str | os.PathLike, fields: dict, need) -> list[dict]:
 
 def read_items(path: str | os.PathLike, need: tuple[str, ...] = ()) -> list[Item]:
     """An item file: `id` and `problem` always needed, plus `need`; ids unique within the file."""
+    return check_items(read_jsonl(path), path, need)
+
+
+def check_items(rows: list[dict], path, need: tuple[str, ...] = ()) -> list[Item]:
+    """read_items' rule for items already in memory (`path` names them in errors, e.g. "corpus")."""
     need = tuple(dict.fromkeys(ITEM_NEED + tuple(need)))
-    rows = read_rows(path, ITEM, need)
     seen: dict[str, int] = {}
     for i, r in enumerate(rows, 1):
+        check_row(r, ITEM, need, path, i)
         if r["id"] in seen:
             raise row_error(path, i, "id", f"is a duplicate: {r['id']!r} is also row {seen[r['id']]}")
         seen[r["id"]] = i
