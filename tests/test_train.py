@@ -136,14 +136,12 @@ def digit_reward(completions, **kwargs):
     return [sum(ch.isdigit() or ch == " " for ch in t) / max(1, len(t)) for t in texts]
 
 
-def tiny_config(config, **trainer):
-    """A 2-step run on the CPU; ``trainer`` overrides keys of rl.trainer (GRPOConfig / RLOOConfig)."""
+def tiny_config(config, **rl):
     cfg = copy.deepcopy(config)
     cfg["device"] = "cpu"
-    cfg["rl"]["eval_k"] = 2
-    cfg["rl"]["trainer"].update({"max_steps": 2, "save_steps": 1, "eval_steps": 1, "num_generations": 2,
-                                 "per_device_train_batch_size": 4, "max_completion_length": 8, "learning_rate": 1e-2,
-                                 "report_to": ["tensorboard"], **trainer})
+    cfg["rl"].update({"max_steps": 2, "save_steps": 1, "eval_steps": 1, "eval_k": 2, "num_generations": 2,
+                      "per_device_train_batch_size": 4, "max_completion_length": 8, "learning_rate": 1e-2,
+                      "report_to": ["tensorboard"], **rl})
     return cfg
 
 
@@ -237,8 +235,7 @@ def test_cli_rasft_end_to_end_and_missing_retrieval(world_small, tiny_policy_dir
     write_jsonl(tmp_path / "finetuned.jsonl", [{"id": qid, "split": split, "contexts": ctx}
                                                for split, rows in retrieval.items() for qid, ctx in rows.items()])
     (tmp_path / "small.yaml").write_text(yaml.safe_dump(
-        {"device": "cpu", "rl": {"sft": {"trainer": {"num_train_epochs": 1, "per_device_train_batch_size": 4,
-                                                     "learning_rate": 1e-3, "report_to": []}}}}))
+        {"device": "cpu", "rl": {"report_to": [], "sft": {"epochs": 1, "batch_size": 4, "learning_rate": 1e-3}}}))
     common = ["--config", "params.yaml", str(tmp_path / "small.yaml"), "--base", str(tiny_policy_dir),
               "--train", str(tmp_path / "train.jsonl"), "--corpus", str(tmp_path / "corpus.jsonl"),
               "--benchmarks", str(tmp_path / "bench_easy.jsonl"), "--out", str(tmp_path / "model"),
@@ -307,13 +304,13 @@ def test_paper_configs_state_fp32_master_weights_and_token_mean_loss(paper, tmp_
     from rarft.train import loss_type, policy_dtype, rl_args
 
     cfg = load_config(["params.yaml", paper])
-    assert policy_dtype(cfg) is torch.float32 and cfg["rl"]["trainer"]["bf16"] is True
+    assert policy_dtype(cfg) is torch.float32 and cfg["rl"]["bf16"] is True
     assert loss_type(cfg) == "dapo"
     if "4b" in paper:  # fp32 weights + grads + AdamW of 4B do not fit a GPU unsharded: ZeRO-2
         assert cfg["rl"]["launcher"]["accelerate_config"] == "config/accelerate/zero2.yaml"
     cpu = copy.deepcopy(cfg)
     cpu["device"] = "cpu"
-    cpu["rl"]["trainer"].update(use_vllm=False, bf16=False)
+    cpu["rl"].update(use_vllm=False, bf16=False)
     assert rl_args("grpo", cpu, tmp_path, [30], resume=False).loss_type == "dapo"
 
 
