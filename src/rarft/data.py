@@ -289,7 +289,7 @@ def normalise_rows(rows: list[dict], *, name: str, origin: str, schema: str = "a
                 "source": source_label or origin,
                 "strategy": row.get("strategy") if schema == "rarft" else None}
         if schema == "rarft":
-            item.update({k: row[k] for k in ("story", "difficulty") if k in row})
+            item.update({k: row[k] for k in ("story", "difficulty", "named_rule") if k in row})
         candidates.append((index, ref, raw_id if has_id else None, item))
 
     parses = answers_parse([c[3]["answer"] for c in candidates], desc=f"{name}: math-verify")
