@@ -1,7 +1,7 @@
 """Where the time of one GRPO step goes, on the embedded default (tiny Qwen3, params.yaml `rl`).
 
 Runs a few real GRPOTrainer steps (RA-RFT prompts by default: the longer ones) and times, per step,
-  generation    TRL's sampling call (transformers generate here; vLLM on GPU with rl.use_vllm)
+  generation    TRL's sampling call (transformers generate here; vLLM on GPU with rl.trainer.use_vllm)
   reward        the math-verify reward over the step's completions
   other prep    the rest of TRL's batch preparation (tokenisation, old log-probs, advantages)
   optimisation  forward + backward of the loss and the AdamW update
@@ -77,9 +77,9 @@ def main(argv=None) -> int:
         torch.set_num_threads(args.threads)
     config = load_config(args.config)
     config["device"] = args.device
-    config["rl"].update(max_steps=args.steps + 1, report_to=[], save_steps=10_000)
+    config["rl"]["trainer"].update(max_steps=args.steps + 1, report_to=[], save_steps=10_000)  # GRPOConfig args
     if args.device == "cpu":
-        config["rl"]["use_vllm"] = False
+        config["rl"]["trainer"]["use_vllm"] = False
     w = config["data"]["world"]
     world = generate_world(w["seed"], w["n_train"], w["n_corpus"], {})
     rng = random.Random(0)
@@ -128,7 +128,7 @@ def main(argv=None) -> int:
     trainer.add_callback(StepClock())
     trainer.train()
 
-    rl = config["rl"]
+    rl = config["rl"]["trainer"]
     print(f"\nGRPO step on the embedded default ({args.arm}, {args.device}, torch threads {torch.get_num_threads()}): "
           f"{rl['per_device_train_batch_size']} completions/step ({rl['num_generations']} per prompt), "
           f"max {rl['max_completion_length']} new tokens, {args.steps} timed steps")

@@ -5,7 +5,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from rarft.config import deep_merge, load_config, prune_deleted
+from rarft.config import deep_merge, load_config, merge_files, prune_deleted, validate_config
 
 ROOT = Path(__file__).resolve().parents[1]
 SNAKEMAKE = shutil.which("snakemake") or str(Path(sys.executable).parent / "snakemake")
@@ -29,12 +29,13 @@ def test_null_in_place_of_a_scalar_stays_null():
 def test_prune_deleted_makes_snakemakes_merge_equal_ours(tmp_path):
     override = tmp_path / "no-brumo.yaml"
     override.write_text(NO_BRUMO)
-    snakemake_merged = deep_merge(load_config(ROOT / "params.yaml"),
+    snakemake_merged = deep_merge(merge_files([ROOT / "params.yaml"]),
                                   {"data": {"source": "real", "real": {"benchmarks": {"brumo25": None}}}})
     snakemake_merged["data"]["real"]["benchmarks"]["brumo25"] = None  # Snakemake keeps the null
     pruned = prune_deleted(snakemake_merged, [ROOT / "params.yaml", override])
     assert pruned is snakemake_merged
-    assert pruned == load_config([ROOT / "params.yaml", override])
+    # the Snakefile prunes, then validates with the schema's defaults filled in (set_default=True), as load_config
+    assert validate_config(pruned) == load_config([ROOT / "params.yaml", override])
 
 
 def test_snakemake_drops_a_benchmark_deleted_with_null(tmp_path):
@@ -118,27 +119,156 @@ def test_wildcard_constraints_are_built_from_the_registries():
         assert set(constraints[rule][wildcard].split("|")) <= names[wildcard], rule
 
 
-def test_no_fallback_defaults_shadow_params_yaml():
-    """Modules cleaned of `get(config, "a.b", default)` / `config.get("k", default)` keep none: a default
-    belongs in params.yaml, where DVC and the reader see it."""
+CONFIG_ROOTS = {"config", "cfg"}  # the names a stage gives the loaded configuration
+
+
+def _config_path(node, aliases: dict) -> tuple | None:
+    """The config path an expression reads (("rl", "trainer") for `config["rl"]["trainer"]`), or None when it
+    is not rooted in the config. A non-literal key ends the path with None (`config["data"][source]`)."""
     import ast
 
-    cleaned = ["data.py", "decontam.py", "figures.py", "reward.py", "stats.py", "tables.py"]
-    found = []
-    for name in cleaned:
-        for node in ast.walk(ast.parse((ROOT / "src" / "rarft" / name).read_text())):
-            if not isinstance(node, ast.Call):
-                continue
-            f = node.func
-            if isinstance(f, ast.Name) and f.id == "get" and len(node.args) >= 2:  # rarft.config.get
-                found.append(f"{name}:{node.lineno}")
-            if isinstance(f, ast.Attribute) and f.attr == "get":
-                inner = f.value  # config.get(...) or config.get(...).get(...)
-                while isinstance(inner, ast.Call) and isinstance(inner.func, ast.Attribute):
-                    inner = inner.func.value
-                if isinstance(inner, ast.Name) and inner.id in {"config", "cfg"}:
-                    found.append(f"{name}:{node.lineno}")
+    if isinstance(node, ast.Name):
+        return () if node.id in CONFIG_ROOTS else aliases.get(node.id)
+    if isinstance(node, ast.Attribute) and node.attr == "config" and isinstance(node.value, ast.Name) \
+            and node.value.id == "self":
+        return ()
+    if isinstance(node, ast.Subscript):
+        base = _config_path(node.value, aliases)
+        if base is None or (base and base[-1] is None):
+            return base
+        key = node.slice.value if isinstance(node.slice, ast.Constant) and isinstance(node.slice.value, str) else None
+        return (*base, key)
+    if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr == "get":
+        return _config_path(node.func.value, aliases)
+    if isinstance(node, ast.BoolOp):
+        return _config_path(node.values[0], aliases)
+    return None
+
+
+def _config_reads(path: Path):
+    """(line, kind, config path) for every config read of a module: kind is 'index' for config[...] chains,
+    'get' for `.get(...)` on the config or a section of it (a silent default), 'get-helper' for a `get(config,
+    "a.b", ...)`-style helper, and 'or-literal' for `section["k"] or <literal>` (a default for null)."""
+    import ast
+
+    def body(scope):  # the nodes of a scope, not those of the functions defined inside it
+        todo = list(ast.iter_child_nodes(scope))
+        while todo:
+            n = todo.pop()
+            yield n
+            if not isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda)):
+                todo.extend(ast.iter_child_nodes(n))
+
+    out = []
+
+    def visit(scope, inherited: dict):
+        aliases = dict(inherited)
+        if isinstance(scope, (ast.FunctionDef, ast.AsyncFunctionDef)):
+            for a in scope.args.args + scope.args.kwonlyargs:
+                aliases.pop(a.arg, None)
+        nodes = list(body(scope))
+        for _ in range(3):  # names bound to a section (rl = config["rl"]), to a fixpoint
+            for n in nodes:
+                if isinstance(n, ast.Assign) and len(n.targets) == 1 and isinstance(n.targets[0], ast.Name):
+                    p = _config_path(n.value, aliases)
+                    if p is not None:
+                        aliases[n.targets[0].id] = p
+        for n in nodes:
+            if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                visit(n, aliases)
+            elif isinstance(n, ast.Call):
+                f = n.func
+                if isinstance(f, ast.Name) and f.id in ("get", "_get") and len(n.args) >= 2:
+                    out.append((n.lineno, "get-helper", None))
+                elif isinstance(f, ast.Attribute) and f.attr == "get" and _config_path(f.value, aliases) is not None:
+                    out.append((n.lineno, "get", _config_path(f.value, aliases)))
+            elif isinstance(n, ast.Subscript) and not isinstance(getattr(n, "ctx", None), ast.Store):
+                p = _config_path(n, aliases)
+                if p:
+                    out.append((n.lineno, "index", p))
+            elif isinstance(n, ast.BoolOp) and isinstance(n.op, ast.Or) and _config_path(n.values[0], aliases):
+                if any(isinstance(v, (ast.Constant, ast.Dict, ast.List)) for v in n.values[1:]):
+                    out.append((n.lineno, "or-literal", _config_path(n.values[0], aliases)))
+
+    visit(ast.parse(path.read_text()), {})
+    return sorted(set(out), key=lambda r: (r[0], r[1], str(r[2])))
+
+
+# rarft.config is the configuration's own module: rule_resource's per-rule row falling back to the default row
+# is the documented meaning of `resources`, not a default of a key.
+SCANNED = sorted(p for p in (ROOT / "src" / "rarft").glob("*.py") if p.name != "config.py")
+
+
+def test_no_fallback_defaults_shadow_params_yaml():
+    """No module gives a config key a default of its own: no `get(config, "a.b", default)`, no `.get(...)` on
+    the config or a section of it (`rl = config["rl"]; rl.get("k", 1)`), no `config["k"] or <literal>`.
+    A default lives in params.yaml or as the schema's `default:` (filled in by load_config), where DVC and the
+    reader see it; a misspelt key in code is a KeyError, in a config file a ConfigError at load time."""
+    found = [f"{p.name}:{line} {kind} {'.'.join(map(str, path or ()))}"
+             for p in SCANNED for line, kind, path in _config_reads(p) if kind != "index"]
     assert found == []
+
+
+def test_every_key_the_code_reads_is_required_or_has_a_schema_default():
+    """Each config path indexed anywhere in src/rarft (resolved through section aliases) exists after
+    load_config(params.yaml) and cannot go missing: deleting it fails validation naming it, or the schema's
+    `default:` fills it back in. Keys below a mapping of names (resources rows, benchmarks) end the path."""
+    import copy
+
+    from rarft.config import ConfigError, validate_config
+
+    full = load_config(ROOT / "params.yaml")
+    paths = set()
+    for p in SCANNED:
+        for _line, kind, path in _config_reads(p):
+            if kind == "index":
+                path = tuple(k for k in path[:path.index(None)]) if None in path else path
+                if path:
+                    paths.add(path)
+    assert len(paths) > 100  # the scan sees the stages' reads
+    problems = []
+    for path in sorted(paths):
+        node = full
+        for i, key in enumerate(path):
+            if not isinstance(node, dict):  # a value read further (a list, a row of a named mapping)
+                break
+            if key not in node:
+                problems.append(f"{'.'.join(path)}: not in the loaded params.yaml")
+                break
+            node = node[key]
+        else:
+            cfg = copy.deepcopy(full)
+            parent = cfg
+            for key in path[:-1]:
+                parent = parent[key]
+            del parent[path[-1]]
+            try:
+                refilled = validate_config(cfg, "x")
+            except ConfigError as e:
+                if path[-1] not in str(e):
+                    problems.append(f"{'.'.join(path)}: error does not name it: {e}")
+            else:
+                back = refilled
+                for key in path[:-1]:
+                    back = back[key]
+                if path[-1] not in back:
+                    problems.append(f"{'.'.join(path)}: may be missing (neither required nor defaulted)")
+    assert problems == []
+
+
+def test_schema_defaults_are_filled_at_load_time_and_a_misspelt_key_fails(tmp_path):
+    cfg = load_config(ROOT / "params.yaml")
+    assert cfg["rl"]["launcher"] == {"accelerate_config": "config/accelerate/ddp.yaml", "num_processes": None,
+                                     "num_machines": 1}
+    assert cfg["traces"]["keep_original_if_invalid"] is False and cfg["traces"]["teacher"]["serve"] is False
+    bad = tmp_path / "typo.yaml"
+    bad.write_text("labels:\n  candidates_per_querry: 3\n")
+    import pytest
+
+    from rarft.config import ConfigError
+
+    with pytest.raises(ConfigError, match="candidates_per_querry"):
+        load_config([ROOT / "params.yaml", bad])
 
 
 def test_keys_the_stages_read_are_required():
@@ -149,7 +279,10 @@ def test_keys_the_stages_read_are_required():
 
     full = load_config(ROOT / "params.yaml")
     for path in (("data", "decontamination", "min_overlap"), ("data", "decontamination", "train_corpus_min_overlap"),
-                 ("data", "real"), ("rl", "retriever"), ("policy", "base")):
+                 ("data", "real"), ("rl", "retriever"), ("policy", "base"), ("evaluation", "max_new_tokens"),
+                 ("labels", "candidates_per_query"), ("generation", "batch_size"), ("labels", "gain", "max_new_tokens"),
+                 ("rl", "trainer", "max_steps"), ("rl", "sft", "trainer", "num_train_epochs"),
+                 ("retriever", "train", "trainer"), ("resources", "default", "runtime")):
         cfg = copy.deepcopy(full)
         node = cfg
         for key in path[:-1]:

@@ -20,8 +20,18 @@ import requests
 from rarft.generation import OpenAIBackend, Sampling, TransformersBackend, batch_plan, chat_text, make_backend
 from rarft.prompts import build_prompt
 
-CONFIG = {"seed": 0, "device": "cpu", "policy": {"enable_thinking": False},
-          "generation": {"backend": "transformers", "batch_size": 4, "dtype": "float32"}}
+
+def with_params(over: dict) -> dict:
+    """params.yaml with ``over`` merged in and validated (defaults filled): every key a stage reads is there."""
+    from rarft.config import deep_merge, merge_files, validate_config
+
+    return validate_config(deep_merge(merge_files([Path(__file__).resolve().parents[1] / "params.yaml"]), over))
+
+
+# attn_implementation null: transformers' default kernel, as these contracts were written against
+CONFIG = with_params({"seed": 0, "device": "cpu", "policy": {"enable_thinking": False},
+                      "generation": {"backend": "transformers", "batch_size": 4, "dtype": "float32",
+                                     "attn_implementation": None}})
 
 
 @pytest.fixture(scope="module")
@@ -123,8 +133,8 @@ def test_vllm_backend_contract(tiny_policy_dir, prompts):
     pytest.importorskip("vllm", reason="vLLM is not installed (GPU stack: pip install -e '.[gpu]')")
     if not torch.cuda.is_available():
         pytest.skip("vLLM needs a CUDA GPU; none on this machine")
-    cfg = {**CONFIG, "device": "cuda", "generation": {"backend": "vllm", "dtype": "float32",
-                                                     "vllm": {"gpu_memory_utilization": 0.3}}}
+    cfg = with_params({"device": "cuda", "generation": {"backend": "vllm", "dtype": "float32",
+                                                        "vllm": {"gpu_memory_utilization": 0.3}}})
     backend = make_backend(str(tiny_policy_dir), cfg)
     try:
         check_contract(backend, prompts)
@@ -181,7 +191,8 @@ def served_tiny(tiny_policy_dir):
 def test_http_client_contract_against_transformers_serve(served_tiny, tiny_policy_dir, prompts, monkeypatch):
     # transformers serve ignores `n`: the client must ask again until it has n samples.
     monkeypatch.setenv("RARFT_TEST_KEY", "sk-secret-not-to-be-shown")
-    cfg = {**CONFIG, "generation": {"backend": "openai", "base_url": served_tiny, "api_key_env": "RARFT_TEST_KEY"}}
+    cfg = with_params({"device": "cpu", "generation": {"backend": "openai", "base_url": served_tiny,
+                                                       "api_key_env": "RARFT_TEST_KEY"}})
     backend = make_backend(str(tiny_policy_dir), cfg)
     assert "sk-secret" not in repr(backend)
     check_contract(backend, prompts[:2], n=2)
@@ -205,4 +216,4 @@ def test_flash_attention_on_cpu_is_a_config_error():
     with pytest.raises(ConfigError, match="generation.attn_implementation"):
         attn_implementation(cpu)
     assert attn_implementation({"device": "cpu", "generation": {"attn_implementation": "eager"}}) == "eager"
-    assert attn_implementation({"generation": {}}) is None
+    assert attn_implementation({"device": "cpu", "generation": {"attn_implementation": None}}) is None

@@ -78,7 +78,6 @@ def test_device_cuda_without_cuda_is_one_config_error_naming_the_key(monkeypatch
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     assert resolve_device({"device": "cpu"}) == "cpu"
     assert resolve_device({"device": "auto"}) == "cpu"
-    assert resolve_device({}) == "cpu"
     with pytest.raises(ConfigError, match=r"device: cuda.*device: cpu"):
         resolve_device({"device": "cuda"})
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
@@ -110,20 +109,25 @@ def test_every_stage_reads_the_device_through_the_resolver(monkeypatch):
 # ---------------------------------------------------------------- A1: multi-GPU training is several processes
 
 def test_train_command_launches_one_process_per_gpu():
+    from rarft.config import deep_merge, merge_files, validate_config
     from rarft.launch import RARFT, train_command, train_processes
 
-    cpu_default = {"device": "auto", "resources": {}, "rl": {}}
+    def cfg(over: dict) -> dict:  # params.yaml with `over` merged in, defaults filled as load_config does
+        return validate_config(deep_merge(merge_files([ROOT / "params.yaml"]), over))
+
+    cpu_default = cfg({"device": "auto"})
     assert train_processes(cpu_default) == 1 and train_command(cpu_default) == RARFT
-    one_gpu = {"device": "cuda", "resources": {"train_policy": {"gpu": 1}}, "rl": {}}
+    one_gpu = cfg({"device": "cuda", "resources": {"train_policy": {"gpu": 1}}})
     assert train_command(one_gpu) == RARFT
-    eight = {"device": "cuda", "resources": {"default": {"gpu": 0}, "train_policy": {"gpu": 8}}, "rl": {}}
+    eight = cfg({"device": "cuda", "resources": {"default": {"gpu": 0}, "train_policy": {"gpu": 8}}})
     cmd = train_command(eight)
     assert cmd.startswith("PYTHONPATH=src accelerate launch --config_file config/accelerate/ddp.yaml")
     assert "--num_processes 8" in cmd and cmd.endswith("-m rarft")
-    zero3 = {**eight, "rl": {"launcher": {"accelerate_config": "config/accelerate/zero3.yaml"}}}
+    zero3 = cfg({"device": "cuda", "resources": {"train_policy": {"gpu": 8}},
+                 "rl": {"launcher": {"accelerate_config": "config/accelerate/zero3.yaml"}}})
     assert "--config_file config/accelerate/zero3.yaml" in train_command(zero3)
     # a CPU rehearsal of the multi-process path
-    rehearsal = {"device": "cpu", "resources": {}, "rl": {"launcher": {"num_processes": 2}}}
+    rehearsal = cfg({"device": "cpu", "rl": {"launcher": {"num_processes": 2}}})
     assert "torchrun --standalone --nproc_per_node 2 -m rarft" in train_command(rehearsal)
     # device: cpu never launches one process per requested GPU
     assert train_processes({**eight, "device": "cpu"}) == 1
@@ -158,8 +162,9 @@ def test_plan_counts_the_launched_processes_and_the_config_comments_hold(overrid
     rl = cfg["rl"]
     procs = train_processes(cfg)
     assert procs == cfg["resources"]["train_policy"]["gpu"] == 8
-    completions = rl["per_device_train_batch_size"] * rl["gradient_accumulation_steps"] * procs
-    prompts = completions // rl["num_generations"]
+    trainer = rl["trainer"]
+    completions = trainer["per_device_train_batch_size"] * trainer["gradient_accumulation_steps"] * procs
+    prompts = completions // trainer["num_generations"]
     text = (ROOT / "config" / override).read_text()
     assert f"{procs} processes" in text and f"= {completions} completions = {prompts} prompts" in text
     # "8 x 12 = 3 problems x 32 samples per round" (review C2: several problems per validation round)
@@ -434,9 +439,9 @@ def test_multi_process_training_rehearsal_on_the_cpu(world_small, tiny_policy_di
     from rarft.launch import train_command
 
     over = tmp_path / "over.yaml"
-    over.write_text("device: cpu\nrl:\n  max_steps: 2\n  save_steps: 1\n  eval_steps: 1\n  eval_k: 2\n"
-                    "  num_generations: 2\n  per_device_train_batch_size: 4\n  max_completion_length: 8\n"
-                    "  curve_arms: [grpo]\n  launcher: {num_processes: 2}\n")
+    over.write_text("device: cpu\nrl:\n  eval_k: 2\n  curve_arms: [grpo]\n  launcher: {num_processes: 2}\n"
+                    "  trainer: {max_steps: 2, save_steps: 1, eval_steps: 1, num_generations: 2,\n"
+                    "            per_device_train_batch_size: 4, max_completion_length: 8}\n")
     cmd = train_command(load_config([ROOT / "params.yaml", over]))
     assert "--nproc_per_node 2" in cmd
     write_jsonl(tmp_path / "train.jsonl", world_small["train"][:16])

@@ -19,12 +19,13 @@ def small():
     cfg["labels"].update(run=["gain", "judge"], candidates_per_query=3)
     cfg["labels"]["gain"].update(n_samples=2, max_new_tokens=5)
     cfg["labels"]["judge"]["max_new_tokens"] = 7
-    cfg["rl"].update(arms=["grpo", "rarft", "sft"], retriever="finetuned", max_steps=6, eval_steps=3, eval_k=2,
-                     per_device_train_batch_size=4, gradient_accumulation_steps=1, max_completion_length=8)
+    cfg["rl"].update(arms=["grpo", "rarft", "sft"], retriever="finetuned", eval_k=2)
+    cfg["rl"]["trainer"].update(max_steps=6, eval_steps=3, per_device_train_batch_size=4,
+                                gradient_accumulation_steps=1, max_completion_length=8)
     cfg["evaluation"].update(k=3, max_new_tokens=9)
     cfg["analysis"]["diversity_top_k"] = 2
     cfg["policy"]["base"] = "Qwen/Qwen3-1.7B"
-    cfg.pop("resources", None)  # one GPU
+    cfg["resources"] = {"default": {"gpu": 0, "mem_mb": 4000, "runtime": 60}}  # one GPU
     return cfg
 
 
@@ -59,7 +60,7 @@ def test_gpu_hours_follow_stated_throughput(small):
 
 
 def test_more_gpus_more_completions_per_step(small):
-    small["resources"] = {"train_policy": {"gpu": 8}}
+    small["resources"]["train_policy"] = {"gpu": 8}
     assert by_stage(plan(small))["train-policy grpo"].generations == 6 * 4 * 8 + 24
 
 

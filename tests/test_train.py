@@ -136,12 +136,14 @@ def digit_reward(completions, **kwargs):
     return [sum(ch.isdigit() or ch == " " for ch in t) / max(1, len(t)) for t in texts]
 
 
-def tiny_config(config, **rl):
+def tiny_config(config, **trainer):
+    """A 2-step run on the CPU; ``trainer`` overrides keys of rl.trainer (GRPOConfig / RLOOConfig)."""
     cfg = copy.deepcopy(config)
     cfg["device"] = "cpu"
-    cfg["rl"].update({"max_steps": 2, "save_steps": 1, "eval_steps": 1, "eval_k": 2, "num_generations": 2,
-                      "per_device_train_batch_size": 4, "max_completion_length": 8, "learning_rate": 1e-2,
-                      "report_to": ["tensorboard"], **rl})
+    cfg["rl"]["eval_k"] = 2
+    cfg["rl"]["trainer"].update({"max_steps": 2, "save_steps": 1, "eval_steps": 1, "num_generations": 2,
+                                 "per_device_train_batch_size": 4, "max_completion_length": 8, "learning_rate": 1e-2,
+                                 "report_to": ["tensorboard"], **trainer})
     return cfg
 
 
@@ -235,7 +237,8 @@ def test_cli_rasft_end_to_end_and_missing_retrieval(world_small, tiny_policy_dir
     write_jsonl(tmp_path / "finetuned.jsonl", [{"id": qid, "split": split, "contexts": ctx}
                                                for split, rows in retrieval.items() for qid, ctx in rows.items()])
     (tmp_path / "small.yaml").write_text(yaml.safe_dump(
-        {"device": "cpu", "rl": {"report_to": [], "sft": {"epochs": 1, "batch_size": 4, "learning_rate": 1e-3}}}))
+        {"device": "cpu", "rl": {"sft": {"trainer": {"num_train_epochs": 1, "per_device_train_batch_size": 4,
+                                                     "learning_rate": 1e-3, "report_to": []}}}}))
     common = ["--config", "params.yaml", str(tmp_path / "small.yaml"), "--base", str(tiny_policy_dir),
               "--train", str(tmp_path / "train.jsonl"), "--corpus", str(tmp_path / "corpus.jsonl"),
               "--benchmarks", str(tmp_path / "bench_easy.jsonl"), "--out", str(tmp_path / "model"),
@@ -304,13 +307,13 @@ def test_paper_configs_state_fp32_master_weights_and_token_mean_loss(paper, tmp_
     from rarft.train import loss_type, policy_dtype, rl_args
 
     cfg = load_config(["params.yaml", paper])
-    assert policy_dtype(cfg) is torch.float32 and cfg["rl"]["bf16"] is True
+    assert policy_dtype(cfg) is torch.float32 and cfg["rl"]["trainer"]["bf16"] is True
     assert loss_type(cfg) == "dapo"
     if "4b" in paper:  # fp32 weights + grads + AdamW of 4B do not fit a GPU unsharded: ZeRO-2
         assert cfg["rl"]["launcher"]["accelerate_config"] == "config/accelerate/zero2.yaml"
     cpu = copy.deepcopy(cfg)
     cpu["device"] = "cpu"
-    cpu["rl"].update(use_vllm=False, bf16=False)
+    cpu["rl"]["trainer"].update(use_vllm=False, bf16=False)
     assert rl_args("grpo", cpu, tmp_path, [30], resume=False).loss_type == "dapo"
 
 
@@ -343,3 +346,47 @@ def test_paper_validation_curves_batch_several_problems_per_round(paper):
     per_device = eval_batch_size([30] * 4, k, cfg["rl"]["eval_batch_size"], procs)
     problems_per_round = per_device * procs // k
     assert procs == 8 and problems_per_round >= 3 and 30 % problems_per_round == 0
+
+
+# ---- rl.trainer / rl.sft.trainer / retriever.train.trainer go verbatim to the trainers' config classes ----
+SHIPPED = [["params.yaml"], ["params.yaml", "config/qwen3-1.7b.yaml"], ["params.yaml", "config/qwen3-4b.yaml"],
+           ["params.yaml", "config/qwen3-1.7b.yaml", "config/rehearsal.yaml"],
+           ["params.yaml", "config/negative-control.yaml"]]
+
+
+@pytest.mark.parametrize("files", SHIPPED, ids=lambda fs: "+".join(f.split("/")[-1] for f in fs))
+def test_every_trainer_config_builds_from_every_shipped_config(files, tmp_path):
+    """What TrlParser gives open-r1: each trainer's config class accepts the shipped blocks (an unknown key or
+    a refused value fails here, not on a cluster). On this CPU: device cpu, so rarft turns bf16 off, and
+    vLLM rollouts (a CUDA feature) off."""
+    from rarft.config import load_config
+    from rarft.retriever import _stack, training_args
+    from rarft.train import rl_args, sft_args
+
+    cfg = load_config(files)
+    cfg["device"] = "cpu"
+    cfg["rl"]["trainer"]["use_vllm"] = False
+    block = cfg["rl"]["trainer"]
+    for kind in ("grpo", "dapo", "rloo"):
+        args = rl_args(kind, cfg, tmp_path, [30, 30], resume=False)
+        assert args.max_steps == block["max_steps"] and args.use_cpu and not args.bf16
+        if kind != "rloo":
+            assert args.loss_type == ("dapo" if kind == "dapo" else cfg["rl"]["loss_type"])
+        assert args.num_generations_eval == cfg["rl"]["eval_k"] and args.eval_strategy == "steps"
+    sft = sft_args(cfg, tmp_path, resume=False)
+    assert sft.num_train_epochs == cfg["rl"]["sft"]["trainer"]["num_train_epochs"] and not sft.bf16
+    for kind in ("single_vector", "multi_vector"):  # sentence-transformers' args: Qwen3-Embedding, ColBERT
+        st = training_args(_stack(kind)["args"], cfg, str(tmp_path), "cpu", None, True, "eval_recall")
+        assert st.num_train_epochs == cfg["retriever"]["train"]["trainer"]["num_train_epochs"] and not st.bf16
+
+
+def test_a_key_the_trainer_does_not_know_or_rarft_sets_is_a_config_error(config, tmp_path):
+    from rarft.config import ConfigError
+    from rarft.train import rl_args
+
+    cfg = tiny_config(config, num_generationz=4)
+    with pytest.raises(ConfigError, match=r"rl\.trainer -> GRPOConfig.*num_generationz"):
+        rl_args("grpo", cfg, tmp_path, [4], resume=False)
+    cfg = tiny_config(config, eval_strategy="no")
+    with pytest.raises(ConfigError, match=r"rl\.trainer: eval_strategy set by rarft"):
+        rl_args("grpo", cfg, tmp_path, [4], resume=False)

@@ -82,17 +82,17 @@ def test_params_yaml_is_valid():
 def test_paper_scale_overrides_are_valid(override):
     cfg = load_config([ROOT / "params.yaml", ROOT / "config" / override])
     assert cfg["policy"]["base"].startswith("Qwen/Qwen3-")
-    assert cfg["rl"]["num_generations"] == 16 and cfg["rl"]["beta"] == 0.0
+    assert cfg["rl"]["trainer"]["num_generations"] == 16 and cfg["rl"]["trainer"]["beta"] == 0.0
     assert cfg["evaluation"]["k"] == 32
 
 
 def test_config_errors_name_the_key(tmp_path):
     bad = tmp_path / "bad.yaml"
-    bad.write_text("rl:\n  learning_rate: -1\n  arms: [grpo, not_an_arm]\nretriever:\n  top_kk: 3\n")
+    bad.write_text("rl:\n  trainer: {max_steps: 0}\n  arms: [grpo, not_an_arm]\nretriever:\n  top_kk: 3\n")
     with pytest.raises(ConfigError) as e:
         load_config([ROOT / "params.yaml", bad])
     msg = str(e.value)
-    assert "rl.learning_rate" in msg and "rl.arms.1" in msg
+    assert "rl.trainer.max_steps" in msg and "rl.arms.1" in msg
     assert "retriever" in msg and "top_kk" in msg
     assert "bad.yaml" in msg
 

@@ -22,7 +22,7 @@ from tqdm import tqdm
 
 from rarft import figures, tables
 from rarft.arms import CURVE_ARMS
-from rarft.config import ConfigError, add_config_argument, get, load_config
+from rarft.config import ConfigError, add_config_argument, load_config
 from rarft.contracts import read_curve, read_items, read_retrieval
 from rarft.device import resolve_device
 from rarft.diversity import context_accuracy, diversity_markdown, diversity_per_problem, diversity_summary
@@ -32,8 +32,8 @@ from rarft.stats import paired_difference, rng_for
 # ---------------------------------------------------------------- inputs
 
 def benchmarks_in_order(config: dict, summaries: dict) -> list[str]:
-    source = get(config, "data.source", "world")
-    configured = list((get(config, f"data.{source}.benchmarks", {}) or {}).keys())
+    source = config["data"]["source"]
+    configured = list(config["data"][source]["benchmarks"])
     seen = {b for s in summaries.values() for b in s["benchmarks"]}
     if not seen:
         return configured
@@ -82,24 +82,24 @@ def placeholder_figure(stem: Path, title: str, reason: str) -> list[Path]:
 def analyze(config: dict, runs: str | Path, data: str | Path, reports: str | Path, out: str | Path) -> dict:
     """Write every table, figure, results/README.md and results/metrics.json; return the metrics."""
     runs, data, reports, out = Path(runs), Path(data), Path(reports), Path(out)
-    a = config.get("analysis", {})
-    seed = int(config.get("seed", 0))
-    resamples = int(get(config, "evaluation.bootstrap_resamples", 2000))
-    level = float(get(config, "evaluation.ci_level", 0.95))
-    top_k = int(a.get("diversity_top_k", 4))
+    a = config["analysis"]
+    seed = int(config["seed"])
+    resamples = int(config["evaluation"]["bootstrap_resamples"])
+    level = float(config["evaluation"]["ci_level"])
+    top_k = int(a["diversity_top_k"])
     m = tables.main_retriever(config)
     tdir, fdir, pdir = out / "tables", out / "figures", out / "plots"
     notes, artifacts, metrics = [], [], {}
     steps = tqdm(total=8, desc="analyze", unit="step")
 
     summaries = tables.load_summaries(runs)
-    if a.get("verify_samples", True):
+    if a["verify_samples"]:
         for (policy, setting), s in summaries.items():
             samples = runs / "eval" / policy / setting / "samples.jsonl"
             if samples.exists():
                 tables.verify_summary(s, samples)
     benches = benchmarks_in_order(config, summaries)
-    paper_scale = bool(benches) and set(benches) <= set(tables.PAPER_BENCHMARKS) and a.get("quote_paper", True)
+    paper_scale = bool(benches) and set(benches) <= set(tables.PAPER_BENCHMARKS) and a["quote_paper"]
     for (policy, setting), s in summaries.items():
         for b, cell in s["benchmarks"].items():
             metrics[f"avg_at_k.{policy}.{setting}.{b}"] = round(100 * cell["average_at_k"], 4)
@@ -107,7 +107,7 @@ def analyze(config: dict, runs: str | Path, data: str | Path, reports: str | Pat
 
     # Tables 1-5
     recall, against = tables.read_recall_at_1(reports / "retrievers.csv",
-                                              prefer=(get(config, "labels.train_on", "gain"), "oracle"))
+                                              prefer=(config["labels"]["train_on"], "oracle"))
     if not recall:
         notes.append(f"{reports / 'retrievers.csv'} absent: Table 3 has no recall@1 values.")
     for spec in tables.table_specs(config, paper_scale):
@@ -187,15 +187,15 @@ def analyze(config: dict, runs: str | Path, data: str | Path, reports: str | Pat
         queries = {k: v for b in benches for k, v in _by_id(data / "clean" / "bench" / f"{b}.jsonl").items()}
         if not retrieval:
             notes.append(f"diversity: {retrieval_path} absent: no trace dissimilarity or strategy counts.")
-        method = a.get("dissimilarity", "jaccard")
+        method = a["dissimilarity"]
         div = diversity_per_problem(ctx, grpo["per_problem"] if grpo else None, retrieval, corpus, queries, top_k,
-                                    int(topk["k"]), method, get(config, "retriever.base_model"),
-                                    int(a.get("noise_simulations", 500)), seed,
+                                    int(topk["k"]), method, config["retriever"]["base_model"],
+                                    int(a["noise_simulations"]), seed,
                                     device=resolve_device(config) if method == "embedding" else "cpu")
     else:
         placeholder_figure(stem, "Figure 4: accuracy under each top-k context", f"no runs/eval/rarft/topk-{m}")
         notes.append(f"Figure 4 and the diversity table: runs/eval/rarft/topk-{m} not run.")
-        method = a.get("dissimilarity", "jaccard")
+        method = a["dissimilarity"]
     _write_csv(ctx, pdir / "context_accuracy.csv")
     dsum = diversity_summary(div)
     _write_csv(div, tdir / "diversity_per_problem.csv")
@@ -323,7 +323,7 @@ def cli(argv: list[str] | None = None) -> int:
     p.add_argument("--manifest", help="also write which configuration these results come from (JSON)")
     args = p.parse_args(argv)
     config = load_config(args.config)
-    if config.get("analysis", {}).get("dissimilarity") not in (None, "jaccard", "embedding"):
+    if config["analysis"]["dissimilarity"] not in (None, "jaccard", "embedding"):
         raise ConfigError("analysis.dissimilarity: must be jaccard or embedding")
     analyze(config, args.runs, args.data, args.reports, args.out)
     if args.manifest:
@@ -339,5 +339,5 @@ def run_manifest(config: dict, config_files: list[str], out: str) -> dict:
 
     return {"results": str(out), "config_files": [str(f) for f in config_files],
             "config_sha256": text_sha256(json.dumps(config, sort_keys=True, default=str)),
-            "data_source": get(config, "data.source"), "policy": get(config, "policy.base"),
-            "arms": list(get(config, "rl.arms", []))}
+            "data_source": config["data"]["source"], "policy": config["policy"]["base"],
+            "arms": list(config["rl"]["arms"])}

@@ -48,7 +48,7 @@ def trained_model_dir(retriever: str) -> str | None:
 
 def retrievers_trained(config: dict) -> list[str]:
     """The retrievers train-retriever must make: those retrieval or the retriever table uses."""
-    used = set(retrievers_needed(config)) | set(config["retriever"].get("compare", []))
+    used = set(retrievers_needed(config)) | set(config["retriever"]["compare"])
     return sorted(r for r in used if r in TRAINED_RETRIEVERS)
 
 
@@ -66,7 +66,7 @@ def retriever_of(arm: str, config: dict) -> str | None:
     trainer_of(arm)  # validates the name
     if arm in PLAIN_ARMS:
         return None
-    return FIXED_RETRIEVER.get(arm, config["rl"].get("retriever", "finetuned"))
+    return FIXED_RETRIEVER.get(arm, config["rl"]["retriever"])
 
 
 def eval_settings(policy: str, config: dict) -> list[str]:
@@ -76,7 +76,7 @@ def eval_settings(policy: str, config: dict) -> list[str]:
     the base model both ways (Figure 3's step 0), the GRPO checkpoint with the top-1 trace added only
     at inference (Table 4), and RA-RFT under each of its top-k traces separately (Figure 4).
     """
-    main = config["rl"].get("retriever", "finetuned")
+    main = config["rl"]["retriever"]
     if policy == "base":
         return ["none", f"top1-{main}"]
     r = retriever_of(policy, config)
@@ -90,7 +90,7 @@ def eval_settings(policy: str, config: dict) -> list[str]:
 
 def retrievers_needed(config: dict) -> list[str]:
     """Every retriever whose retrieval file some arm or evaluation needs."""
-    needed = {config["rl"].get("retriever", "finetuned")}
+    needed = {config["rl"]["retriever"]}
     for arm in config["rl"]["arms"]:
         r = retriever_of(arm, config)
         if r:
@@ -107,7 +107,7 @@ def schedule_priority(rule: str, config: dict, retriever: str | None = None, arm
     default Snakemake started the cheap jobs first and left a core idle later (measured: 14:56 -> 12:17
     on 2 cores). A priority does not pass to a job's inputs, so the labels' inputs get it too.
     """
-    main = config["rl"].get("retriever", "finetuned")
+    main = config["rl"]["retriever"]
     fixed = {"init_policy": 100, "sample_candidates": 90, "label_relevance": 90, "train_retriever": 80,
              "train_colbert_retriever": 80}
     if rule in fixed:

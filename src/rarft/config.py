@@ -7,6 +7,7 @@ accepts the other accepts too. Errors name the file and the dotted key, never a 
 from __future__ import annotations
 
 import copy
+import functools
 from pathlib import Path
 from typing import Any
 
@@ -78,12 +79,39 @@ def _read_yaml(path: Path) -> dict:
     return data
 
 
-def validate_config(config: dict, source: str = "config") -> dict:
-    """Raise ConfigError listing every schema violation as 'source: key.path: message'."""
+@functools.lru_cache(maxsize=1)
+def _schema() -> dict:
+    return yaml.safe_load(SCHEMA_PATH.read_text(encoding="utf-8"))
+
+
+def _default_filling(validator_class):
+    """The validator class that also fills each missing key from its schema `default:` (the recipe of the
+    jsonschema FAQ, which Snakemake's `validate(config, schema, set_default=True)` uses too). A default
+    fills only where the mapping around the key exists, as in Snakemake."""
+    from jsonschema import validators
+
+    validate_properties = validator_class.VALIDATORS["properties"]
+
+    def set_defaults(validator, properties, instance, schema):
+        if isinstance(instance, dict):
+            for key, sub in properties.items():
+                if isinstance(sub, dict) and "default" in sub:
+                    instance.setdefault(key, copy.deepcopy(sub["default"]))
+        yield from validate_properties(validator, properties, instance, schema)
+
+    return validators.extend(validator_class, {"properties": set_defaults})
+
+
+def validate_config(config: dict, source: str = "config", fill_defaults: bool = True) -> dict:
+    """Raise ConfigError listing every schema violation as 'source: key.path: message'.
+
+    With ``fill_defaults`` (load_config always), optional keys missing from ``config`` get their schema
+    `default:`, in place: params.yaml and the schema are the only places a default lives."""
     import jsonschema
 
-    schema = yaml.safe_load(SCHEMA_PATH.read_text(encoding="utf-8"))
-    validator = jsonschema.Draft7Validator(schema)
+    schema = _schema()
+    cls = _default_filling(jsonschema.Draft7Validator) if fill_defaults else jsonschema.Draft7Validator
+    validator = cls(schema)
     errors = sorted(validator.iter_errors(config), key=lambda e: list(map(str, e.absolute_path)))
     if errors:
         lines = []
@@ -104,14 +132,28 @@ def load_config(paths: list[str | Path] | str | Path = "params.yaml") -> dict:
     return validate_config(merge_files(paths), source=" + ".join(str(p) for p in paths))
 
 
-def get(config: dict, dotted: str, default: Any = None) -> Any:
-    """config['a']['b'] as get(config, 'a.b'); default where any part is missing."""
-    node: Any = config
-    for part in dotted.split("."):
-        if not isinstance(node, dict) or part not in node:
-            return default
-        node = node[part]
-    return node
+def rule_resource(config: dict, rule: str, key: str) -> Any:
+    """`resources.<rule>.<key>`, else `resources.default.<key>`: the one place a rule's row falls back
+    to the default row (params.yaml documents the rule; workflow/rules/common.smk applies the same)."""
+    table = config["resources"]
+    row = table.get(rule) or {}
+    return row[key] if key in row else table["default"][key]
+
+
+def trainer_config(cls, block: dict, section: str, decided: dict):
+    """``cls(**block, **decided)``: a trainer config from the config's `<section>` block, verbatim (open-r1's
+    recipe style), plus what rarft decides (``decided``); bf16 is switched off on the CPU. A key of the block
+    the class does not know, or a value it refuses, is a ConfigError naming the section."""
+    clash = sorted(set(block) & set(decided))
+    if clash:
+        raise ConfigError(f"{section}: {', '.join(clash)} set by rarft itself; remove from the config")
+    kwargs = {**block, **decided}
+    if decided.get("use_cpu"):
+        kwargs["bf16"] = False
+    try:
+        return cls(**kwargs)
+    except (TypeError, ValueError) as e:
+        raise ConfigError(f"{section} -> {cls.__name__}: {e}") from None
 
 
 def add_config_argument(parser) -> None:

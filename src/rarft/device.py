@@ -8,14 +8,14 @@ model is loaded. `auto` takes CUDA when torch sees it and the CPU otherwise.
 
 from __future__ import annotations
 
-from rarft.config import ConfigError, get
+from rarft.config import ConfigError
 
 DEVICES = ("auto", "cpu", "cuda")
 
 
 def resolve_device(config: dict) -> str:
     """'cuda' or 'cpu' for the config's top-level `device` key."""
-    want = get(config, "device", "auto") or "auto"
+    want = config["device"]
     if want not in DEVICES:
         raise ConfigError(f"device: {want!r}; one of {', '.join(DEVICES)}")
     if want == "cpu":

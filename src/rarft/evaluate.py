@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from rarft.arms import parse_setting
-from rarft.config import ConfigError, add_config_argument, get, load_config
+from rarft.config import ConfigError, add_config_argument, load_config
 from rarft.io import DataError, JsonlAppender, model_fingerprint, read_json, read_jsonl, text_sha256, write_json
 from rarft.stats import average_at_k, bootstrap_ci, mean_pass_at_k
 
@@ -30,7 +30,7 @@ def build_units(benchmarks: dict[str, list[dict]], setting: str, config: dict,
     from rarft.prompts import build_prompt
 
     mode, retriever = parse_setting(setting)
-    ranks = {"none": 1, "top1": 1, "topk": int(get(config, "analysis.diversity_top_k", 4))}[mode]
+    ranks = {"none": 1, "top1": 1, "topk": int(config["analysis"]["diversity_top_k"])}[mode]
     by_query, by_id = {}, {}
     if mode != "none":
         if retrieval is None or corpus is None:
@@ -80,12 +80,12 @@ def evaluate_policy(backend, policy_name: str, setting: str, benchmarks: dict[st
     from rarft.reward import extract_boxed, math_reward
 
     out_dir = Path(out_dir)
-    k = int(k or get(config, "evaluation.k", 32))
-    ev = get(config, "evaluation", {}) or {}
+    k = int(k or config["evaluation"]["k"])
+    ev = config["evaluation"]
     units = build_units(benchmarks, setting, config, retrieval, corpus)
-    run_meta = {"policy": policy_name, "setting": setting, "k": k, "temperature": ev.get("temperature", 1.0),
-                "top_p": ev.get("top_p", 1.0), "max_new_tokens": ev.get("max_new_tokens", 256),
-                "seed": get(config, "seed", 0), "model": model_id,
+    run_meta = {"policy": policy_name, "setting": setting, "k": k, "temperature": ev["temperature"],
+                "top_p": ev["top_p"], "max_new_tokens": ev["max_new_tokens"],
+                "seed": config["seed"], "model": model_id,
                 "units": text_sha256(*(f"{u['benchmark']}/{u['problem_id']}/{u['context_id']}" for u in units))}
     meta_path = out_dir / "run.json"
     # Samples are appended to an undeclared partial file and published as samples.jsonl only when
@@ -122,7 +122,7 @@ def evaluate_policy(backend, policy_name: str, setting: str, benchmarks: dict[st
         groups: dict[tuple, list] = defaultdict(list)
         for u, missing in todo:
             groups[(u["benchmark"], len(missing)) if whole else len(missing)].append((u, missing))
-        batch = int(get(config, "generation.batch_size", 64))
+        batch = int(config["generation"]["batch_size"])
         bar = tqdm(total=sum(len(m) for _, m in todo), desc=f"evaluate {policy_name}/{setting}", unit="sample")
 
         def unit_seed(u: dict) -> int:
@@ -134,8 +134,8 @@ def evaluate_policy(backend, policy_name: str, setting: str, benchmarks: dict[st
             per_call = len(group) if whole else max(1, batch // n)
             for start in range(0, len(group), per_call):
                 chunk = group[start:start + per_call]
-                sampling = Sampling(n=n, temperature=float(ev.get("temperature", 1.0)), top_p=float(ev.get("top_p", 1.0)),
-                                    max_new_tokens=int(ev.get("max_new_tokens", 256)), seed=unit_seed(chunk[0][0]),
+                sampling = Sampling(n=n, temperature=float(ev["temperature"]), top_p=float(ev["top_p"]),
+                                    max_new_tokens=int(ev["max_new_tokens"]), seed=unit_seed(chunk[0][0]),
                                     seeds=tuple(unit_seed(u) for u, _ in chunk) if whole else None)
                 completions = backend.generate([u["prompt"] for u, _ in chunk], sampling)
                 for (u, missing), texts in zip(chunk, completions):
@@ -165,7 +165,7 @@ def summarise(rows: list[dict], units: list[dict], policy_name: str, setting: st
     for r in rows:
         if 0 <= r["sample"] < k:
             rewards[(r["benchmark"], r["problem_id"], r["context_rank"])][r["sample"]] = float(r["reward"])
-    ev = get(config, "evaluation", {}) or {}
+    ev = config["evaluation"]
     out = {"policy": policy_name, "setting": setting, "k": k, "benchmarks": {}, "per_problem": {}}
     by_bench: dict[str, list] = defaultdict(list)
     for u in units:
@@ -178,8 +178,8 @@ def summarise(rows: list[dict], units: list[dict], policy_name: str, setting: st
     for bench, entries in by_bench.items():
         matrix = np.array([r for _, r in entries])
         per_problem = matrix.mean(axis=1)
-        low, high = bootstrap_ci(per_problem, int(ev.get("bootstrap_resamples", 2000)),
-                                 float(ev.get("ci_level", 0.95)), seed=int(get(config, "seed", 0)))
+        low, high = bootstrap_ci(per_problem, int(ev["bootstrap_resamples"]),
+                                 float(ev["ci_level"]), seed=int(config["seed"]))
         out["benchmarks"][bench] = {
             "average_at_k": average_at_k(matrix), "ci_low": low, "ci_high": high,
             "pass_at_1": mean_pass_at_k(matrix, 1), "pass_at_k": mean_pass_at_k(matrix, k),

@@ -20,7 +20,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from typing import Protocol
 
-from rarft.config import ConfigError, get
+from rarft.config import ConfigError
 
 
 @dataclass
@@ -61,7 +61,7 @@ def attn_implementation(config: dict) -> str | None:
     """`generation.attn_implementation` for `from_pretrained` (None: transformers' default), checked first:
     the FlashAttention kernels need a CUDA device, and transformers' own error about it comes from deep
     inside model loading."""
-    impl = get(config, "generation.attn_implementation")
+    impl = config["generation"]["attn_implementation"]
     if impl and impl.startswith("flash_attention"):
         if pick_device(config) == "cpu":
             raise ConfigError(f"config: generation.attn_implementation is {impl!r}, which needs a CUDA device; "
@@ -125,8 +125,8 @@ class TransformersBackend:
     @classmethod
     def from_model(cls, model, tokenizer, config: dict) -> "TransformersBackend":
         """Wrap an in-memory model (the trainer's validation callback); the caller keeps ownership."""
-        return cls(model, tokenizer, batch_size=int(get(config, "generation.batch_size", 64)),
-                   enable_thinking=get(config, "policy.enable_thinking"), show_progress=False)
+        return cls(model, tokenizer, batch_size=int(config["generation"]["batch_size"]),
+                   enable_thinking=config["policy"]["enable_thinking"], show_progress=False)
 
     @classmethod
     def load(cls, model: str, config: dict) -> "TransformersBackend":
@@ -134,14 +134,14 @@ class TransformersBackend:
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
         path = resolve_model(model)
-        dtype = get(config, "generation.dtype", "auto")
+        dtype = config["generation"]["dtype"]
         tokenizer = AutoTokenizer.from_pretrained(path)
         lm = AutoModelForCausalLM.from_pretrained(path, dtype=dtype if dtype == "auto" else getattr(torch, dtype),
                                                   attn_implementation=attn_implementation(config))
         lm.to(pick_device(config))
         lm.eval()
-        return cls(lm, tokenizer, batch_size=int(get(config, "generation.batch_size", 64)),
-                   enable_thinking=get(config, "policy.enable_thinking"))
+        return cls(lm, tokenizer, batch_size=int(config["generation"]["batch_size"]),
+                   enable_thinking=config["policy"]["enable_thinking"])
 
     def generate(self, prompts: list[list[dict]], sampling: Sampling) -> list[list[str]]:
         import torch
@@ -234,16 +234,16 @@ class VLLMBackend:
         except ImportError as e:
             raise ConfigError("generation.backend is 'vllm' but vLLM is not installed "
                               "(pip install -e '.[gpu]' on a CUDA machine)") from e
-        vcfg = get(config, "generation.vllm", {}) or {}
-        dtype = get(config, "generation.dtype", "auto")
-        self.enable_thinking = get(config, "policy.enable_thinking")
+        vcfg = config["generation"]["vllm"]
+        dtype = config["generation"]["dtype"]
+        self.enable_thinking = config["policy"]["enable_thinking"]
         self.llm = LLM(
             model=resolve_model(model),
             dtype=dtype,
-            seed=int(get(config, "seed", 0)),
-            gpu_memory_utilization=float(vcfg.get("gpu_memory_utilization", 0.85)),
-            enable_prefix_caching=bool(vcfg.get("enable_prefix_caching", True)),
-            tensor_parallel_size=int(vcfg.get("tensor_parallel_size", 1)),
+            seed=int(config["seed"]),
+            gpu_memory_utilization=float(vcfg["gpu_memory_utilization"]),
+            enable_prefix_caching=bool(vcfg["enable_prefix_caching"]),
+            tensor_parallel_size=int(vcfg["tensor_parallel_size"]),
             trust_remote_code=False,
         )
         self.tokenizer = self.llm.get_tokenizer()
@@ -343,7 +343,7 @@ def make_backend(model: str, config: dict, backend: str | None = None, *, base_u
     ``generation`` section for the HTTP client (a judge or teacher has its own endpoint); ``extra_body`` is
     added to every HTTP request (e.g. vLLM's ``chat_template_kwargs``).
     """
-    backend = backend or get(config, "generation.backend", "transformers")
+    backend = backend or config["generation"]["backend"]
     if backend == "transformers":
         return TransformersBackend.load(model, config)
     if backend == "vllm":
@@ -353,11 +353,11 @@ def make_backend(model: str, config: dict, backend: str | None = None, *, base_u
 
         return OpenAIBackend(
             resolve_model(model) if Path(model).exists() else model,  # a served policy dir's name
-            base_url or get(config, "generation.base_url", "http://localhost:8000/v1"),
-            api_key_env=api_key_env or get(config, "generation.api_key_env", "OPENAI_API_KEY"),
-            max_retries=int(get(config, "generation.max_retries", 5)),
-            timeout_s=float(get(config, "generation.request_timeout_s", 600)),
-            concurrency=int(concurrency or get(config, "generation.http_concurrency", 8)),
+            base_url or config["generation"]["base_url"],
+            api_key_env=api_key_env or config["generation"]["api_key_env"],
+            max_retries=int(config["generation"]["max_retries"]),
+            timeout_s=float(config["generation"]["request_timeout_s"]),
+            concurrency=int(concurrency or config["generation"]["http_concurrency"]),
             extra_body=extra_body,
         )
     raise ConfigError(f"config: generation.backend: unknown backend {backend!r} (transformers | vllm | openai)")

@@ -23,7 +23,7 @@ import re
 from collections import defaultdict
 from pathlib import Path
 
-from rarft.config import ConfigError, add_config_argument, get, load_config
+from rarft.config import ConfigError, add_config_argument, load_config
 from rarft.contracts import check_candidates, read_candidates, read_items
 from rarft.io import DataError, JsonlAppender, model_fingerprint, text_sha256, write_jsonl
 from rarft.prompts import normalise_text
@@ -88,11 +88,11 @@ def cli_candidates(argv: list[str]) -> int:
     config = load_config(args.config)
     queries = read_items(args.train, need=ITEM_NEED)
     corpus = read_items(args.corpus, need=ITEM_NEED)
-    rows = sample_candidates(queries, corpus, get(config, "labels.candidates_per_query", 6), get(config, "seed", 0),
-                             get(config, "labels.stratify_by_strategy", True))
+    rows = sample_candidates(queries, corpus, config["labels"]["candidates_per_query"], config["seed"],
+                             config["labels"]["stratify_by_strategy"])
     write_jsonl(args.out, rows)
     n = sum(len(r["candidates"]) for r in rows)
-    short = sum(len(r["candidates"]) < get(config, "labels.candidates_per_query", 6) for r in rows)
+    short = sum(len(r["candidates"]) < config["labels"]["candidates_per_query"] for r in rows)
     print(f"sample-candidates: {len(rows)} queries, {n} pairs ({short} queries with fewer than M) -> {args.out}")
     return 0
 
@@ -310,12 +310,12 @@ def label_relevance(labeler: str, queries: list[dict], corpus: list[dict], candi
 
     if cache_path is None:
         raise ValueError(f"the {labeler} labeler needs a cache_path")
-    seed = get(config, "seed", 0)
+    seed = config["seed"]
     own = backend is None
     if labeler == "gain":
-        gcfg = get(config, "labels.gain", {}) or {}
-        sampling = Sampling(n=gcfg.get("n_samples", 8), temperature=gcfg.get("temperature", 1.0),
-                            max_new_tokens=gcfg.get("max_new_tokens", 96), seed=seed)
+        gcfg = config["labels"]["gain"]
+        sampling = Sampling(n=gcfg["n_samples"], temperature=gcfg["temperature"],
+                            max_new_tokens=gcfg["max_new_tokens"], seed=seed)
         if policy_dir is None:
             raise ConfigError("--policy-dir: required for the gain labeler")
         from rarft.policy import resolve_model
@@ -324,20 +324,20 @@ def label_relevance(labeler: str, queries: list[dict], corpus: list[dict], candi
         if own:
             backend = make_backend(model, config)
         try:
-            return gain_labels(pairs, backend, sampling, gcfg.get("threshold", 0.125), cache_path,
-                               model_fingerprint(model), get(config, "generation.batch_size", 256), progress)
+            return gain_labels(pairs, backend, sampling, gcfg["threshold"], cache_path,
+                               model_fingerprint(model), config["generation"]["batch_size"], progress)
         finally:
             if own:
                 backend.close()
-    jcfg = get(config, "labels.judge") or {}
+    jcfg = config["labels"]["judge"]
     if "model" not in jcfg:
         raise ConfigError("labels.judge.model: required for the judge labeler")
-    sampling = Sampling(n=1, temperature=jcfg.get("temperature", 0.0), max_new_tokens=jcfg.get("max_new_tokens", 256),
+    sampling = Sampling(n=1, temperature=jcfg["temperature"], max_new_tokens=jcfg["max_new_tokens"],
                         seed=seed)
     if own and not dry_run:
         # The judge has its own endpoint (e.g. api.openai.com); the key variable etc. stay shared.
-        backend = make_backend(jcfg["model"], config, backend=jcfg.get("backend"), base_url=jcfg.get("base_url"),
-                               concurrency=jcfg.get("http_concurrency"))
+        backend = make_backend(jcfg["model"], config, backend=jcfg["backend"], base_url=jcfg["base_url"],
+                               concurrency=jcfg["http_concurrency"])
     try:
         return judge_labels(pairs, backend, jcfg["model"], sampling, cache_path, dry_run, progress)
     finally:

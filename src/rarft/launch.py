@@ -8,7 +8,7 @@ runs `accelerate launch --config_file <rl.launcher.accelerate_config> --num_proc
 data-parallel process per GPU; one GPU or the CPU default stays a plain single process.
 
 `rl.launcher` (all optional):
-- `accelerate_config`: config/accelerate/ddp.yaml (default), zero2.yaml, zero3.yaml or fsdp.yaml.
+- `accelerate_config`: config/accelerate/ddp.yaml (the schema's default), zero2.yaml, zero3.yaml or fsdp.yaml.
 - `num_processes`: null = the rule's GPU count (1 on the CPU); an integer forces it, e.g. 2 with
   `device: cpu` for a CPU rehearsal of the multi-process path (`torchrun --nproc_per_node 2`, gloo).
 - `num_machines`: 1. Multi-node runs need one launch per node (see README "Multi-node"); the rule
@@ -17,28 +17,18 @@ data-parallel process per GPU; one GPU or the CPU default stays a plain single p
 
 from __future__ import annotations
 
+from rarft.config import rule_resource
+
 RARFT = "PYTHONPATH=src python -m rarft"
-DEFAULT_ACCELERATE_CONFIG = "config/accelerate/ddp.yaml"
 # Rules whose job runs a model on the config's `device` (a GPU at paper scale) and so needs the GPU
 # stack under --use-conda when that device is cuda. (train_policy and evaluate also need it for vLLM.)
 MODEL_RULES = ("build_traces", "init_policy", "label_relevance", "compare_labelers", "train_retriever",
                "train_colbert_retriever", "evaluate_retrievers", "retrieve", "train_policy", "evaluate", "analyze")
 
 
-def _get(config: dict, dotted: str, default=None):
-    node = config
-    for part in dotted.split("."):
-        if not isinstance(node, dict) or part not in node:
-            return default
-        node = node[part]
-    return default if node is None else node
-
-
 def rule_gpus(config: dict, rule: str) -> int:
-    """GPUs a rule's job asks the scheduler for: `resources.<rule>.gpu`, else `resources.default.gpu`, else 0."""
-    table = config.get("resources") or {}
-    value = (table.get(rule) or {}).get("gpu", (table.get("default") or {}).get("gpu", 0))
-    return int(value or 0)
+    """GPUs a rule's job asks the scheduler for: `resources.<rule>.gpu`, else `resources.default.gpu`."""
+    return int(rule_resource(config, rule, "gpu"))
 
 
 def stage_gpus(config: dict, rule: str, labeler: str | None = None, retriever: str | None = None,
@@ -47,19 +37,19 @@ def stage_gpus(config: dict, rule: str, labeler: str | None = None, retriever: s
     (the API judge, the oracle, BM25 and random retrieval, compare-labelers without gain labels, analysis
     with Jaccard dissimilarity, anything on `device: cpu`), so those do not wait for or hold a GPU."""
     n = rule_gpus(config, rule)
-    if not n or config.get("device") == "cpu":
+    if not n or config["device"] == "cpu":
         return 0
-    if rule == "build_traces" and _get(config, "traces.teacher.backend", "openai") == "openai" and not _get(
-            config, "traces.teacher.serve"):
+    teacher = config["traces"]["teacher"]
+    if rule == "build_traces" and teacher["backend"] == "openai" and not teacher["serve"]:
         return 0  # the teacher answers at traces.teacher.base_url, on GPUs of its own (or a hosted API)
     if rule == "label_relevance" and (labeler == "oracle" or (
-            labeler == "judge" and _get(config, "labels.judge.backend", "openai") == "openai")):
+            labeler == "judge" and config["labels"]["judge"]["backend"] == "openai")):
         return 0
     if rule == "retrieve" and retriever in ("bm25", "random"):
         return 0
-    if rule == "compare_labelers" and "gain" not in (_get(config, "labels.run", []) or []):
+    if rule == "compare_labelers" and "gain" not in config["labels"]["run"]:
         return 0  # the similarity-vs-gain encoder runs only with gain labels
-    if rule == "analyze" and _get(config, "analysis.dissimilarity", "jaccard") != "embedding":
+    if rule == "analyze" and config["analysis"]["dissimilarity"] != "embedding":
         return 0
     return n
 
@@ -67,10 +57,10 @@ def stage_gpus(config: dict, rule: str, labeler: str | None = None, retriever: s
 def train_processes(config: dict) -> int:
     """Processes one train_policy job runs: `rl.launcher.num_processes`, else one per requested GPU
     (`resources.train_policy.gpu`) unless `device: cpu`; at least 1."""
-    forced = _get(config, "rl.launcher.num_processes")
+    forced = config["rl"]["launcher"]["num_processes"]
     if forced is not None:
         return max(1, int(forced))
-    if config.get("device") == "cpu":
+    if config["device"] == "cpu":
         return 1
     return max(1, rule_gpus(config, "train_policy"))
 
@@ -80,13 +70,13 @@ def train_command(config: dict) -> str:
     n = train_processes(config)
     if n == 1:
         return RARFT
-    machines = int(_get(config, "rl.launcher.num_machines", 1))
-    if config.get("device") == "cpu":
+    machines = int(config["rl"]["launcher"]["num_machines"])
+    if config["device"] == "cpu":
         # CPU rehearsal of the multi-process path: gloo processes on one machine. Not `accelerate launch --cpu
         # --num_processes n`: accelerate 1.15 starts ONE process for that (multi-CPU needs mpirun); torchrun
         # starts n, and accelerate inside them sees MULTI_CPU (checked: world size n, TRL batches scale with it).
         return f"PYTHONPATH=src ACCELERATE_USE_CPU=1 torchrun --standalone --nproc_per_node {n} -m rarft"
-    cfg = _get(config, "rl.launcher.accelerate_config", DEFAULT_ACCELERATE_CONFIG)
+    cfg = config["rl"]["launcher"]["accelerate_config"]
     return (f"PYTHONPATH=src accelerate launch --config_file {cfg} --num_processes {n * machines}"
             f" --num_machines {machines} -m rarft")
 
@@ -95,8 +85,8 @@ def conda_env(rule: str, config: dict, envs: str = "../envs") -> str:
     """The --use-conda environment of a rule: the GPU stack (CUDA torch, vLLM) when the rule runs a model
     and the config puts it on CUDA (`device: cuda`) or asks for vLLM; the CPU stack otherwise. The CPU env
     installs torch from the CPU wheel index, so a cuda stage there would find no CUDA at all."""
-    vllm = _get(config, "generation.backend") == "vllm" or bool(_get(config, "rl.use_vllm", False))
+    vllm = config["generation"]["backend"] == "vllm" or bool(config["rl"]["trainer"]["use_vllm"])
     policy_rules = ("build_traces", "init_policy", "label_relevance", "train_policy", "evaluate")
-    if rule in MODEL_RULES and (config.get("device") == "cuda" or (vllm and rule in policy_rules)):
+    if rule in MODEL_RULES and (config["device"] == "cuda" or (vllm and rule in policy_rules)):
         return f"{envs}/gpu.yaml"
     return f"{envs}/cpu.yaml"

@@ -14,7 +14,7 @@ import re
 from dataclasses import asdict, dataclass
 
 from rarft.arms import eval_settings, retriever_of, retrievers_needed, trainer_of
-from rarft.config import add_config_argument, get, load_config
+from rarft.config import add_config_argument, load_config, rule_resource
 from rarft.launch import train_processes
 
 # Sizes of the real datasets (data.source: real), before the optional max_train / max_corpus caps.
@@ -66,9 +66,9 @@ class StageCost:
 def model_billions(name: str, config: dict) -> float:
     """Parameters (billions) of a model named like 'Qwen/Qwen3-1.7B'; the tiny policy from its dims."""
     if name == "tiny":
-        t = get(config, "policy.tiny", {})
-        h, layers, vocab, inter = t.get("hidden_size", 128), t.get("num_hidden_layers", 4), t.get("vocab_size", 1024), \
-            t.get("intermediate_size", 384)
+        t = config["policy"]["tiny"]
+        h, layers, vocab, inter = t["hidden_size"], t["num_hidden_layers"], t["vocab_size"], \
+            t["intermediate_size"]
         return (layers * (4 * h * h + 3 * h * inter) + vocab * h) / 1e9
     m = re.search(r"(\d+(?:\.\d+)?)\s*[Bb]\b", name)
     if m:
@@ -79,16 +79,15 @@ def model_billions(name: str, config: dict) -> float:
 
 def dataset_sizes(config: dict) -> tuple[int, int, dict[str, int]]:
     """(training queries, corpus items, {benchmark: problems}) the config implies."""
-    if get(config, "data.source", "world") == "world":
+    if config["data"]["source"] == "world":
         w = config["data"]["world"]
         return int(w["n_train"]), int(w["n_corpus"]), {b: int(v["n"]) for b, v in w["benchmarks"].items()}
-    real = get(config, "data.real", {})
-    n_train = min(REAL_TRAIN, real.get("max_train") or REAL_TRAIN)
-    corpus_cfg = (real.get("corpus") or {}).get("config")
-    full = OPENR1_CONFIG_ROWS.get(corpus_cfg, REAL_CORPUS) if "OpenR1" in str((real.get("corpus") or {}).get(
-        "hf_id", "")) else REAL_CORPUS
-    n_corpus = min(full, real.get("max_corpus") or full)
-    return n_train, n_corpus, {b: REAL_BENCH_PROBLEMS for b in real.get("benchmarks", {})}
+    real = config["data"]["real"]
+    n_train = min(REAL_TRAIN, real["max_train"] or REAL_TRAIN)
+    corpus = real["corpus"]  # a source: hf_id (+ config) or path; the schema fills the one not given with null
+    full = OPENR1_CONFIG_ROWS.get(corpus["config"], REAL_CORPUS) if "OpenR1" in str(corpus["hf_id"]) else REAL_CORPUS
+    n_corpus = min(full, real["max_corpus"] or full)
+    return n_train, n_corpus, {b: REAL_BENCH_PROBLEMS for b in real["benchmarks"]}
 
 
 def decode_hours(tokens: float, prompt_tokens: float, billions: float) -> float:
@@ -104,14 +103,14 @@ def teacher_fit(config: dict, gpu_hours: float) -> str:
     """Whether the rewrite fits its job: wall hours on the job's (or the server's) GPUs against `runtime`,
     and the requests in flight the rate needs against `traces.teacher.http_concurrency`."""
     from rarft.launch import rule_gpus
+    from rarft.serve import serve_settings
 
-    serve = get(config, "traces.teacher.serve")
-    gpus = (serve.get("tensor_parallel_size", 8) if isinstance(serve, dict) else rule_gpus(config, "build_traces")) \
-        or 8
-    runtime_h = float(get(config, "resources.build_traces.runtime", get(config, "resources.default.runtime", 60))) / 60
+    serve = serve_settings(config)  # the server the job starts, with rarft.serve's defaults; None: none
+    gpus = (serve["tensor_parallel_size"] if serve else rule_gpus(config, "build_traces")) or 8
+    runtime_h = float(rule_resource(config, "build_traces", "runtime")) / 60
     wall = gpu_hours / gpus
     needed = math.ceil(gpus * DECODE_TOKENS_PER_S_1B / TEACHER_ACTIVE_B / SEQUENCE_TOKENS_PER_S)
-    have = int(get(config, "traces.teacher.http_concurrency") or get(config, "generation.http_concurrency", 8))
+    have = int(config["traces"]["teacher"]["http_concurrency"] or config["generation"]["http_concurrency"])
     fits = "" if wall <= runtime_h else ": DOES NOT FIT"
     return (f"; ~{wall:.1f} h on {gpus} GPUs (runtime {runtime_h:.0f} h{fits}); "
             f"needs ~{needed} requests in flight, http_concurrency {have}"
@@ -124,33 +123,33 @@ def runtime_check(config: dict, rule: str, job_gpu_hours: float) -> str:
     from rarft.launch import rule_gpus
 
     gpus = max(1, rule_gpus(config, rule))
-    runtime_h = float(get(config, f"resources.{rule}.runtime", get(config, "resources.default.runtime", 60))) / 60
+    runtime_h = float(rule_resource(config, rule, "runtime")) / 60
     wall = job_gpu_hours / gpus
     return (f"; ~{wall:.1f} h per job on {gpus} GPU{'s' if gpus > 1 else ''} (runtime {runtime_h:.0f} h"
             + (": EXCEEDS ITS RUNTIME)" if wall > runtime_h else ")"))
 
 
 def plan(config: dict) -> list[StageCost]:
-    kind = "real" if get(config, "data.source", "world") == "real" else "world"
+    kind = "real" if config["data"]["source"] == "real" else "world"
     n_train, n_corpus, benches = dataset_sizes(config)
     n_bench = sum(benches.values())
     problem, trace = PROBLEM_TOKENS[kind], TRACE_TOKENS[kind]
     plain_prompt, ra_prompt = problem + TEMPLATE_TOKENS, 2 * problem + trace + TEMPLATE_TOKENS
-    policy_b = model_billions(get(config, "policy.base", "tiny"), config)
+    policy_b = model_billions(config["policy"]["base"], config)
     rows: list[StageCost] = []
 
     # build-traces: one teacher rewrite per corpus item (and per training query when SFT arms need traces)
     from rarft.traces import train_traces_needed
 
     sft_traces = train_traces_needed(config)
-    if get(config, "traces.mode", "validate") == "rewrite":
+    if config["traces"]["mode"] == "rewrite":
         gen = n_corpus + (n_train if sft_traces else 0)
-        max_new = int(get(config, "traces.teacher.max_new_tokens", 1024))
-        api = get(config, "traces.teacher.backend", "openai") == "openai"
+        max_new = int(config["traces"]["teacher"]["max_new_tokens"])
+        api = config["traces"]["teacher"]["backend"] == "openai"
         rows.append(StageCost("build-traces", generations=gen, generated_tokens=gen * max_new,
                               prompt_tokens=gen * (2 * problem + TEMPLATE_TOKENS),
                               gpu_hours=decode_hours(gen * max_new, gen * 2 * problem, TEACHER_ACTIVE_B),
-                              note="teacher " + get(config, "traces.teacher.model", "?")
+                              note="teacher " + config["traces"]["teacher"]["model"]
                               + (" (served behind an OpenAI-compatible endpoint)" if api else "")
                               + (teacher_fit(config, decode_hours(gen * max_new, gen * 2 * problem, TEACHER_ACTIVE_B))
                                  if api else "")
@@ -159,32 +158,33 @@ def plan(config: dict) -> list[StageCost]:
         rows.append(StageCost("build-traces", note="traces.mode validate: no generation"))
 
     # label-relevance: M candidates per query
-    m = int(get(config, "labels.candidates_per_query", 6))
+    m = int(config["labels"]["candidates_per_query"])
     pairs = n_train * m
-    for labeler in get(config, "labels.run", []):
+    for labeler in config["labels"]["run"]:
         if labeler == "gain":
-            g = config["labels"].get("gain", {})
-            n, max_new = int(g.get("n_samples", 8)), int(g.get("max_new_tokens", 96))
+            g = config["labels"]["gain"]
+            n, max_new = int(g["n_samples"]), int(g["max_new_tokens"])
             gen = n_train * (m + 1) * n  # n rollouts per (query, candidate) and per query alone
             prompts = n_train * n * plain_prompt + pairs * n * ra_prompt
             rows.append(StageCost("label-relevance gain", generations=gen, generated_tokens=gen * max_new,
                                   prompt_tokens=prompts, gpu_hours=decode_hours(gen * max_new, prompts, policy_b),
                                   note=f"{n_train} queries x ({m} candidates + alone) x {n} rollouts"))
         elif labeler == "judge":
-            j = config["labels"].get("judge", {})
-            max_new = int(j.get("max_new_tokens", 256))
+            j = config["labels"]["judge"]
+            max_new = int(j["max_new_tokens"])
             prompts = pairs * (2 * problem + 2 * trace + TEMPLATE_TOKENS)
             rows.append(StageCost("label-relevance judge", judge_calls=pairs, generated_tokens=pairs * max_new,
-                                  prompt_tokens=prompts, note=f"{j.get('model', '?')} via API: no GPU hours counted"))
+                                  prompt_tokens=prompts, note=f"{j['model']} via API: no GPU hours counted"))
         else:
             rows.append(StageCost(f"label-relevance {labeler}", note="no model calls"))
 
     # train-retriever + retrieve: encoder work only
-    r_b = model_billions(get(config, "retriever.base_model", ""), config)
-    t = get(config, "retriever.train", {})
-    tok = int(pairs * float(t.get("epochs", 3)) * (problem + problem + trace))
+    r_b = model_billions(config["retriever"]["base_model"], config)
+    t = config["retriever"]["train"]
+    epochs = t["trainer"]["num_train_epochs"]
+    tok = int(pairs * float(epochs) * (problem + problem + trace))
     rows.append(StageCost("train-retriever", train_tokens=tok, gpu_hours=train_hours(tok, r_b),
-                          note=f"upper bound: every labelled pair a positive, {t.get('epochs', 3)} epochs"))
+                          note=f"upper bound: every labelled pair a positive, {epochs} epochs"))
     n_ret = len(retrievers_needed(config))
     enc = n_ret * (n_corpus * (problem + trace) + (n_train + n_bench) * problem)
     rows.append(StageCost("retrieve", prompt_tokens=enc, gpu_hours=enc / ENCODE_TOKENS_PER_S / 3600,
@@ -193,38 +193,39 @@ def plan(config: dict) -> list[StageCost]:
     # train-policy: one row per arm
     rl = config["rl"]
     procs = train_processes(config)  # the processes the train_policy rule launches (rarft.launch)
-    completions_per_step = (int(rl.get("per_device_train_batch_size", 16))
-                            * int(rl.get("gradient_accumulation_steps", 1)) * procs)
-    steps, max_new = int(rl.get("max_steps", 30)), int(rl.get("max_completion_length", 96))
-    n_evals = steps // int(rl.get("eval_steps", 10)) + 1  # step 0 and every eval_steps
-    eval_k = int(rl.get("eval_k", 4))
+    trainer = rl["trainer"]  # GRPOConfig / RLOOConfig arguments
+    completions_per_step = (int(trainer["per_device_train_batch_size"])
+                            * int(trainer["gradient_accumulation_steps"]) * procs)
+    steps, max_new = int(trainer["max_steps"]), int(trainer["max_completion_length"])
+    n_evals = steps // int(trainer["eval_steps"]) + 1  # step 0 and every eval_steps
+    eval_k = int(rl["eval_k"])
     for arm in rl["arms"]:
         prompt = plain_prompt if retriever_of(arm, config) is None else ra_prompt
         if trainer_of(arm) == "sft":
-            sft = rl.get("sft", {})
-            tok = int(float(sft.get("epochs", 2)) * n_train * (prompt + trace))
+            epochs = rl["sft"]["trainer"]["num_train_epochs"]
+            tok = int(float(epochs) * n_train * (prompt + trace))
             rows.append(StageCost(f"train-policy {arm}", train_tokens=tok, gpu_hours=train_hours(tok, policy_b),
-                                  note=f"SFT {sft.get('epochs', 2)} epochs over up to {n_train} "
+                                  note=f"SFT {epochs} epochs over up to {n_train} "
                                        + ("teacher traces of the training queries (build-traces)" if sft_traces
                                           else "traces of the training queries")))
             continue
         gen = steps * completions_per_step
-        curve = rl.get("curve_arms") is None or arm in rl["curve_arms"]
+        curve = rl["curve_arms"] is None or arm in rl["curve_arms"]
         ev = n_evals * n_bench * eval_k if curve else 0
         prompts = (gen + ev) * prompt
-        train_tok = gen * (prompt + max_new) * int(rl.get("num_iterations", 1))
+        train_tok = gen * (prompt + max_new) * int(trainer["num_iterations"])
         hours = decode_hours((gen + ev) * max_new, prompts, policy_b) + train_hours(train_tok, policy_b)
         rows.append(StageCost(f"train-policy {arm}", generations=gen + ev, generated_tokens=(gen + ev) * max_new,
                               prompt_tokens=prompts, train_tokens=train_tok, gpu_hours=hours,
                               note=f"{steps} steps x {completions_per_step} completions = "
-                                   f"{completions_per_step // max(1, int(rl.get('num_generations', 8)))} prompts "
+                                   f"{completions_per_step // max(1, int(trainer['num_generations']))} prompts "
                                    f"({procs} processes); "
                                    + (f"curve: {n_evals} evals x {n_bench} problems x {eval_k}" if curve else "no curve")
                                    + runtime_check(config, "train_policy", hours)))
 
     # evaluate: every policy under each of its settings
-    k, max_new = int(get(config, "evaluation.k", 32)), int(get(config, "evaluation.max_new_tokens", 96))
-    top_k = int(get(config, "analysis.diversity_top_k", 4))
+    k, max_new = int(config["evaluation"]["k"]), int(config["evaluation"]["max_new_tokens"])
+    top_k = int(config["analysis"]["diversity_top_k"])
     gen = prompts = 0
     largest = 0.0  # GPU hours of the largest evaluate job (a topk setting)
     for policy in ["base", *rl["arms"]]:

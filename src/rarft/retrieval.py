@@ -31,7 +31,7 @@ from typing import Sequence
 import numpy as np
 
 from rarft.arms import RETRIEVERS, trained_model_dir  # RETRIEVERS: the one list of retriever names
-from rarft.config import add_config_argument, get, load_config
+from rarft.config import add_config_argument, load_config
 from rarft.contracts import read_items
 from rarft.io import DataError, atomic_path, text_sha256, write_jsonl
 
@@ -118,7 +118,8 @@ def check_corpus_against_benchmarks(corpus: Sequence[dict], benchmarks: dict[str
 # ---------------------------------------------------------------- dense encoding and search
 def query_prompt(config: dict) -> str | None:
     """Text prepended to single-vector queries (`retriever.query_prompt`; null = none)."""
-    return get(config, "retriever.query_prompt", None) or None
+    prompt = config["retriever"]["query_prompt"]
+    return prompt if prompt else None  # "" is no prompt too
 
 
 def resolve_device(config: dict) -> str:
@@ -266,12 +267,12 @@ class Searcher:
         if retriever not in RETRIEVERS:
             raise DataError(f"unknown retriever {retriever!r}; one of {', '.join(RETRIEVERS)}")
         self.retriever, self.corpus, self.config = retriever, corpus, config
-        self.seed = int(get(config, "seed", 0))
+        self.seed = int(config["seed"])
         self.device = resolve_device(config)
         self.encode_hit = None
         texts = [doc_text(c) for c in corpus]
         if retriever in ("offshelf", "finetuned"):
-            name = get(config, "retriever.base_model", EMBEDDED_MODEL) if retriever == "offshelf" else (
+            name = config["retriever"]["base_model"] if retriever == "offshelf" else (
                 model_dir or "models/retriever/finetuned")
             if retriever == "finetuned" and not Path(name).is_dir():
                 raise DataError(f"{name}: fine-tuned retriever not found; run train-retriever first")
@@ -283,7 +284,7 @@ class Searcher:
             self.bm25 = bm25s.BM25()
             self.bm25.index(bm25s.tokenize(texts, show_progress=False), show_progress=False)
         elif retriever in ("colbert", "finetuned_colbert"):
-            name = get(config, "retriever.colbert.base_model") if retriever == "colbert" else (
+            name = config["retriever"]["colbert"]["base_model"] if retriever == "colbert" else (
                 model_dir or trained_model_dir(retriever))
             if retriever == "finetuned_colbert" and not Path(name).is_dir():
                 raise DataError(f"{name}: fine-tuned multi-vector retriever not found; run train-retriever first")
@@ -328,7 +329,7 @@ class Searcher:
         if self.retriever in ("offshelf", "finetuned"):
             q = self.model.encode(texts, normalize_embeddings=True, convert_to_numpy=True, batch_size=64,
                                   prompt=query_prompt(self.config)).astype(np.float32)
-            return dense_topk(q, self.corpus_emb, k, self.device, int(get(self.config, "retriever.faiss_above", 200000)))
+            return dense_topk(q, self.corpus_emb, k, self.device, int(self.config["retriever"]["faiss_above"]))
         if self.retriever == "bm25":
             import bm25s
 
@@ -410,9 +411,9 @@ def cli(argv: list[str]) -> int:
         if name in splits:
             raise DataError(f"{path}: benchmark name {name!r} clashes with another split")
         splits[name] = load_items(path)
-    threshold = float(get(config, "retriever.near_duplicate_jaccard", 0.9))
+    threshold = float(config["retriever"]["near_duplicate_jaccard"])
     check_corpus_against_benchmarks(corpus, {n: v for n, v in splits.items() if n != "train"}, threshold)
-    k = args.top_k or int(get(config, "retriever.top_k", 4))
+    k = args.top_k or int(config["retriever"]["top_k"])
     searcher = Searcher(args.retriever, corpus, config, args.model_dir, args.cache_dir)
     rows = retrieval_rows(searcher, splits, k, threshold)
     write_jsonl(args.out, rows)

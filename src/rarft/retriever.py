@@ -33,10 +33,9 @@ from pathlib import Path
 from typing import Sequence
 
 from rarft.arms import TRAINED_RETRIEVERS, trained_model_dir
-from rarft.config import ConfigError, add_config_argument, get, load_config
+from rarft.config import ConfigError, add_config_argument, load_config, trainer_config
 from rarft.io import DataError, atomic_path, read_json, read_jsonl, write_json, write_text
 from rarft.retrieval import (
-    EMBEDDED_MODEL,
     Searcher,
     doc_text,
     load_items,
@@ -204,8 +203,8 @@ def _stack(kind: str) -> dict:
 def base_model_of(config: dict, kind: str) -> str:
     """The checkpoint a kind of retriever starts from (retriever.base_model / retriever.colbert.base_model)."""
     if kind == "multi_vector":
-        return get(config, "retriever.colbert.base_model", "lightonai/Reason-ModernColBERT")
-    return get(config, "retriever.base_model", EMBEDDED_MODEL)
+        return config["retriever"]["colbert"]["base_model"]
+    return config["retriever"]["base_model"]
 
 
 def make_loss(stack: dict, model, tc: dict, loss_name: str, temperature: float):
@@ -218,13 +217,27 @@ def make_loss(stack: dict, model, tc: dict, loss_name: str, temperature: float):
     processes (the paper: "in-batch negatives gathered across GPUs"); a no-op in one process."""
     if loss_name == "listwise":
         # KL between softmax(labels / teacher_t) and softmax(similarity / temperature): graded, listwise
-        return stack["distill"](model, temperature, float(tc.get("teacher_temperature", 0.1)))
-    gather = bool(tc.get("gather_across_devices", True))
-    mini = tc.get("mini_batch_size")
+        return stack["distill"](model, temperature, float(tc["teacher_temperature"]))
+    gather = bool(tc["gather_across_devices"])
+    mini = tc["mini_batch_size"]
     if mini:
         return stack["cached_mnrl"](model, scale=1.0 / temperature, mini_batch_size=int(mini),
                                     gather_across_devices=gather)
     return stack["mnrl"](model, scale=1.0 / temperature, gather_across_devices=gather)
+
+
+def training_args(cls, config: dict, output_dir: str, device: str, query_prompt: str | None, select_best: bool,
+                  metric: str):
+    """SentenceTransformerTrainingArguments (single- or multi-vector ``cls``): `retriever.train.trainer` verbatim,
+    plus what rarft decides: where, the seed, the device (bf16 off on the CPU), the per-device share of the
+    global `retriever.train.batch_size`, the query prompt, and best-checkpoint selection on the held-out labels."""
+    tc = config["retriever"]["train"]
+    seed = int(config["seed"])
+    decided = dict(output_dir=output_dir, seed=seed, data_seed=seed, use_cpu=device == "cpu",
+                   per_device_train_batch_size=per_device_batch(int(tc["batch_size"]), device),
+                   prompts={"anchor": query_prompt} if query_prompt else None,
+                   load_best_model_at_end=select_best, metric_for_best_model=metric, greater_is_better=True)
+    return trainer_config(cls, tc["trainer"], "retriever.train.trainer", decided)
 
 
 def per_device_batch(batch_size: int, device: str) -> int:
@@ -248,21 +261,20 @@ def train_retriever(config: dict, labels: Sequence[dict], train: Sequence[dict],
     """Fine-tune the base model of ``kind`` on the labels; save the best epoch to ``out_dir``; return a summary."""
     import torch
     from datasets import Dataset
-    from sentence_transformers.base.sampler import BatchSamplers
 
     stack = _stack(kind)
 
-    tc = get(config, "retriever.train", {}) or {}
-    seed = int(get(config, "seed", 0))
+    tc = config["retriever"]["train"]
+    seed = int(config["seed"])
     queries = {q["id"]: q for q in train}
     corpus_by_id = {c["id"]: c for c in corpus}
     labelled = [r["query_id"] for r in labels if r["label"] is not None]
     if not labelled:
         raise DataError(f"{labels_path}: no labelled (query, context) pairs")
-    train_ids, holdout_ids = split_holdout(labelled, float(tc.get("holdout_fraction", 0.05)), seed)
+    train_ids, holdout_ids = split_holdout(labelled, float(tc["holdout_fraction"]), seed)
     train_ids_set = set(train_ids)
-    loss_name = tc.get("loss", "infonce")
-    temperature = float(tc.get("temperature", 0.05))
+    loss_name = tc["loss"]
+    temperature = float(tc["temperature"])
     if loss_name == "listwise":
         data = training_lists(labels, train_ids_set, queries, corpus_by_id, seed)
     else:
@@ -278,7 +290,7 @@ def train_retriever(config: dict, labels: Sequence[dict], train: Sequence[dict],
     # otherwise load a bf16 checkpoint in bf16 and round small updates away (review B2)
     model = stack["model"](resolve_model_path(base), device=device, model_kwargs={"dtype": torch.float32})
     loss = make_loss(stack, model, tc, loss_name, temperature)
-    if kind == "multi_vector" and loss_name != "listwise" and "multi_vector_temperature" in tc:
+    if kind == "multi_vector" and loss_name != "listwise" and tc["multi_vector_temperature"] is not None:
         loss.scale = 1.0 / float(tc["multi_vector_temperature"])
     # single-vector queries carry the instruction prompt (Qwen3-Embedding); ColBERT models bring their own
     # query/document prefixes in their saved `prompts`, which its encode_query/encode_document apply
@@ -295,19 +307,7 @@ def train_retriever(config: dict, labels: Sequence[dict], train: Sequence[dict],
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     t0 = time.time()
     with tempfile.TemporaryDirectory(prefix=".retriever-ckpt.", dir=out_dir.parent) as ckpt:
-        args = stack["args"](
-            output_dir=ckpt, num_train_epochs=float(tc.get("epochs", 3)),
-            per_device_train_batch_size=per_device_batch(int(tc.get("batch_size", 32)), device),
-            learning_rate=float(tc.get("learning_rate", 3e-5)),
-            warmup_steps=float(tc.get("warmup_ratio", 0.1)),  # a float < 1 is a ratio in transformers 5
-            weight_decay=float(tc.get("weight_decay", 0.01)), lr_scheduler_type="linear",
-            batch_sampler=BatchSamplers.NO_DUPLICATES,  # a repeated text in a batch is a false negative
-            eval_strategy="epoch", save_strategy="epoch", save_total_limit=2,
-            load_best_model_at_end=bool(held_pos), metric_for_best_model=metric, greater_is_better=True,
-            bf16=device == "cuda", use_cpu=device == "cpu", seed=seed, data_seed=seed,
-            gradient_checkpointing=bool(tc.get("gradient_checkpointing", False)),
-            prompts={"anchor": qp} if qp else None,
-            report_to=[], logging_steps=10, disable_tqdm=False, dataloader_drop_last=False)
+        args = training_args(stack["args"], config, ckpt, device, qp, bool(held_pos), metric)
         trainer = stack["trainer"](model=model, args=args, train_dataset=Dataset.from_dict(data),
                                              loss=loss, evaluator=evaluator if held_pos else None)
         before = evaluator(model)[metric.removeprefix("eval_")] if held_pos else None
@@ -320,7 +320,7 @@ def train_retriever(config: dict, labels: Sequence[dict], train: Sequence[dict],
                                               "seed": seed, "labels": str(labels_path)})
             summary = {"kind": kind, "base_model": base, "loss": loss_name, "temperature": 1.0 / loss.scale
                        if hasattr(loss, "scale") else temperature, "rows": n_rows,
-                       "mini_batch_size": tc.get("mini_batch_size"), "query_prompt": qp,
+                       "mini_batch_size": tc["mini_batch_size"], "query_prompt": qp,
                        "train_queries": len(train_ids), "holdout_queries": len(holdout_ids),
                        "holdout_queries_with_positives": len(held_pos),
                        "holdout_recall@1_before": before, "holdout_recall@1_best": after,
@@ -338,11 +338,11 @@ def evaluate_retrievers(config: dict, queries: Sequence[dict], corpus: Sequence[
 
     ``finetuned_dir``: the fine-tuned single-vector model, or {retriever name: model dir} for the
     trained retrievers (finetuned, finetuned_colbert)."""
-    k = int(get(config, "retriever.top_k", 4))
-    threshold = float(get(config, "retriever.near_duplicate_jaccard", 0.9))
+    k = int(config["retriever"]["top_k"])
+    threshold = float(config["retriever"]["near_duplicate_jaccard"])
     dirs = finetuned_dir if isinstance(finetuned_dir, dict) else {"finetuned": finetuned_dir}
     rows = []
-    for name in get(config, "retriever.compare", ["offshelf", "finetuned", "bm25", "random"]):
+    for name in config["retriever"]["compare"]:
         searcher = Searcher(name, corpus, config, dirs.get(name) or trained_model_dir(name), cache_dir)
         ranked = retrieve(searcher, queries, min(MRR_DEPTH, len(corpus)), threshold)
         rankings = {q["id"]: [c["id"] for c in ctx] for q, ctx in zip(queries, ranked)}
@@ -422,7 +422,7 @@ def cli_evaluate(argv: list[str]) -> int:
     train = load_items(args.train)
     corpus = load_items(args.corpus, ("id", "problem", "trace"))
     queries = [q for q in train if q["id"] in holdout]
-    train_on = get(config, "labels.train_on", "gain")
+    train_on = config["labels"]["train_on"]
     relevance = {f"{train_on}-labels": positives(load_labels(args.labels), holdout)}
     oracle = oracle_relevance(queries, corpus)
     if oracle:
@@ -439,7 +439,7 @@ def cli_evaluate(argv: list[str]) -> int:
             raise DataError(f"{args.finetuned_colbert} was trained on another held-out split than {args.finetuned}")
     dirs = {"finetuned": args.finetuned, "finetuned_colbert": args.finetuned_colbert}
     rows = evaluate_retrievers(config, queries, corpus, relevance, dirs, args.cache_dir)
-    k = int(get(config, "retriever.top_k", 4))
+    k = int(config["retriever"]["top_k"])
     note = (f"{len(queries)} held-out training queries ({Path(args.finetuned) / 'holdout.json'}); whole corpus of "
             f"{len(corpus)} ranked with the retrieval exclusion rules. recall@k: share of queries with a relevant "
             f"document in the top k (k = 1, {k}); mrr: mean reciprocal rank of the first relevant document "

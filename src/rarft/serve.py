@@ -22,7 +22,7 @@ import time
 from pathlib import Path
 from typing import Iterator
 
-from rarft.config import ConfigError, get
+from rarft.config import ConfigError
 
 DEFAULTS = {"port": 8000, "tensor_parallel_size": 8, "max_model_len": 16384, "startup_timeout_s": 3600,
             "extra_args": []}
@@ -30,10 +30,10 @@ DEFAULTS = {"port": 8000, "tensor_parallel_size": 8, "max_model_len": 16384, "st
 
 def serve_settings(config: dict) -> dict | None:
     """`traces.teacher.serve` with defaults filled in, or None when the teacher is not started here."""
-    serve = get(config, "traces.teacher.serve")
+    serve = config["traces"]["teacher"]["serve"]
     if not serve:
         return None
-    if get(config, "traces.teacher.backend", "openai") != "openai":
+    if config["traces"]["teacher"]["backend"] != "openai":
         raise ConfigError("traces.teacher.serve: only for the openai backend (a server the stage talks to)")
     return {**DEFAULTS, **(serve if isinstance(serve, dict) else {})}
 
@@ -43,7 +43,7 @@ def server_command(model: str, serve: dict) -> list[str]:
     return [exe, "serve", model, "--host", "127.0.0.1", "--port", str(serve["port"]),
             "--tensor-parallel-size", str(serve["tensor_parallel_size"]),
             "--max-model-len", str(serve["max_model_len"]), "--served-model-name", model,
-            *[str(a) for a in serve.get("extra_args", [])]]
+            *[str(a) for a in serve["extra_args"]]]
 
 
 @contextlib.contextmanager
@@ -89,7 +89,7 @@ def teacher_server(config: dict, log_dir: str | os.PathLike) -> Iterator[dict]:
     if serve is None:
         yield config
         return
-    model = get(config, "traces.teacher.model")
+    model = config["traces"]["teacher"]["model"]
     url = f"http://127.0.0.1:{serve['port']}/v1"
     served = copy.deepcopy(config)
     served["traces"]["teacher"]["base_url"] = url

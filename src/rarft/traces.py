@@ -16,7 +16,7 @@ import re
 from collections import Counter
 from pathlib import Path
 
-from rarft.config import ConfigError, get, load_config
+from rarft.config import ConfigError, load_config
 from rarft.contracts import read_items
 from rarft.io import DataError, JsonlAppender, text_sha256, write_json, write_jsonl
 
@@ -143,34 +143,34 @@ def teacher_extra_body(teacher: dict) -> dict | None:
     replies would be an unfinished <think> block and the trace would be dropped. The cheatsheet is a
     rewrite of a given solution, so thinking is off unless `traces.teacher.enable_thinking: true`. Hosted
     APIs that reject unknown fields: set it to null to send nothing."""
-    if teacher.get("backend", "openai") != "openai" or teacher.get("enable_thinking", False) is None:
+    if teacher["backend"] != "openai" or teacher["enable_thinking"] is None:
         return None
-    return {"chat_template_kwargs": {"enable_thinking": bool(teacher.get("enable_thinking", False))}}
+    return {"chat_template_kwargs": {"enable_thinking": bool(teacher["enable_thinking"])}}
 
 
 def build_traces(items: list[dict], config: dict, backend=None, cache_path: str | Path | None = None,
                  progress: bool = True) -> tuple[list[dict], dict]:
     """(kept items, report) for the configured mode. ``backend`` overrides the teacher (tests)."""
-    mode = get(config, "traces.mode", "validate")
-    max_steps = get(config, "traces.max_steps", 7)
+    mode = config["traces"]["mode"]
+    max_steps = config["traces"]["max_steps"]
     report: dict = {"mode": mode, "max_steps": max_steps, "n_in": len(items)}
     if mode == "rewrite":
         from rarft.generation import Sampling, make_backend
 
-        teacher = get(config, "traces.teacher") or {}
+        teacher = config["traces"]["teacher"]
         if "model" not in teacher:
             raise ConfigError("traces.teacher.model: required in rewrite mode")
         if cache_path is None:
             raise ValueError("rewrite mode needs a cache_path for the teacher outputs")
-        sampling = Sampling(n=1, temperature=teacher.get("temperature", 0.0),
-                            max_new_tokens=teacher.get("max_new_tokens", 1024), seed=get(config, "seed", 0))
+        sampling = Sampling(n=1, temperature=teacher["temperature"],
+                            max_new_tokens=teacher["max_new_tokens"], seed=config["seed"])
         own = backend is None
         if own:
             # The teacher has its own endpoint; everything else about generation is shared config.
-            backend = make_backend(teacher["model"], config, backend=teacher.get("backend"),
-                                   base_url=teacher.get("base_url"), concurrency=teacher.get("http_concurrency"),
+            backend = make_backend(teacher["model"], config, backend=teacher["backend"],
+                                   base_url=teacher["base_url"], concurrency=teacher["http_concurrency"],
                                    extra_body=teacher_extra_body(teacher))
-        concurrency = int(teacher.get("http_concurrency") or get(config, "generation.http_concurrency", 8))
+        concurrency = int(teacher["http_concurrency"] or config["generation"]["http_concurrency"])
         try:
             # a chunk waits for its slowest reply: several requests per connection keep the server batched
             items = rewrite_traces(items, backend, teacher["model"], sampling, max_steps, cache_path,
@@ -182,7 +182,7 @@ def build_traces(items: list[dict], config: dict, backend=None, cache_path: str 
     elif mode != "validate":
         raise ConfigError(f"traces.mode: unknown mode {mode!r} (validate | rewrite)")
     kept, dropped = validate_traces(items, max_steps)
-    if mode == "rewrite" and get(config, "traces.keep_original_if_invalid", False):
+    if mode == "rewrite" and config["traces"]["keep_original_if_invalid"]:
         # config/rehearsal.yaml only (never at paper scale): its untrained teacher writes no valid cheatsheet,
         # so the original solution stays the trace and the DAG goes on; the report still counts every failure
         bad = {d["id"] for d in dropped}
@@ -201,8 +201,8 @@ def train_traces_needed(config: dict) -> bool:
     own traces, and in rewrite mode (real data) only the teacher makes them. The world's queries carry theirs."""
     from rarft.arms import trainer_of
 
-    return get(config, "traces.mode", "validate") == "rewrite" and any(
-        trainer_of(arm) == "sft" for arm in get(config, "rl.arms", []))
+    return config["traces"]["mode"] == "rewrite" and any(
+        trainer_of(arm) == "sft" for arm in config["rl"]["arms"])
 
 
 def train_traces(train: list[dict], solutions: list[dict], config: dict, backend=None,

@@ -8,7 +8,7 @@ are TRL's. The reward is the project's math-verify reward (`rarft.reward.accurac
 Validation curves (the paper's Figure 3) come from TRL's own evaluation loop: each benchmark is an
 eval dataset built like the training set (RA arms WITH their retrieved context), sampled
 `rl.eval_k` times per problem, so its mean reward is average@k. That path uses whatever generation
-the trainer uses (vLLM when `rl.use_vllm`, sharded models under DeepSpeed/FSDP), so it scales to the
+the trainer uses (vLLM when `rl.trainer.use_vllm`, sharded models under DeepSpeed/FSDP), so it scales to the
 paper setting. SFT arms have no sampling loop, and RL arms outside `rl.curve_arms` skip it: their curve
 file holds no rows (they are scored by the evaluate stage).
 """
@@ -25,7 +25,7 @@ import time
 from pathlib import Path
 
 from rarft.arms import retriever_of, trainer_of
-from rarft.config import ConfigError, add_config_argument, get, load_config
+from rarft.config import ConfigError, add_config_argument, load_config, trainer_config
 from rarft.contracts import read_retrieval
 from rarft.io import (DataError, JsonlAppender, atomic_path, model_fingerprint, read_jsonl, text_sha256, write_json,
                       write_jsonl, write_text)
@@ -36,7 +36,6 @@ CURVE_PARTIAL = "curve.partial.jsonl"  # survives a kill (Snakemake deletes curv
 # Settings DAPO adds on top of GRPO, as TRL's paper index gives them (Yu et al. 2025): token-level loss,
 # clip-higher, overlong filtering, no KL. Dynamic sampling (resampling zero-variance groups) has no TRL
 # switch; it is not reproduced.
-DAPO_DEFAULTS = {"epsilon_high": 0.28, "mask_truncated_completions": True}
 
 
 # ---------------------------------------------------------------- datasets
@@ -137,111 +136,69 @@ def eval_batch_size(n_problems: list[int], eval_k: int, cap: int, n_procs: int =
     return step * max(1, cap // step) if step <= cap else step
 
 
-def common_args(config: dict, run_dir: Path, resume: bool) -> dict:
-    rl = config["rl"]
-    use_cpu, cuda = _device(config)
-    bf16 = bool(rl.get("bf16", cuda)) and not use_cpu
-    return dict(
-        output_dir=str(run_dir / CHECKPOINT_DIR),
-        seed=int(config.get("seed", 0)),
-        data_seed=int(config.get("seed", 0)),
-        use_cpu=use_cpu,
-        bf16=bf16,
-        gradient_checkpointing=bool(rl.get("gradient_checkpointing", False)),
-        save_strategy="steps",
-        save_steps=int(rl.get("save_steps", 10)),
-        save_total_limit=int(rl.get("save_total_limit", 2)),
-        logging_steps=1,
-        report_to=list(rl.get("report_to", ["tensorboard"])),
-        disable_tqdm=False,
-        dataloader_num_workers=0,
-        # step-0 point of the curve; a resumed run already has it (and its RNG state is restored)
-        eval_on_start=not resume,
-    )
+def decided_args(config: dict, run_dir: Path) -> dict:
+    """What rarft sets in every policy trainer's config: where, which seed, which device."""
+    use_cpu, _cuda = _device(config)
+    return dict(output_dir=str(run_dir / CHECKPOINT_DIR), seed=int(config["seed"]), data_seed=int(config["seed"]),
+                use_cpu=use_cpu)
 
 
 def rl_args(trainer: str, config: dict, run_dir: Path, n_problems: list[int], resume: bool):
-    """GRPOConfig / RLOOConfig for an RL arm. GRPO arms aggregate the loss per `rl.loss_type`."""
+    """GRPOConfig / RLOOConfig for an RL arm: `rl.trainer` verbatim, plus the loss per arm (GRPO arms:
+    `rl.loss_type`; DAPO arms: 'dapo' with `rl.dapo`) and the validation-curve wiring."""
     from accelerate import PartialState
 
     rl = config["rl"]
-    gen = int(rl.get("num_generations", 8))
-    batch = int(rl.get("per_device_train_batch_size", 16))
-    accum = int(rl.get("gradient_accumulation_steps", 1))
-    eval_k = int(rl.get("eval_k", 4))
+    block = rl["trainer"]
+    gen, batch = block["num_generations"], block["per_device_train_batch_size"]
+    accum = block["gradient_accumulation_steps"]
+    eval_k = int(rl["eval_k"])
     if batch * accum % gen:
-        raise ConfigError(f"rl.per_device_train_batch_size x gradient_accumulation_steps ({batch} x {accum}) "
-                          f"must be divisible by rl.num_generations ({gen}): TRL samples whole groups")
-    temperature = float(rl.get("temperature", 1.0))
-    if n_problems and temperature != float(get(config, "evaluation.temperature", temperature)):
+        raise ConfigError(f"rl.trainer.per_device_train_batch_size x gradient_accumulation_steps ({batch} x {accum}) "
+                          f"must be divisible by rl.trainer.num_generations ({gen}): TRL samples whole groups")
+    temperature = float(block["temperature"])
+    if n_problems and temperature != float(config["evaluation"]["temperature"]):
         # TRL samples its eval loop at the training temperature; there is no separate knob
-        print(f"train-policy: note: the validation curve samples at rl.temperature {temperature}, "
-              f"not evaluation.temperature {get(config, 'evaluation.temperature')}")
-    kwargs = dict(
-        common_args(config, run_dir, resume),
-        max_steps=int(rl.get("max_steps", 30)),
-        learning_rate=float(rl.get("learning_rate", 1e-6)),
-        lr_scheduler_type=rl.get("lr_scheduler_type", "constant"),
-        warmup_steps=int(rl.get("warmup_steps", 0)),
-        weight_decay=float(rl.get("weight_decay", 0.0)),
-        max_grad_norm=float(rl.get("max_grad_norm", 1.0)),
-        per_device_train_batch_size=batch,
-        gradient_accumulation_steps=accum,
-        num_generations=gen,
-        max_completion_length=int(rl.get("max_completion_length", 96)),
-        temperature=temperature,
-        beta=float(rl.get("beta", 0.0)),
-        epsilon=float(rl.get("epsilon", 0.2)),
-        num_iterations=int(rl.get("num_iterations", 1)),
-        # transformers rollouts (no vLLM): a preallocated KV cache instead of one concatenated at every
-        # decoding step (see TransformersBackend.static_copy); null in the config = transformers' default
-        cache_implementation=rl.get("cache_implementation", "static"),
-        chat_template_kwargs={"enable_thinking": bool(get(config, "policy.enable_thinking", False))},
-        use_vllm=bool(rl.get("use_vllm", False)),
-        # validation curve: TRL's eval loop, eval_k samples per benchmark problem
+        print(f"train-policy: note: the validation curve samples at rl.trainer.temperature {temperature}, "
+              f"not evaluation.temperature {config['evaluation']['temperature']}")
+    decided = dict(
+        decided_args(config, run_dir),
+        chat_template_kwargs={"enable_thinking": bool(config["policy"]["enable_thinking"])},
+        # validation curve: TRL's eval loop, eval_k samples per benchmark problem; step 0 unless resumed
         eval_strategy="steps" if n_problems else "no",
-        eval_steps=int(rl.get("eval_steps", 10)),
+        eval_on_start=bool(n_problems) and not resume,
         num_generations_eval=eval_k,
-        per_device_eval_batch_size=eval_batch_size(n_problems or [1], eval_k, int(rl.get("eval_batch_size", 64)),
+        per_device_eval_batch_size=eval_batch_size(n_problems or [1], eval_k, int(rl["eval_batch_size"]),
                                                    PartialState().num_processes),
-        log_completions=False,
-        shuffle_dataset=True,
     )
-    if kwargs["use_vllm"]:
-        import importlib.util
-
-        if kwargs["use_cpu"]:
-            raise ConfigError("rl.use_vllm: vLLM generation needs a CUDA device; set rl.use_vllm: false on CPU")
-        if rl.get("vllm_mode", "colocate") == "colocate" and importlib.util.find_spec("vllm") is None:
-            raise ConfigError("rl.use_vllm: vllm is not installed (pip install -e '.[gpu]')")
-        kwargs.update(vllm_mode=rl.get("vllm_mode", "colocate"),
-                      # colocated with training on the same GPU: far below the standalone backend's share
-                      vllm_gpu_memory_utilization=float(rl.get("vllm_gpu_memory_utilization", 0.3)),
-                      vllm_tensor_parallel_size=int(get(config, "generation.vllm.tensor_parallel_size", 1)))
-        if rl.get("vllm_server_base_url"):
-            kwargs["vllm_server_base_url"] = rl["vllm_server_base_url"]
-    if not n_problems:
-        kwargs["eval_on_start"] = False
     if trainer == "rloo":
         from trl import RLOOConfig
 
-        return RLOOConfig(**kwargs)
-    from trl import GRPOConfig
-
-    if trainer == "dapo":
-        dapo = {**DAPO_DEFAULTS, **rl.get("dapo", {})}
-        kwargs.update(loss_type="dapo", epsilon_high=float(dapo["epsilon_high"]),
-                      mask_truncated_completions=bool(dapo["mask_truncated_completions"]))
+        args = trainer_config(RLOOConfig, block, "rl.trainer", decided)
     else:
-        kwargs.update(loss_type=loss_type(config), scale_rewards="group")
-    return GRPOConfig(**kwargs)
+        from trl import GRPOConfig
+
+        if trainer == "dapo":
+            decided.update(loss_type="dapo", epsilon_high=float(rl["dapo"]["epsilon_high"]),
+                           mask_truncated_completions=bool(rl["dapo"]["mask_truncated_completions"]))
+        else:
+            decided.update(loss_type=loss_type(config))
+        args = trainer_config(GRPOConfig, block, "rl.trainer", decided)
+    if args.use_vllm:
+        import importlib.util
+
+        if args.use_cpu:
+            raise ConfigError("rl.trainer.use_vllm: vLLM generation needs a CUDA device; set it false on CPU")
+        if args.vllm_mode == "colocate" and importlib.util.find_spec("vllm") is None:
+            raise ConfigError("rl.trainer.use_vllm: vllm is not installed (pip install -e '.[gpu]')")
+    return args
 
 
 def loss_type(config: dict) -> str:
     """TRL loss aggregation of the GRPO arms (`rl.loss_type`). 'dapo' is TRL's token-mean over the
     batch, veRL's default `loss_agg_mode: token-mean` (the paper trained with veRL); 'grpo' normalises
     each sequence by its own length (length-biased). DAPO arms always use 'dapo'."""
-    value = str(get(config, "rl.loss_type", "dapo"))
+    value = str(config["rl"]["loss_type"])
     if value not in ("dapo", "grpo", "dr_grpo", "bnpo"):
         raise ConfigError(f"rl.loss_type: {value!r}; one of dapo (token-mean, veRL), grpo, dr_grpo, bnpo")
     return value
@@ -250,13 +207,13 @@ def loss_type(config: dict) -> str:
 def policy_dtype(config: dict):
     """dtype the trained policy's parameters are loaded (and kept) in: `rl.param_dtype`.
 
-    float32 keeps fp32 master weights: with `rl.bf16: true` the forward/backward run under bf16
+    float32 keeps fp32 master weights: with `rl.trainer.bf16: true` the forward/backward run under bf16
     autocast while AdamW updates fp32 parameters and state (veRL's FSDP mixed precision). Updating
     bf16 parameters at lr 1e-6 rounds most steps away (bf16 has 8 significant bits). 'auto' keeps the
     checkpoint's own dtype (bf16 for Qwen3)."""
     import torch
 
-    value = str(get(config, "rl.param_dtype", "float32"))
+    value = str(config["rl"]["param_dtype"])
     table = {"float32": torch.float32, "bfloat16": torch.bfloat16, "auto": "auto"}
     if value not in table:
         raise ConfigError(f"rl.param_dtype: {value!r}; one of {', '.join(table)}")
@@ -264,22 +221,11 @@ def policy_dtype(config: dict):
 
 
 def sft_args(config: dict, run_dir: Path, resume: bool):
+    """SFTConfig for the SFT arms: `rl.sft.trainer` verbatim (no eval loop: SFT arms record no curve)."""
     from trl import SFTConfig
 
-    rl, sft = config["rl"], config["rl"].get("sft", {})
-    kwargs = common_args(config, run_dir, resume)
-    kwargs.pop("eval_on_start", None)  # SFT arms have no generation loop to evaluate with
-    return SFTConfig(
-        **kwargs,
-        num_train_epochs=float(sft.get("epochs", 2)),
-        learning_rate=float(sft.get("learning_rate", 1e-5)),
-        per_device_train_batch_size=int(sft.get("batch_size", 16)),
-        lr_scheduler_type="constant",
-        max_length=int(sft.get("max_length", 4096)),
-        completion_only_loss=True,
-        eval_strategy="no",
-        shuffle_dataset=True,
-    )
+    return trainer_config(SFTConfig, config["rl"]["sft"]["trainer"], "rl.sft.trainer",
+                          dict(decided_args(config, run_dir), eval_strategy="no"))
 
 
 # ---------------------------------------------------------------- recording
@@ -384,8 +330,8 @@ def run_fingerprint(arm: str, base_dir, train_rows: list[dict], eval_rows: dict,
     import json
 
     keys = {"arm": arm, "base": str(base_dir), "base_weights": model_fingerprint(base_dir), "rl": config["rl"],
-            "seed": config.get("seed"),
-            "thinking": get(config, "policy.enable_thinking"), "device": config.get("device")}
+            "seed": config["seed"],
+            "thinking": config["policy"]["enable_thinking"], "device": config["device"]}
     return text_sha256(json.dumps(keys, sort_keys=True, default=str),
                        json.dumps([train_rows, eval_rows], sort_keys=True))
 
@@ -414,7 +360,7 @@ def build_datasets(arm: str, train_items: list[dict], corpus_by_id: dict[str, di
     """(train rows, {benchmark: eval rows}) for an arm; RA arms need ``retrieval``, plain ones ignore it."""
     trainer = trainer_of(arm)
     retriever = retriever_of(arm, config)
-    k = int(config["rl"].get("top_k", 1))
+    k = int(config["rl"]["top_k"])
     if retriever is not None and retrieval is None:
         raise DataError(f"arm {arm!r} trains with retriever {retriever!r}: pass its retrieval file")
 
@@ -427,10 +373,10 @@ def build_datasets(arm: str, train_items: list[dict], corpus_by_id: dict[str, di
 
     if trainer == "sft":
         train = sft_rows(train_items, corpus_by_id, ctx("train"), k, retrieval_name,
-                         bool(get(config, "policy.enable_thinking", False)))
+                         bool(config["policy"]["enable_thinking"]))
         return train, {}
     train = prompt_rows(train_items, corpus_by_id, ctx("train"), k, retrieval_name)
-    curve_arms = config["rl"].get("curve_arms")  # None: every RL arm records a validation curve
+    curve_arms = config["rl"]["curve_arms"]  # None: every RL arm records a validation curve
     if curve_arms is not None and arm not in curve_arms:
         return train, {}  # no validation sampling: this arm is scored by the evaluate stage only
     evals = {name: prompt_rows(items, corpus_by_id, ctx(name), k, retrieval_name)
@@ -496,7 +442,7 @@ def train_policy(arm: str, base_dir: str | os.PathLike, train_items: list[dict],
     model = AutoModelForCausalLM.from_pretrained(name, dtype=policy_dtype(config),
                                                  attn_implementation=attn_implementation(config))
     callbacks = []
-    k = int(config["rl"].get("eval_k", 4))
+    k = int(config["rl"]["eval_k"])
     if trainer_kind == "sft":
         from trl import SFTTrainer
 
@@ -591,6 +537,6 @@ def cli(argv: list[str]) -> int:
     if summary:
         curve = ", ".join(f"{b} {v:.3f}" for b, v in summary["final_curve"].items()) or "no curve"
         print(f"train-policy {args.arm}: {summary['global_step']} steps in {summary['seconds']}s, "
-              f"final train reward {summary['final_reward']}, validation average@{config['rl'].get('eval_k', 4)}: "
+              f"final train reward {summary['final_reward']}, validation average@{config['rl']['eval_k']}: "
               f"{curve} -> {args.out}")
     return 0

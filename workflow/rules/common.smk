@@ -54,7 +54,7 @@ EVALS = [f"runs/eval/{p}/{s}/summary.json" for p in POLICIES for s in eval_setti
 # A GPU policy stack when the config asks for vLLM; the CPU stack otherwise.
 POLICY_ENV = (
     f"{ENVS}/gpu.yaml"
-    if config["generation"]["backend"] == "vllm" or config["rl"].get("use_vllm", False)
+    if config["generation"]["backend"] == "vllm" or config["rl"]["trainer"]["use_vllm"]
     else f"{ENVS}/cpu.yaml"
 )
 
