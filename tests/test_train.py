@@ -390,3 +390,22 @@ def test_a_key_the_trainer_does_not_know_or_rarft_sets_is_a_config_error(config,
     cfg = tiny_config(config, eval_strategy="no")
     with pytest.raises(ConfigError, match=r"rl\.trainer: eval_strategy set by rarft"):
         rl_args("grpo", cfg, tmp_path, [4], resume=False)
+
+
+def test_the_embedded_default_grpo_config_is_what_the_code_used_to_build(config, tmp_path):
+    """The pass-through kept the effective GRPOConfig of the embedded default (checked before/after on every
+    shipped config with args.to_dict()); pinned here: every rl.trainer value reaches the args, and so do the
+    settings that were code defaults before (static KV cache, logging every step, tensorboard, no vLLM)."""
+    from rarft.train import rl_args
+
+    cfg = copy.deepcopy(config)
+    cfg["device"] = "cpu"
+    args = rl_args("grpo", cfg, tmp_path, [32, 32], resume=False)
+    for key, value in cfg["rl"]["trainer"].items():
+        assert getattr(args, key) == (False if key == "bf16" else value), key  # bf16 off on the CPU
+    assert (args.cache_implementation, args.logging_steps, args.report_to, args.use_vllm, args.scale_rewards) == \
+        ("static", 1, ["tensorboard"], False, "group")
+    assert (args.seed, args.data_seed, args.use_cpu, args.bf16, args.loss_type) == (0, 0, True, False, "grpo")
+    assert (args.eval_strategy, args.eval_on_start, args.num_generations_eval, args.per_device_eval_batch_size) == \
+        ("steps", True, 4, 64)
+    assert args.chat_template_kwargs == {"enable_thinking": False} and not args.gradient_checkpointing
