@@ -133,3 +133,15 @@ def test_items_in_memory_follow_the_same_rule():
     assert contracts.check_items(rows, "corpus") is rows
     with pytest.raises(DataError, match=r"^corpus, row 2: key 'strategy' is missing$"):
         contracts.check_items(rows, "corpus", need=("trace", "strategy"))
+
+
+def test_the_world_named_rule_flag_is_a_bool(tmp_path):
+    from rarft.contracts import read_items
+    from rarft.io import DataError, write_jsonl
+
+    good = {"id": "a", "problem": "p", "answer": "1", "named_rule": True}
+    write_jsonl(tmp_path / "ok.jsonl", [good])
+    assert read_items(tmp_path / "ok.jsonl")[0]["named_rule"] is True
+    write_jsonl(tmp_path / "bad.jsonl", [{**good, "named_rule": 1}])
+    with pytest.raises(DataError, match="row 1: key 'named_rule'"):
+        read_items(tmp_path / "bad.jsonl")

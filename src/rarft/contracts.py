@@ -89,7 +89,7 @@ def check_row(row: dict, fields: dict, need, path, i: int | None, prefix: str = 
         value = row[key]
         types_t = types if isinstance(types, tuple) else (types,)
         # a bool is an int to Python, never a count or a score here (labels are 0/1, not true/false)
-        if isinstance(value, bool) or not isinstance(value, types_t):
+        if (isinstance(value, bool) and bool not in types_t) or not isinstance(value, types_t):
             raise row_error(path, i, prefix + key, f"must be {_type_names(types)}, got {value!r:.60}")
     return row
 
