@@ -38,7 +38,8 @@ CONFIG = with_params({"seed": 0, "device": "cpu", "policy": {"enable_thinking": 
 def prompts(world_small):
     items = world_small["bench_easy"][:3]
     ctx = world_small["corpus"][0]
-    return [build_prompt(items[0]["problem"]), build_prompt(items[1]["problem"], [ctx]), build_prompt(items[2]["problem"])]
+    return [build_prompt(items[0]["problem"]), build_prompt(items[1]["problem"], [ctx]),
+            build_prompt(items[2]["problem"])]
 
 
 def check_contract(backend, prompts, n=3, max_new_tokens=8):

@@ -44,3 +44,16 @@ def test_src_rarft_has_no_import_cycle():
     graph = {p.stem: rarft_imports(p) for p in SRC.glob("*.py")}
     assert import_cycles(graph) == [], "import cycle(s) in src/rarft: " + "; ".join(
         " -> ".join(c) for c in import_cycles(graph))
+
+
+def test_ruff_is_clean():
+    """The project's ruff rules ([tool.ruff] in pyproject.toml) hold for src, tests and bench."""
+    import shutil
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    ruff = shutil.which("ruff") or str(Path(sys.executable).with_name("ruff"))
+    done = subprocess.run([ruff, "check", "src", "tests", "bench"], cwd=root, capture_output=True, text=True)
+    assert done.returncode == 0, done.stdout[-3000:]

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 
 import pytest
-
 from conftest import TINY_TEST_CFG
 
 
@@ -153,7 +152,7 @@ def test_cli_writes_pointer_for_hub_base(world_small, tmp_path):
 
 
 def test_init_policy_rejects_items_without_trace(world_small, tmp_path):
-    from rarft.config import load_config, REPO_ROOT
+    from rarft.config import REPO_ROOT, load_config
     from rarft.io import DataError
     from rarft.policy import init_policy
 

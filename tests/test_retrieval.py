@@ -9,8 +9,16 @@ import numpy as np
 import pytest
 
 from rarft.io import DataError, read_jsonl, write_jsonl
-from rarft.retrieval import (Searcher, check_corpus_against_benchmarks, cli, encode_corpus, exact_topk,
-                             faiss_topk, load_encoder, retrieve)
+from rarft.retrieval import (
+    Searcher,
+    check_corpus_against_benchmarks,
+    cli,
+    encode_corpus,
+    exact_topk,
+    faiss_topk,
+    load_encoder,
+    retrieve,
+)
 from rarft.world import generate_world
 
 
@@ -56,7 +64,9 @@ def test_query_never_retrieves_itself_or_near_duplicate(world, name, tmp_path):
 
 
 def test_exclusion_also_applies_by_id(world):
-    corpus = world["corpus"] + [{**world["corpus"][0], "id": world["train"][0]["id"], "problem": world["train"][0]["problem"] + " Extra words here and there, to stay under the overlap."}]
+    corpus = world["corpus"] + [{**world["corpus"][0], "id": world["train"][0]["id"],
+                                 "problem": world["train"][0]["problem"] + " Extra words here and there, to stay "
+                                                                         "under the overlap."}]
     ranked = retrieve(Searcher("bm25", corpus, CONFIG), world["train"][:1], 5, 0.9)
     assert world["train"][0]["id"] not in [c["id"] for c in ranked[0]]
 

@@ -180,7 +180,8 @@ def analyze(config: dict, runs: str | Path, data: str | Path, reports: str | Pat
     div = pd.DataFrame()
     if topk:
         gdf = pd.DataFrame([{"benchmark": b, "problem_id": p, "accuracy": v}
-                            for b, probs in (grpo or {"per_problem": {}})["per_problem"].items() for p, v in probs.items()],
+                            for b, probs in (grpo or {"per_problem": {}})["per_problem"].items()
+                            for p, v in probs.items()],
                            columns=["benchmark", "problem_id", "accuracy"])
         figures.figure_contexts(ctx, gdf, stem, top_k)
         retrieval_path = data / "retrieval" / f"{m}.jsonl"
@@ -212,7 +213,8 @@ def analyze(config: dict, runs: str | Path, data: str | Path, reports: str | Pat
                                                              f"top-{top_k} context vs GRPO, sorted by GRPO."),
                   ("plots/context_accuracy.csv", "Figure 4's data: benchmark, problem_id, rank (0 = top-1), accuracy."),
                   ("tables/diversity.{md,csv}", "Retrieval diversity per benchmark: spread, beats-top-1, oracle "
-                                                "over top-k, trace dissimilarity, distinct strategies, with noise floors."),
+                                                "over top-k, trace dissimilarity, distinct strategies, with noise "
+                                                "floors."),
                   ("tables/diversity_per_problem.csv", "The same, one row per benchmark problem.")]
     steps.update()
 
@@ -226,7 +228,8 @@ def analyze(config: dict, runs: str | Path, data: str | Path, reports: str | Pat
         _, stats = figures.figure_similarity(sim, stem)
         metrics.update({f"similarity_vs_gain.{k}": round(v, 4) for k, v in stats.items() if not math.isnan(v)})
     artifacts.append(("figures/gain_vs_similarity.{png,pdf}", "Measured context gain vs off-the-shelf similarity, "
-                                                            "with Pearson/Spearman correlation (the motivating claim)."))
+                                                            "with Pearson/Spearman correlation (the motivating "
+                                                            "claim)."))
     steps.update()
 
     write_json(out / "metrics.json", dict(sorted(metrics.items())))
@@ -250,7 +253,8 @@ def rl_signal_table(runs: Path) -> pd.DataFrame:
         summary = read_json(path)
         sig = summary.get("rollout_signal")
         if sig:
-            rows.append({"arm": summary["arm"], "steps": sig["steps"], "zero_variance_share": sig["zero_variance_share"],
+            rows.append({"arm": summary["arm"], "steps": sig["steps"],
+                         "zero_variance_share": sig["zero_variance_share"],
                          **{f"pass_rate {b}": sig["pass_rate_hist"][b] for b in PASS_RATE_BINS}})
     return pd.DataFrame(rows, columns=["arm", "steps", "zero_variance_share",
                                        *[f"pass_rate {b}" for b in PASS_RATE_BINS]])
@@ -293,7 +297,8 @@ def readme(artifacts: list[tuple[str, str]], notes: list[str], summaries: dict, 
              "", f"Benchmarks: {', '.join(benches) or '(none)'}. Evaluations found: "
              f"{', '.join('/'.join(k) for k in sorted(summaries)) or '(none)'}.", ""]
     if paper_scale:
-        lines += ["Rows labelled 'quoted from the paper' are the paper's published numbers, not results of this run.", ""]
+        lines += ["Rows labelled 'quoted from the paper' are the paper's published numbers, not results of this "
+                  "run.", ""]
     lines += ["## Artifacts", "", "| file | what it shows |", "|---|---|"]
     lines += [f"| `{path}` | {what} |" for path, what in artifacts]
     lines += ["", "Reports of earlier stages sit in `reports/`: data and decontamination reports, traces, "

@@ -160,7 +160,8 @@ class TransformersBackend:
             kwargs.update(temperature=None, top_p=None, top_k=None)
         was_training = self.model.training
         device = self.model.device
-        cuda_ids = [device.index if device.index is not None else torch.cuda.current_device()] if device.type == "cuda" else []
+        cuda_ids = ([device.index if device.index is not None else torch.cuda.current_device()]
+                    if device.type == "cuda" else [])
         self._max_new_tokens = sampling.max_new_tokens  # the static cache's room for the completion
         bar = tqdm(total=len(texts) * sampling.n, desc="generate", unit="seq", disable=not self.show_progress,
                    leave=False)
@@ -173,7 +174,8 @@ class TransformersBackend:
                     enc = self.tokenizer([texts[i] for i, _ in chunk], return_tensors="pt", padding=True,
                                          padding_side="left", add_special_tokens=False).to(device)
                     repeats = torch.tensor([r for _, r in chunk], device=device)
-                    cache = self.prefill(enc["input_ids"], enc["attention_mask"], repeats) if self.share_prefix else None
+                    cache = (self.prefill(enc["input_ids"], enc["attention_mask"], repeats)
+                             if self.share_prefix else None)
                     ids = self.model.generate(input_ids=enc["input_ids"].repeat_interleave(repeats, 0),
                                               attention_mask=enc["attention_mask"].repeat_interleave(repeats, 0),
                                               past_key_values=cache, **kwargs)

@@ -220,7 +220,8 @@ def plan(config: dict) -> list[StageCost]:
                               note=f"{steps} steps x {completions_per_step} completions = "
                                    f"{completions_per_step // max(1, int(trainer['num_generations']))} prompts "
                                    f"({procs} processes); "
-                                   + (f"curve: {n_evals} evals x {n_bench} problems x {eval_k}" if curve else "no curve")
+                                   + (f"curve: {n_evals} evals x {n_bench} problems x {eval_k}" if curve
+                                      else "no curve")
                                    + runtime_check(config, "train_policy", hours)))
 
     # evaluate: every policy under each of its settings
@@ -244,7 +245,8 @@ def plan(config: dict) -> list[StageCost]:
 
 
 def format_plan(rows: list[StageCost], title: str) -> str:
-    head = "| stage | generations | generated tokens (max) | prompt tokens | judge calls | train tokens | GPU-h | note |"
+    head = ("| stage | generations | generated tokens (max) | prompt tokens | judge calls | train tokens | GPU-h "
+            "| note |")
     lines = [f"# Plan: {title}", "", head, "|" + "---|" * 8]
     for r in rows:
         lines.append(f"| {r.stage} | {r.generations:,} | {r.generated_tokens:,} | {r.prompt_tokens:,} | "

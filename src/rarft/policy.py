@@ -338,7 +338,8 @@ def init_policy(train: list[dict], corpus: list[dict], config: dict, out_dir: st
     else:
         examples = sft_examples(train, corpus, float(sft["context_fraction"]), seed, enable_thinking)
         texts = world_texts(train + corpus)
-    with tempfile.TemporaryDirectory(prefix=".init-policy.", dir=out_dir.parent if out_dir.parent.exists() else None) as work:
+    work_parent = out_dir.parent if out_dir.parent.exists() else None
+    with tempfile.TemporaryDirectory(prefix=".init-policy.", dir=work_parent) as work:
         built = build_tiny_policy(texts, tiny, Path(work) / "random", seed)
         tokenizer = AutoTokenizer.from_pretrained(built)
         model = AutoModelForCausalLM.from_pretrained(built, dtype=torch.float32)

@@ -417,7 +417,8 @@ def cli(argv: list[str]) -> int:
     searcher = Searcher(args.retriever, corpus, config, args.model_dir, args.cache_dir)
     rows = retrieval_rows(searcher, splits, k, threshold)
     write_jsonl(args.out, rows)
-    cache = "" if searcher.encode_hit is None else f", corpus embeddings {'cached' if searcher.encode_hit else 'encoded'}"
+    cache = ("" if searcher.encode_hit is None
+             else f", corpus embeddings {'cached' if searcher.encode_hit else 'encoded'}")
     print(f"retrieve[{args.retriever}]: {len(rows)} queries ({', '.join(f'{n} {len(v)}' for n, v in splits.items())}) "
           f"x top-{k} from {len(corpus)} corpus items -> {args.out} ({time.time() - t0:.1f}s{cache})")
     return 0

@@ -27,8 +27,17 @@ from pathlib import Path
 from rarft.arms import retriever_of, trainer_of
 from rarft.config import ConfigError, add_config_argument, load_config, trainer_config
 from rarft.contracts import read_retrieval
-from rarft.io import (DataError, JsonlAppender, atomic_path, model_fingerprint, read_jsonl, text_sha256, write_json,
-                      write_jsonl, write_text)
+from rarft.io import (
+    DataError,
+    JsonlAppender,
+    atomic_path,
+    model_fingerprint,
+    read_jsonl,
+    text_sha256,
+    write_json,
+    write_jsonl,
+    write_text,
+)
 from rarft.prompts import build_prompt, normalise_text
 
 CHECKPOINT_DIR = "checkpoints"
@@ -511,7 +520,8 @@ def train_policy(arm: str, base_dir: str | os.PathLike, train_items: list[dict],
 def cli(argv: list[str]) -> int:
     p = argparse.ArgumentParser(prog="rarft train-policy", description="Train one arm of the grid with TRL.")
     add_config_argument(p)
-    p.add_argument("--arm", required=True, help="grpo | rarft | sft | rasft | rloo | rarloo | dapo | radapo | rarft_<R>")
+    p.add_argument("--arm", required=True,
+                   help="grpo | rarft | sft | rasft | rloo | rarloo | dapo | radapo | rarft_<R>")
     p.add_argument("--base", required=True, help="base policy dir (models/policy/base)")
     p.add_argument("--train", required=True, help="training queries (data/clean/train.jsonl)")
     p.add_argument("--corpus", required=True, help="corpus with traces (data/traces/corpus.jsonl)")

@@ -106,7 +106,8 @@ STRATEGIES: tuple[Strategy, ...] = (
              operands=Operands(a={"easy": (1, 9), "hard": (10, 15)}, b={"easy": (1, 9), "hard": (1, 5)})),
     Strategy(name="difference", problem_type="arithmetic", rule="Mi-ren",
              templates=("{P} has {a} {x} and gives away {b} of the {x}. How many {x} does {P} have now?",
-                        "One crate holds {a} {x} and a second crate holds {b} {x}. How many more {x} are in the first?"),
+                        "One crate holds {a} {x} and a second crate holds {b} {x}. "
+                        "How many more {x} are in the first?"),
              describe="the larger minus the smaller.", compute=lambda a, b: a - b, show="{a} - {b} = {ans}",
              operands=Operands(a={"easy": (4, 9), "hard": (10, 15)}, b={"easy": (1, 8), "hard": (1, 5)},
                                a_gt_b=True)),
@@ -137,7 +138,8 @@ STRATEGIES: tuple[Strategy, ...] = (
              operands=_GROUPS),
     Strategy(name="quotient", problem_type="number_theory", rule="Si-ta",
              templates=("{P} packs {a} {x} into bags of {b}. How many full bags are there?",
-                        "{a} {x} are shared equally among {b} friends, as many as possible each. How many does each get?"),
+                        "{a} {x} are shared equally among {b} friends, as many as possible each. "
+                        "How many does each get?"),
              describe="the whole-number quotient.", compute=lambda a, b: a // b, show="{a} // {b} = {ans}",
              operands=_GROUPS),
     Strategy(name="gcd", problem_type="number_theory", rule="Be-ru",
