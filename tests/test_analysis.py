@@ -315,3 +315,23 @@ def test_rl_signal_table_reads_each_arms_rollout_statistics(tmp_path):
     assert df["arm"].tolist() == ["grpo"] and df.loc[0, "pass_rate 0"] == 0.5
     assert "| grpo | 3 | 60% | 50% |" in rl_signal_markdown(df)
     assert "no RL arm" in rl_signal_markdown(rl_signal_table(tmp_path / "nothing"))
+
+
+def test_control_verdict_reads_the_ra_rft_minus_grpo_interval():
+    import pandas as pd
+
+    from rarft.analysis import control_verdict
+    from rarft.config import REPO_ROOT, deep_merge, load_config
+
+    config = load_config(REPO_ROOT / "params.yaml")
+    negative = deep_merge(config, {"data": {"world": {"control": "negative"}}})
+
+    def comp(lo, hi):
+        return pd.DataFrame([{"comparison": "RA-RFT - GRPO", "benchmark": "mean", "diff": (lo + hi) / 2,
+                              "ci_low": lo, "ci_high": hi}])
+
+    assert "interval lies above 0, so the control holds" in control_verdict(config, comp(2.0, 9.0))
+    assert "contains 0, so the control FAILS" in control_verdict(config, comp(-1.0, 3.0))
+    assert "contains 0, so the control holds" in control_verdict(negative, comp(-1.0, 3.0))
+    assert "lies above 0, so the control FAILS" in control_verdict(negative, comp(1.0, 3.0))
+    assert "not scored" in control_verdict(config, comp(1, 2).iloc[0:0])

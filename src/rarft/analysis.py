@@ -236,7 +236,10 @@ def analyze(config: dict, runs: str | Path, data: str | Path, reports: str | Pat
     artifacts.append(("metrics.json", "Flat numbers for `dvc metrics show`: average@k per arm/setting/benchmark, "
                                       "paired differences, diversity, correlations."))
     steps.update()
-    write_text(out / "README.md", readme(artifacts, notes, summaries, benches, paper_scale, source=run_source(config)))
+    source = run_source(config)
+    verdict = control_verdict(config, comp)
+    write_text(out / "README.md", readme(artifacts, notes, summaries, benches, paper_scale,
+                                         source=f"{source}\n\n{verdict}" if verdict else source))
     steps.update()
     steps.close()
     print(f"analyze: {len(summaries)} evaluations, {len(benches)} benchmarks, {len(artifacts)} artifacts in {out}; "
@@ -272,6 +275,23 @@ def rl_signal_markdown(df: pd.DataFrame) -> str:
         cells = [str(r["steps"])] + [f"{100 * r[c]:.0f}%" for c in cols[1:]]
         lines.append(f"| {r['arm']} | " + " | ".join(cells) + " |")
     return "\n".join(lines + [""])
+
+
+def control_verdict(config: dict, comp: pd.DataFrame) -> str:
+    """World only: what the RA-RFT - GRPO interval on the mean says about the positive or negative control."""
+    if config["data"]["source"] != "world":
+        return ""
+    row = comp[(comp["comparison"] == "RA-RFT - GRPO") & (comp["benchmark"] == "mean")]
+    if row.empty:
+        return "Control verdict: RA-RFT - GRPO was not scored (both arms are needed)."
+    r = row.iloc[0]
+    where = ("lies above 0" if r["ci_low"] > 0 else "lies below 0" if r["ci_high"] < 0 else "contains 0")
+    positive = config["data"]["world"]["control"] == "positive"
+    expected = (r["ci_low"] > 0) if positive else (r["ci_low"] <= 0)
+    kind = "positive control: RA-RFT must beat GRPO" if positive else "negative control: RA-RFT must not beat GRPO"
+    return (f"Control verdict ({kind}): RA-RFT - GRPO on the mean = {r['diff']:+.1f} points "
+            f"[{r['ci_low']:+.1f}, {r['ci_high']:+.1f}]; the interval {where}, so the control "
+            f"{'holds' if expected else 'FAILS'}.")
 
 
 def run_source(config: dict) -> str:
