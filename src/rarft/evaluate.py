@@ -193,16 +193,10 @@ def summarise(rows: list[dict], units: list[dict], policy_name: str, setting: st
 
 
 def load_benchmarks(paths: list[str]) -> dict[str, list[dict]]:
-    """{file stem: items}; every item needs id, problem and answer."""
-    out = {}
-    for p in paths:
-        items = read_jsonl(p)
-        for i, item in enumerate(items, 1):
-            for key in ("id", "problem", "answer"):
-                if not isinstance(item.get(key), str) or not item[key].strip():
-                    raise DataError(f"{p}, row {i}: missing or empty {key!r}")
-        out[Path(p).name.removesuffix(".jsonl")] = items
-    return out
+    """{file stem: items}; every item needs id, problem and answer (rarft.contracts' item rule)."""
+    from rarft.contracts import read_items
+
+    return {Path(p).name.removesuffix(".jsonl"): read_items(p, need=("answer",)) for p in paths}
 
 
 def cli(argv: list[str]) -> int:

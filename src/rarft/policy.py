@@ -11,6 +11,7 @@ import json
 import os
 from pathlib import Path
 
+from rarft.contracts import check_items
 from rarft.io import atomic_path, read_json, write_json
 
 POINTER_FILE = "rarft_model.json"
@@ -285,16 +286,6 @@ def probe_benchmarks(model, tokenizer, benchmarks: dict[str, list[dict]], corpus
     return {"temperature": float(ev["temperature"]), "samples_per_item": n_samples, "benchmarks": out}
 
 
-def _check_items(items: list[dict], source: str, need_strategy: bool) -> None:
-    keys = ("id", "problem", "trace", "answer") + (("strategy",) if need_strategy else ())
-    for row, item in enumerate(items, 1):
-        for key in keys:
-            if not isinstance(item.get(key), str) or not item[key]:
-                from rarft.io import DataError
-
-                raise DataError(f"{source}, row {row}: key {key!r} must be a non-empty string")
-
-
 def init_policy(train: list[dict], corpus: list[dict], config: dict, out_dir: str | os.PathLike,
                 sources: tuple[str, str] = ("train", "corpus"), exclude_items: list[dict] = ()) -> dict:
     """Write the base policy to ``out_dir`` and return a summary dict.
@@ -319,8 +310,8 @@ def init_policy(train: list[dict], corpus: list[dict], config: dict, out_dir: st
     seed = int(config["seed"])
     tiny = config["policy"]["tiny"]
     enable_thinking = bool(config["policy"]["enable_thinking"])
-    _check_items(train, sources[0], need_strategy=False)
-    _check_items(corpus, sources[1], need_strategy=True)
+    check_items(train, sources[0], need=("trace", "answer"))
+    check_items(corpus, sources[1], need=("trace", "answer", "strategy"))
     start = time.time()
     sft = tiny["sft"]
     if config["data"]["source"] == "world":
