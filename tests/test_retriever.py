@@ -56,8 +56,8 @@ def test_holdout_splits_queries_seeded_and_disjoint():
 
 
 def test_labels_are_validated(tmp_path):
-    write_jsonl(tmp_path / "bad.jsonl", [{"query_id": "q", "context_id": "c", "label": 1},
-                                         {"query_id": "q", "context_id": "d", "label": "yes"}])
+    write_jsonl(tmp_path / "bad.jsonl", [{"query_id": "q", "context_id": "c", "label": 1, "labeler": "gain"},
+                                         {"query_id": "q", "context_id": "d", "label": "yes", "labeler": "gain"}])
     with pytest.raises(DataError, match="row 2"):
         load_labels(tmp_path / "bad.jsonl")
     with pytest.raises(DataError, match="unknown"):

@@ -34,7 +34,7 @@ from typing import Sequence
 
 from rarft.arms import TRAINED_RETRIEVERS, trained_model_dir
 from rarft.config import ConfigError, add_config_argument, load_config, trainer_config
-from rarft.io import DataError, atomic_path, read_json, read_jsonl, write_json, write_text
+from rarft.io import DataError, atomic_path, read_json, write_json, write_text
 from rarft.retrieval import (
     Searcher,
     doc_text,
@@ -50,14 +50,10 @@ MRR_DEPTH = 100
 
 # ---------------------------------------------------------------- labels
 def load_labels(path: str | Path) -> list[dict]:
-    rows = read_jsonl(path)
-    for i, r in enumerate(rows, 1):
-        for key in ("query_id", "context_id", "label"):
-            if key not in r:
-                raise DataError(f"{path}, row {i}: missing key {key!r}")
-        if r["label"] not in (0, 1, None, True, False):
-            raise DataError(f"{path}, row {i}: label must be 1, 0 or null, got {r['label']!r}")
-    return rows
+    """A labeler's file through rarft.contracts (one rule for label rows; errors name file, row, key)."""
+    from rarft.contracts import read_labels
+
+    return read_labels(path)
 
 
 def positives(labels: Sequence[dict], query_ids: set[str] | None = None) -> dict[str, set[str]]:
