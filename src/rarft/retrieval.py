@@ -399,7 +399,8 @@ def cli(argv: list[str]) -> int:
     p.add_argument("--corpus", required=True, help="data/traces/corpus.jsonl")
     p.add_argument("--benchmarks", nargs="*", default=[], help="data/clean/bench/<name>.jsonl files")
     p.add_argument("--out", required=True, help="data/retrieval/<R>.jsonl")
-    p.add_argument("--cache-dir", default="data/retrieval/.cache", help="corpus embedding cache")
+    p.add_argument("--cache-dir", default=None,
+                   help="corpus embedding cache (default: .cache beside --out; a stage writes only where told)")
     p.add_argument("--top-k", type=int, default=None, help="default: retriever.top_k")
     args = p.parse_args(argv)
     config = load_config(args.config)
@@ -414,7 +415,8 @@ def cli(argv: list[str]) -> int:
     threshold = float(config["retriever"]["near_duplicate_jaccard"])
     check_corpus_against_benchmarks(corpus, {n: v for n, v in splits.items() if n != "train"}, threshold)
     k = args.top_k or int(config["retriever"]["top_k"])
-    searcher = Searcher(args.retriever, corpus, config, args.model_dir, args.cache_dir)
+    cache_dir = args.cache_dir or Path(args.out).parent / ".cache"
+    searcher = Searcher(args.retriever, corpus, config, args.model_dir, cache_dir)
     rows = retrieval_rows(searcher, splits, k, threshold)
     write_jsonl(args.out, rows)
     cache = ("" if searcher.encode_hit is None

@@ -410,7 +410,8 @@ def cli_evaluate(argv: list[str]) -> int:
     p.add_argument("--train", required=True)
     p.add_argument("--corpus", required=True)
     p.add_argument("--out-dir", required=True, help="results/tables")
-    p.add_argument("--cache-dir", default="data/retrieval/.cache")
+    p.add_argument("--cache-dir", default=None,
+                   help="corpus embedding cache (the rule shares retrieve's); default: none, encode in memory")
     args = p.parse_args(argv)
     config = load_config(args.config)
     t0 = time.time()

@@ -84,7 +84,7 @@ rule evaluate_retrievers:
     shell:
         "{params.rarft} evaluate-retrievers --config {params.configs} --labels {input.labels} {params.oracle}"
         " {params.colbert} --finetuned {input.finetuned} --train {input.train} --corpus {input.corpus}"
-        " --out-dir results/reports > {log} 2>&1"
+        " --out-dir results/reports --cache-dir data/retrieval/.cache > {log} 2>&1"
 
 
 # code: src/rarft/retrieval.py:retrieve
