@@ -87,8 +87,9 @@ def make_tree(root: Path, seed: int = 0) -> dict:
                   "contexts": [{"id": f"corpus-{(i + j) % 12:05d}", "score": 1.0 - j / 10} for j in range(4)]}
                  for b in BENCHES for i in range(N_PROB)])
     tin.mkdir(parents=True, exist_ok=True)
-    # evaluate-retrievers' layout: one row per (retriever, label set); Table 3 uses labels.train_on (gain)
-    pd.DataFrame({"retriever": ["offshelf", "finetuned", "random"] * 2, "against": ["oracle-strategy"] * 3 + ["gain-labels"] * 3,
+    # evaluate-retrievers' layout: one row per (retriever, label set); Table 3 prefers the world's oracle
+    pd.DataFrame({"retriever": ["offshelf", "finetuned", "random"] * 2,
+                  "against": ["oracle-strategy"] * 3 + ["gain-labels"] * 3,
                   "n_queries": 12, "recall@1": [0.9, 0.9, 0.9, 0.1, 0.4, 0.0]}).to_csv(tin / "retrievers.csv",
                                                                                          index=False)
     sim = rng.uniform(0, 1, 60)
