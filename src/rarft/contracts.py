@@ -18,13 +18,11 @@ check_items / check_candidates apply the same rule to rows a stage already holds
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Iterator
-from pathlib import Path
 from typing import TypedDict
 
-from rarft.io import DataError, read_json, read_jsonl
+from rarft.io import DataError, iter_jsonl, read_json, read_jsonl
 
 NUMBER = (int, float)
 NONE = type(None)
@@ -160,22 +158,8 @@ def read_retrieval(path: str | os.PathLike) -> list[dict]:
 
 def iter_samples(path: str | os.PathLike) -> Iterator[dict]:
     """samples.jsonl, streamed (paper-scale files hold long completions), each row checked."""
-    path = Path(path)
-    if not path.exists():
-        raise DataError(f"{path}: file not found")
-    i = 0
-    with open(path, encoding="utf-8") as f:
-        for line in f:
-            if not line.strip():
-                continue
-            i += 1
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise DataError(f"{path}, row {i}: not valid JSON ({e.msg})") from None
-            if not isinstance(row, dict):
-                raise DataError(f"{path}, row {i}: expected a JSON object, got {type(row).__name__}")
-            yield check_row(row, SAMPLE, SAMPLE_NEED, path, i)
+    for i, (_, row) in enumerate(iter_jsonl(path), 1):
+        yield check_row(row, SAMPLE, SAMPLE_NEED, path, i)
 
 
 def read_samples(path: str | os.PathLike) -> list[dict]:

@@ -75,12 +75,12 @@ def write_jsonl(path: str | os.PathLike, rows: Iterable[dict]) -> int:
     return n
 
 
-def read_jsonl(path: str | os.PathLike) -> list[dict]:
-    """Read a JSONL file; a bad line raises DataError naming the file and line number."""
+def iter_jsonl(path: str | os.PathLike) -> Iterator[tuple[int, dict]]:
+    """(line number, row) of a JSONL file, streamed; blank lines are skipped. A bad line raises DataError
+    naming the file and line number."""
     path = Path(path)
     if not path.exists():
         raise DataError(f"{path}: file not found")
-    rows = []
     with open(path, encoding="utf-8") as f:
         for i, line in enumerate(f, 1):
             if not line.strip():
@@ -91,8 +91,12 @@ def read_jsonl(path: str | os.PathLike) -> list[dict]:
                 raise DataError(f"{path}, line {i}: not valid JSON ({e.msg})") from None
             if not isinstance(row, dict):
                 raise DataError(f"{path}, line {i}: expected a JSON object, got {type(row).__name__}")
-            rows.append(row)
-    return rows
+            yield i, row
+
+
+def read_jsonl(path: str | os.PathLike) -> list[dict]:
+    """Read a JSONL file; a bad line raises DataError naming the file and line number."""
+    return [row for _, row in iter_jsonl(path)]
 
 
 class JsonlAppender:
