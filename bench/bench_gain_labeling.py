@@ -46,7 +46,8 @@ def main() -> None:
     torch.set_num_threads(max(1, min(4, os.cpu_count() or 1)))
     config = load_config(Path(__file__).resolve().parents[1] / "params.yaml")
     config = deep_merge(config, {"labels": {"gain": {"n_samples": args.samples, "max_new_tokens": args.tokens}}})
-    world = generate_world(0, args.queries, 60, {"b": {"n": 1, "difficulty": "easy"}})
+    world = generate_world(**{**config["data"]["world"], "n_train": args.queries, "n_corpus": 60,
+                              "benchmarks": {"b": {"n": 1, "difficulty": "easy"}}})
     queries, corpus = world["train"], world["corpus"]
     cands = sample_candidates(queries, corpus, args.candidates, seed=0)
     by_id = {c["id"]: c for c in corpus}

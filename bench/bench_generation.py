@@ -50,7 +50,8 @@ def main() -> None:
 
     config = load_config(args.config)
     wcfg = config["data"]["world"]
-    world = generate_world(wcfg["seed"], 60, 90, {"bench": {"n": args.prompts, "difficulty": "easy"}})
+    world = generate_world(**{**wcfg, "n_train": 60, "n_corpus": 90,
+                              "benchmarks": {"bench": {"n": args.prompts, "difficulty": "easy"}}})
     policy_dir = args.policy_dir or ("models/policy/base" if os.path.isdir("models/policy/base") else None)
     if policy_dir is None:
         policy_dir = build_tiny_policy(world_texts(world["train"] + world["corpus"]), config["policy"]["tiny"],

@@ -81,7 +81,7 @@ def main(argv=None) -> int:
     if args.device == "cpu":
         config["rl"]["trainer"]["use_vllm"] = False
     w = config["data"]["world"]
-    world = generate_world(w["seed"], w["n_train"], w["n_corpus"], {})
+    world = generate_world(**{**w, "benchmarks": {}})
     rng = random.Random(0)
     retrieval = {"train": {it["id"]: [{"id": c["id"], "score": 1.0} for c in rng.sample(
         [c for c in world["corpus"] if c["problem_type"] == it["problem_type"]], 1)] for it in world["train"]}}

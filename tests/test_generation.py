@@ -7,26 +7,13 @@ transformers runs here on CPU; the HTTP client runs against a real OpenAI-compat
 from __future__ import annotations
 
 import os
-import shutil
-import socket
-import subprocess
-import sys
 import time
-from pathlib import Path
 
 import pytest
-import requests
+from conftest import free_port, transformers_serve, with_params
 
 from rarft.generation import OpenAIBackend, Sampling, TransformersBackend, batch_plan, chat_text, make_backend
 from rarft.prompts import build_prompt
-
-
-def with_params(over: dict) -> dict:
-    """params.yaml with ``over`` merged in and validated (defaults filled): every key a stage reads is there."""
-    from rarft.config import deep_merge, merge_files, validate_config
-
-    return validate_config(deep_merge(merge_files([Path(__file__).resolve().parents[1] / "params.yaml"]), over))
-
 
 # attn_implementation null: transformers' default kernel, as these contracts were written against
 CONFIG = with_params({"seed": 0, "device": "cpu", "policy": {"enable_thinking": False},
@@ -145,48 +132,11 @@ def test_vllm_backend_contract(tiny_policy_dir, prompts):
 
 # ---- OpenAI-compatible HTTP client, against a real server ----
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def served_tiny(tiny_policy_dir):
     """`transformers serve` (transformers 5.17) with the tiny policy on localhost, offline."""
-    pytest.importorskip("fastapi", reason="`transformers serve` needs fastapi/uvicorn (transformers[serving])")
-    pytest.importorskip("uvicorn", reason="`transformers serve` needs fastapi/uvicorn (transformers[serving])")
-    exe = Path(sys.executable).with_name("transformers")
-    if not exe.exists():
-        exe = shutil.which("transformers")
-    if not exe:
-        pytest.skip("the `transformers` CLI is not on PATH")
-    port = _free_port()
-    env = dict(os.environ, HF_HUB_OFFLINE="1", OMP_NUM_THREADS="1")
-    proc = subprocess.Popen([str(exe), "serve", str(tiny_policy_dir), "--host", "127.0.0.1", "--port", str(port),
-                             "--device", "cpu", "--dtype", "float32"],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 300  # a loaded 2-core CI machine can take minutes
-        while time.monotonic() < deadline:
-            if proc.poll() is not None:
-                pytest.fail(f"transformers serve exited with code {proc.returncode}")
-            try:
-                if requests.get(url + "/health", timeout=2).status_code == 200:
-                    break
-            except requests.ConnectionError:
-                pass
-            time.sleep(1)
-        else:
-            pytest.fail("transformers serve did not come up within 300 s")
-        yield url + "/v1"
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+    with transformers_serve(str(tiny_policy_dir), dict(os.environ, HF_HUB_OFFLINE="1", OMP_NUM_THREADS="1")) as url:
+        yield url
 
 
 def test_http_client_contract_against_transformers_serve(served_tiny, tiny_policy_dir, prompts, monkeypatch):
@@ -201,7 +151,7 @@ def test_http_client_contract_against_transformers_serve(served_tiny, tiny_polic
 
 
 def test_http_client_retries_then_fails_clearly():
-    port = _free_port()  # nothing listens there
+    port = free_port()  # nothing listens there
     backend = OpenAIBackend("m", f"http://127.0.0.1:{port}/v1", api_key_env=None, max_retries=2, backoff_s=0.01)
     t = time.monotonic()
     with pytest.raises(RuntimeError, match="gave up after 3 attempts"):

@@ -11,24 +11,18 @@ from __future__ import annotations
 import os
 import re
 import shutil
-import socket
 import subprocess
 import sys
 import time
 from pathlib import Path
 
 import pytest
+from conftest import cli_path, transformers_serve
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("RARFT_SHARED_DATA", ROOT.parent / "shared" / "data"))
 PAPER = ["params.yaml", "config/qwen3-1.7b.yaml"]
 BENCHMARKS = ("aime24", "aime25", "hmmt25")
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _copy_repo(dest: Path) -> Path:
@@ -43,18 +37,11 @@ def _copy_repo(dest: Path) -> Path:
     return dest
 
 
-def _bin(name: str) -> str:
-    exe = Path(sys.executable).with_name(name)
-    return str(exe) if exe.exists() else (shutil.which(name) or pytest.skip(f"`{name}` is not on PATH"))
-
-
 @pytest.fixture(scope="module")
 def rehearsal(tmp_path_factory):
     """A copy of the repo with the rehearsal's data and HF cache, and `transformers serve` on localhost."""
     if not (SHARED / "math_test.jsonl").exists():
         pytest.skip(f"{SHARED}: the real data files (shared/data beside the clone) are not here")
-    pytest.importorskip("fastapi", reason="`transformers serve` needs fastapi/uvicorn (transformers[serving])")
-    pytest.importorskip("uvicorn", reason="`transformers serve` needs fastapi/uvicorn (transformers[serving])")
     work = _copy_repo(tmp_path_factory.mktemp("rehearsal") / "repo")
     hf_home = work.parent / "hf"
     env = dict(os.environ, HF_HOME=str(hf_home), HF_HUB_OFFLINE="1", OPENAI_API_KEY="local-server",
@@ -64,36 +51,11 @@ def rehearsal(tmp_path_factory):
     subprocess.run([sys.executable, "-m", "rarft", "rehearsal-setup", "--shared", str(SHARED),
                     "--out", "data/rehearsal", "--hf-home", str(hf_home)], cwd=work,
                    env={**env, "PYTHONPATH": str(work / "src")}, check=True)  # the copy's code, as the rules run
-    port = _free_port()
-    # the same config with the port this run got (the file fixes 18765 for a manual run)
-    (work / "rehearsal-port.yaml").write_text(
-        f"traces: {{teacher: {{base_url: 'http://127.0.0.1:{port}/v1'}}}}\n"
-        f"labels: {{judge: {{base_url: 'http://127.0.0.1:{port}/v1'}}}}\n")
-    server = subprocess.Popen([_bin("transformers"), "serve", "rehearsal/tiny-qwen3", "--host", "127.0.0.1",
-                               "--port", str(port), "--device", "cpu", "--dtype", "float32"],
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
-    try:
-        import requests
-
-        deadline = time.monotonic() + 300
-        while time.monotonic() < deadline:
-            if server.poll() is not None:
-                pytest.fail(f"transformers serve exited with code {server.returncode}")
-            try:
-                if requests.get(f"http://127.0.0.1:{port}/health", timeout=2).status_code == 200:
-                    break
-            except requests.ConnectionError:
-                pass
-            time.sleep(1)
-        else:
-            pytest.fail("transformers serve did not come up within 300 s")
+    with transformers_serve("rehearsal/tiny-qwen3", env) as url:
+        # the same config with the port this run got (the file fixes 18765 for a manual run)
+        (work / "rehearsal-port.yaml").write_text(f"traces: {{teacher: {{base_url: '{url}'}}}}\n"
+                                                  f"labels: {{judge: {{base_url: '{url}'}}}}\n")
         yield work, env
-    finally:
-        server.terminate()
-        try:
-            server.wait(20)
-        except subprocess.TimeoutExpired:
-            server.kill()
 
 
 @pytest.mark.slow
@@ -104,14 +66,14 @@ def test_rehearsal_runs_the_paper_dag_on_cpu(rehearsal):
     17-35 s of setup (300-355 s for the test); the trainer arms (two processes each) and the evaluations dominate."""
     work, env = rehearsal
     configs = [*PAPER, "config/rehearsal.yaml", "rehearsal-port.yaml"]
-    dry = subprocess.run([_bin("snakemake"), "-n", "-p", "--forceall", "--cores", "2", "--configfile", *configs],
+    dry = subprocess.run([cli_path("snakemake"), "-n", "-p", "--forceall", "--cores", "2", "--configfile", *configs],
                          cwd=work, env=env, capture_output=True, text=True)
     assert dry.returncode == 0, dry.stderr[-3000:]
     train_cmds = [line for line in dry.stdout.splitlines() if "train-policy" in line]
     # two gloo processes (`accelerate launch --cpu --num_processes 2` would start one: rarft.launch)
     assert train_cmds and all("torchrun --standalone --nproc_per_node 2" in c for c in train_cmds)
     t0 = time.monotonic()
-    run = subprocess.run([_bin("snakemake"), "--cores", "2", "--forceall", "--configfile", *configs],
+    run = subprocess.run([cli_path("snakemake"), "--cores", "2", "--forceall", "--configfile", *configs],
                          cwd=work, env=env, capture_output=True, text=True)
     took = time.monotonic() - t0
     assert run.returncode == 0, run.stderr[-5000:]

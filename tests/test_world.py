@@ -5,9 +5,10 @@ from __future__ import annotations
 import re
 
 import numpy as np
+from conftest import make_warmup
 
 from rarft.prompts import normalise_text
-from rarft.world import RULE_NAMES, STRATEGY_BY_NAME, generate_warmup, generate_world
+from rarft.world import RULE_NAMES, STRATEGY_BY_NAME, generate_world
 
 RULE_RE = re.compile(r"applies the (\w+-\w+) rule")
 TRACE_RULE_RE = re.compile(r"Step 1 \(Strategy\): the (\w+-\w+) rule:")
@@ -16,7 +17,8 @@ CORPUS_ONLY = ["difference", "ordered", "quotient"]
 
 
 def small_world(**kw):
-    return generate_world(0, 90, 135, BENCH, named_rule_share=0.75, corpus_only=CORPUS_ONLY, **kw)
+    return generate_world(0, 90, 135, BENCH, **{"named_rule_share": 0.75, "corpus_only": CORPUS_ONLY,
+                                                "control": "positive", **kw})
 
 
 def test_named_rule_problems_use_their_strategys_fixed_name_and_every_trace_names_it():
@@ -75,7 +77,7 @@ def test_the_story_dominates_off_the_shelf_similarity():
 
 
 def test_warmup_never_uses_world_rule_names_and_pairs_named_rules_with_same_rule_reference():
-    warm = generate_warmup(seed=3, n=400)
+    warm = make_warmup(seed=3, n=400)
     assert [it["id"] for it in warm] == [f"warmup-{i:05d}" for i in range(400)]
     named = [it for it in warm if it["named_rule"]]
     assert len(named) > 120
@@ -98,11 +100,11 @@ def test_warmup_never_uses_world_rule_names_and_pairs_named_rules_with_same_rule
 
 
 def test_warmup_is_deterministic_and_excludes_given_problems():
-    first = generate_warmup(seed=7, n=200)
-    assert generate_warmup(seed=7, n=200) == first
-    assert generate_warmup(seed=8, n=200) != first
+    first = make_warmup(seed=7, n=200)
+    assert make_warmup(seed=7, n=200) == first
+    assert make_warmup(seed=8, n=200) != first
     banned = {normalise_text(it["problem"]) for it in first[:50]}
-    again = generate_warmup(seed=7, n=200, exclude=banned)
+    again = make_warmup(seed=7, n=200, exclude=banned)
     assert len(again) == 200
     assert not banned & {normalise_text(it["problem"]) for it in again}
 

@@ -28,6 +28,12 @@ PRETOKENIZE_PATTERN = (
 )
 
 
+def probes_benchmarks(config: dict) -> bool:
+    """Whether init-policy probes the benchmarks (policy_probe.json): only the world's tiny policy, whose
+    warm-up this checks; a hub base is used as is."""
+    return config["data"]["source"] == "world" and config["policy"]["base"] == "tiny"
+
+
 def world_texts(items: list[dict]) -> list[str]:
     """The texts a tiny policy's tokenizer is trained on: problems, traces and the prompt template."""
     from rarft.prompts import build_prompt, prompt_text
@@ -318,12 +324,11 @@ def init_policy(train: list[dict], corpus: list[dict], config: dict, out_dir: st
         # Warm up on generated problems (random rule names, the world's splits excluded), not on the
         # training queries: RL must not start from a policy that has seen their solutions.
         from rarft.prompts import normalise_text
-        from rarft.world import generate_warmup
+        from rarft.world import generate_warmup, warmup_mix
 
         exclude = {normalise_text(it["problem"]) for it in train + corpus + list(exclude_items)}
         warm = generate_warmup(seed + int(config["data"]["world"]["seed"]) + 1, int(sft["warmup_items"]), exclude,
-                               float(sft["context_fraction"]), float(sft["wrong_context_fraction"]),
-                               float(sft["named_rule_share"]), float(sft["named_without_reference"]))
+                               **warmup_mix(sft))
         examples = chat_examples(warm, enable_thinking)
         texts = world_texts(train + corpus + warm + [c for it in warm for c in it["contexts"]])
     else:
@@ -353,7 +358,7 @@ def init_policy(train: list[dict], corpus: list[dict], config: dict, out_dir: st
 def cli(argv: list[str]) -> int:
     import argparse
 
-    from rarft.config import add_config_argument, load_config
+    from rarft.config import ConfigError, add_config_argument, load_config
     from rarft.io import read_jsonl
 
     p = argparse.ArgumentParser(prog="rarft init-policy", description="Build the base policy (models/policy/base).")
@@ -367,6 +372,9 @@ def cli(argv: list[str]) -> int:
                    help="world only: write the benchmark probe (no reference / a same-strategy corpus trace) here")
     args = p.parse_args(argv)
     config = load_config(args.config)
+    if args.probe_report and not probes_benchmarks(config):
+        raise ConfigError("init-policy: --probe-report needs the world's tiny policy (data.source: world, "
+                          "policy.base: tiny); a hub base is used as is and not probed")
     train, corpus = read_jsonl(args.train), read_jsonl(args.corpus)
     exclude = [row for path in args.exclude for row in read_jsonl(path)]
     summary = init_policy(train, corpus, config, args.out, sources=(args.train, args.corpus), exclude_items=exclude)

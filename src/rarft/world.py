@@ -241,9 +241,9 @@ def make_item(rng: random.Random, difficulty: str, strategy: Strategy, story: st
     }
 
 
-def generate_world(seed: int, n_train: int, n_corpus: int, benchmarks: dict[str, dict],
-                   named_rule_share: float = 0.75, corpus_only: tuple[str, ...] | list[str] = (),
-                   control: str = "positive") -> dict[str, list[dict]]:
+def generate_world(seed: int, n_train: int, n_corpus: int, benchmarks: dict[str, dict], *,
+                   named_rule_share: float, corpus_only: tuple[str, ...] | list[str],
+                   control: str) -> dict[str, list[dict]]:
     """Return {'train': [...], 'corpus': [...], <benchmark>: [...]} with globally unique problem texts.
 
     Strategies and stories are balanced within each split (cycled, then shuffled), so every split
@@ -291,9 +291,18 @@ def generate_world(seed: int, n_train: int, n_corpus: int, benchmarks: dict[str,
     return out
 
 
-def generate_warmup(seed: int, n: int, exclude: set[str] = frozenset(), context_fraction: float = 0.5,
-                    wrong_context_fraction: float = 0.3, named_rule_share: float = 0.5,
-                    named_without_reference: float = 0.1) -> list[dict]:
+# The warm-up mix: keys of policy.tiny.sft (params.yaml) that `generate_warmup` takes.
+WARMUP_MIX = ("context_fraction", "wrong_context_fraction", "named_rule_share", "named_without_reference")
+
+
+def warmup_mix(sft_cfg: dict) -> dict[str, float]:
+    """`generate_warmup`'s mix arguments from the policy.tiny.sft config block."""
+    return {key: float(sft_cfg[key]) for key in WARMUP_MIX}
+
+
+def generate_warmup(seed: int, n: int, exclude: set[str], *, context_fraction: float,
+                    wrong_context_fraction: float, named_rule_share: float,
+                    named_without_reference: float) -> list[dict]:
     """Warm-up examples for the tiny policy, standing in for a base model's pre-training.
 
     Same strategies, templates and stories as the world, but every example draws a fresh RANDOM name

@@ -18,6 +18,7 @@ from rarft.arms import (
 )
 from rarft.labels import LABELERS as LABELER_NAMES  # the one list of labeler names
 from rarft.launch import conda_env, stage_gpus, train_command
+from rarft.policy import probes_benchmarks
 from rarft.traces import train_traces_needed
 
 if workflow.config_settings.config:
@@ -44,7 +45,7 @@ BENCHMARKS = sorted(
     else config["data"]["real"]["benchmarks"]
 )
 LABELERS = list(config["labels"]["run"])
-TINY_WORLD_POLICY = config["data"]["source"] == "world" and config["policy"]["base"] == "tiny"
+TINY_WORLD_POLICY = probes_benchmarks(config)
 ARMS = list(config["rl"]["arms"])
 RETRIEVERS = retrievers_needed(config)
 COMPARE_RETRIEVERS = list(config["retriever"]["compare"])
