@@ -36,8 +36,8 @@ def test_the_cycle_finder_sees_function_level_imports(tmp_path):
     f = SRC / "labels_compare.py"
     assert "labels" in rarft_imports(f)
     body = tmp_path / "x.py"
-    body.write_text("def f():\n    from rarft.retriever import load_colbert\n    import rarft.io\n")
-    assert rarft_imports(body) == {"retriever", "io"}
+    body.write_text("def f():\n    from rarft.retrieval import load_colbert\n    import rarft.io\n")
+    assert rarft_imports(body) == {"retrieval", "io"}
 
 
 def test_src_rarft_has_no_import_cycle():

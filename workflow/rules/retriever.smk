@@ -3,7 +3,7 @@ TRAIN_LABELS = expand(rules.label_relevance.output.labels, labeler=config["label
 ORACLE_LABELS = expand(rules.label_relevance.output.labels, labeler="oracle") if "oracle" in LABELERS else []
 
 
-# code: src/rarft/retriever.py:train_retriever
+# code: src/rarft/train_retriever.py:train_retriever
 rule train_retriever:
     input:
         labels=TRAIN_LABELS,
@@ -27,7 +27,7 @@ rule train_retriever:
         " --corpus {input.corpus} --out {output.model} > {log} 2>&1"
 
 
-# code: src/rarft/retriever.py:train_retriever (kind multi_vector)
+# code: src/rarft/train_retriever.py:train_retriever (kind multi_vector)
 rule train_colbert_retriever:
     input:
         labels=TRAIN_LABELS,
@@ -57,7 +57,7 @@ COLBERT_MODEL = (
 )
 
 
-# code: src/rarft/retriever.py:evaluate_retrievers
+# code: src/rarft/evaluate_retrievers.py:evaluate_retrievers
 rule evaluate_retrievers:
     input:
         labels=TRAIN_LABELS,

@@ -1,0 +1,158 @@
+"""Compare retrievers on held-out queries (stage `evaluate-retrievers`, rule evaluate_retrievers).
+
+recall@1, recall@k (share of queries with a relevant document in the top k) and MRR
+(cut at rank 100) for every retriever in `retriever.compare`, over the whole corpus with the same
+exclusion rules as retrieval, against the `train_on` labels of the queries that `rarft.train_retriever`
+held out and, on the embedded world, against the oracle (same latent strategy, over the whole corpus).
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import time
+from pathlib import Path
+from typing import Sequence
+
+from rarft.arms import trained_model_dir
+from rarft.config import add_config_argument, load_config
+from rarft.io import DataError, atomic_path, read_json, write_text
+from rarft.retrieval import Searcher, load_items, retrieve
+from rarft.train_retriever import load_labels, positives
+
+MRR_DEPTH = 100
+
+
+# ---------------------------------------------------------------- relevance
+def oracle_relevance(queries: Sequence[dict], corpus: Sequence[dict]) -> dict[str, set[str]]:
+    """Same latent strategy = relevant, over the whole corpus (embedded world only; else empty)."""
+    by_strategy: dict[str, set[str]] = {}
+    for c in corpus:
+        if c.get("strategy"):
+            by_strategy.setdefault(c["strategy"], set()).add(c["id"])
+    return {q["id"]: by_strategy[q["strategy"]] for q in queries if q.get("strategy") in by_strategy}
+
+
+# ---------------------------------------------------------------- metrics
+def recall_at_k(ranked: Sequence[str], relevant: set[str], k: int) -> float:
+    """1 if a relevant id is among the first k (the paper's recall@1 for k = 1), else 0."""
+    return float(any(c in relevant for c in ranked[:k]))
+
+
+def reciprocal_rank(ranked: Sequence[str], relevant: set[str]) -> float:
+    for rank, c in enumerate(ranked, 1):
+        if c in relevant:
+            return 1.0 / rank
+    return 0.0
+
+
+def retrieval_metrics(rankings: dict[str, list[str]], relevant: dict[str, set[str]], k: int) -> dict:
+    """Mean recall@1, recall@k and MRR over the queries that have at least one relevant document."""
+    qids = [q for q in rankings if relevant.get(q)]
+    if not qids:
+        return {"n_queries": 0, "recall@1": math.nan, f"recall@{k}": math.nan, "mrr": math.nan}
+    mean = lambda xs: sum(xs) / len(xs)  # noqa: E731
+    return {
+        "n_queries": len(qids),
+        "recall@1": mean([recall_at_k(rankings[q], relevant[q], 1) for q in qids]),
+        f"recall@{k}": mean([recall_at_k(rankings[q], relevant[q], k) for q in qids]),
+        "mrr": mean([reciprocal_rank(rankings[q], relevant[q]) for q in qids]),
+    }
+
+
+def evaluate_retrievers(config: dict, queries: Sequence[dict], corpus: Sequence[dict],
+                        relevance: dict[str, dict[str, set[str]]], finetuned_dir: str | dict | None,
+                        cache_dir: str | None = None) -> list[dict]:
+    """One row per (retriever, labels): recall@1, recall@k, MRR@100 over the whole corpus.
+
+    ``finetuned_dir``: the fine-tuned single-vector model, or {retriever name: model dir} for the
+    trained retrievers (finetuned, finetuned_colbert)."""
+    k = int(config["retriever"]["top_k"])
+    threshold = float(config["retriever"]["near_duplicate_jaccard"])
+    dirs = finetuned_dir if isinstance(finetuned_dir, dict) else {"finetuned": finetuned_dir}
+    rows = []
+    for name in config["retriever"]["compare"]:
+        searcher = Searcher(name, corpus, config, dirs.get(name) or trained_model_dir(name), cache_dir)
+        ranked = retrieve(searcher, queries, min(MRR_DEPTH, len(corpus)), threshold)
+        rankings = {q["id"]: [c["id"] for c in ctx] for q, ctx in zip(queries, ranked)}
+        for against, rel in relevance.items():
+            rows.append({"retriever": name, "against": against, **retrieval_metrics(rankings, rel, k)})
+    return rows
+
+
+def verdict(rows: list[dict]) -> str:
+    """Fine-tuned vs off-the-shelf recall@1, for the single-vector pair and the multi-vector (ColBERT) pair."""
+    by = {(r["retriever"], r["against"]): r for r in rows}
+    lines = []
+    for tuned, base, what in (("finetuned", "offshelf", "The fine-tuned retriever"),
+                              ("finetuned_colbert", "colbert", "The fine-tuned multi-vector retriever")):
+        for against in ("oracle-strategy", "oracle-labels", *sorted({r["against"] for r in rows})):
+            ft, off = by.get((tuned, against)), by.get((base, against))
+            if ft and off and ft["n_queries"]:
+                word = "beats" if ft["recall@1"] > off["recall@1"] else "does NOT beat"
+                lines.append(f"{what} {word} off-the-shelf on recall@1 against the {against} labels "
+                             f"({ft['recall@1']:.3f} vs {off['recall@1']:.3f}, {ft['n_queries']} held-out queries).")
+                break
+    return " ".join(lines) or ("No fine-tuned vs off-the-shelf comparison was possible (no held-out query has a "
+                               "relevant document).")
+
+
+def write_tables(rows: list[dict], out_dir: str | Path, note: str) -> None:
+    import pandas as pd
+
+    df = pd.DataFrame(rows)
+    out_dir = Path(out_dir)
+    with atomic_path(out_dir / "retrievers.csv") as tmp:
+        df.to_csv(tmp, index=False)
+    md = ("# Retrievers on held-out queries\n\n" + note + "\n\n"
+          + df.to_markdown(index=False, floatfmt=".3f") + "\n\n" + verdict(rows) + "\n")
+    write_text(out_dir / "retrievers.md", md)
+
+
+def cli(argv: list[str]) -> int:
+    p = argparse.ArgumentParser(prog="rarft evaluate-retrievers", description="Compare retrievers on held-out queries.")
+    add_config_argument(p)
+    p.add_argument("--labels", required=True, help="data/labels/<train_on>.jsonl (the training labels)")
+    p.add_argument("--oracle-labels", default=None,
+                   help="data/labels/oracle.jsonl; used when the items carry no `strategy` field")
+    p.add_argument("--finetuned", required=True, help="models/retriever/finetuned (with holdout.json)")
+    p.add_argument("--finetuned-colbert", default=None,
+                   help="models/retriever/finetuned_colbert (trained on the same split; needed when compared)")
+    p.add_argument("--train", required=True)
+    p.add_argument("--corpus", required=True)
+    p.add_argument("--out-dir", required=True, help="results/tables")
+    p.add_argument("--cache-dir", default=None,
+                   help="corpus embedding cache (the rule shares retrieve's); default: none, encode in memory")
+    args = p.parse_args(argv)
+    config = load_config(args.config)
+    t0 = time.time()
+    holdout = set(read_json(Path(args.finetuned) / "holdout.json")["query_ids"])
+    train = load_items(args.train)
+    corpus = load_items(args.corpus, ("id", "problem", "trace"))
+    queries = [q for q in train if q["id"] in holdout]
+    train_on = config["labels"]["train_on"]
+    relevance = {f"{train_on}-labels": positives(load_labels(args.labels), holdout)}
+    oracle = oracle_relevance(queries, corpus)
+    if oracle:
+        relevance["oracle-strategy"] = oracle
+        source = "oracle-strategy = same latent strategy, over the whole corpus"
+    elif args.oracle_labels:
+        relevance["oracle-labels"] = positives(load_labels(args.oracle_labels), holdout)
+        source = f"oracle-labels = positives of {args.oracle_labels}"
+    else:
+        source = "no oracle available"
+    if args.finetuned_colbert:
+        other = set(read_json(Path(args.finetuned_colbert) / "holdout.json")["query_ids"])
+        if other != holdout:
+            raise DataError(f"{args.finetuned_colbert} was trained on another held-out split than {args.finetuned}")
+    dirs = {"finetuned": args.finetuned, "finetuned_colbert": args.finetuned_colbert}
+    rows = evaluate_retrievers(config, queries, corpus, relevance, dirs, args.cache_dir)
+    k = int(config["retriever"]["top_k"])
+    note = (f"{len(queries)} held-out training queries ({Path(args.finetuned) / 'holdout.json'}); whole corpus of "
+            f"{len(corpus)} ranked with the retrieval exclusion rules. recall@k: share of queries with a relevant "
+            f"document in the top k (k = 1, {k}); mrr: mean reciprocal rank of the first relevant document "
+            f"(0 beyond rank {MRR_DEPTH}). Labels: {train_on}-labels = positives of {args.labels}; {source}.")
+    write_tables(rows, args.out_dir, note)
+    print(f"evaluate-retrievers: {len(rows)} rows -> {args.out_dir}/retrievers.{{md,csv}} "
+          f"({time.time() - t0:.1f}s). {verdict(rows)}")
+    return 0
