@@ -133,6 +133,38 @@ def test_train_command_launches_one_process_per_gpu():
     assert train_processes({**eight, "device": "cpu"}) == 1
 
 
+def test_retriever_training_launches_one_process_per_gpu_of_its_rules_request():
+    """Review A11: train_retriever / train_colbert_retriever run one DDP process per GPU of resources.train_retriever
+    (so retriever.train.gather_across_devices has processes to gather from), through the policy's launcher, and
+    `rarft plan` counts the same processes."""
+    from rarft.config import deep_merge, load_config, merge_files, validate_config
+    from rarft.launch import RARFT, stage_gpus, train_command, train_processes
+    from rarft.plan import plan
+
+    def cfg(over: dict) -> dict:
+        return validate_config(deep_merge(merge_files([ROOT / "params.yaml"]), over))
+
+    assert train_command(cfg({}), "train_retriever") == RARFT  # the embedded default: one CPU process
+    four = cfg({"device": "cuda", "resources": {"train_retriever": {"gpu": 4}, "train_policy": {"gpu": 8}}})
+    for rule in ("train_retriever", "train_colbert_retriever"):
+        assert train_processes(four, rule) == stage_gpus(four, "train_retriever") == 4
+        assert train_command(four, rule) == ("PYTHONPATH=src accelerate launch --config_file config/accelerate/ddp.yaml"
+                                             " --num_processes 4 --num_machines 1 -m rarft")
+    assert "--num_processes 8 " in train_command(four)  # the policy keeps its own request
+    assert train_command(cfg({"device": "cuda"}), "train_retriever") == RARFT  # params.yaml requests no GPU
+    rehearsal = cfg({"device": "cpu", "retriever": {"train": {"launcher": {"num_processes": 2}}}})
+    assert "torchrun --standalone --nproc_per_node 2 -m rarft" in train_command(rehearsal, "train_retriever")
+    assert train_command(rehearsal) == RARFT  # rl.launcher is the policy's
+    for override in ("qwen3-1.7b.yaml", "qwen3-4b.yaml"):
+        paper = load_config([ROOT / "params.yaml", ROOT / "config" / override])
+        procs = paper["resources"]["train_retriever"]["gpu"]
+        assert train_processes(paper, "train_retriever") == procs == 4
+        batch = paper["retriever"]["train"]["batch_size"]
+        assert f"{procs} processes x {batch // procs}" in (ROOT / "config" / override).read_text()
+        row = next(r for r in plan(paper) if r.stage == "train-retriever")
+        assert f"global batch {batch} over {procs} processes" in row.note
+
+
 def test_a_single_process_that_sees_several_gpus_is_refused_before_trl(monkeypatch):
     import torch
 
@@ -236,8 +268,16 @@ def test_paper_dry_run_launches_training_with_accelerate_on_8_gpus(paper_dry_run
         assert j["shell"].startswith("PYTHONPATH=src accelerate launch --config_file config/accelerate/ddp.yaml "
                                      "--num_processes 8 "), j["shell"]
         assert "-m rarft train-policy" in j["shell"]
+    # the retriever trains in one process per GPU of resources.train_retriever (4), both kinds (review A11)
+    retriever = [j for j in jobs if j["rule"] in ("train_retriever", "train_colbert_retriever")]
+    assert {j["rule"] for j in retriever} == {"train_retriever", "train_colbert_retriever"}
+    for j in retriever:
+        assert j["resources"]["gpu"] == "4"
+        assert j["shell"].startswith("PYTHONPATH=src accelerate launch --config_file config/accelerate/ddp.yaml "
+                                     "--num_processes 4 --num_machines 1 -m rarft train-retriever "), j["shell"]
     # every other stage stays a single process
-    assert all("accelerate launch" not in j["shell"] for j in jobs if j["rule"] != "train_policy")
+    launched = ("train_policy", "train_retriever", "train_colbert_retriever")
+    assert all("accelerate launch" not in j["shell"] for j in jobs if j["rule"] not in launched)
 
 
 def test_paper_dry_run_gives_every_gpu_stage_a_gpu(paper_dry_run):

@@ -1,18 +1,23 @@
 """How each stage is launched, and what it asks the scheduler for: pure Python (no torch), so the
 Snakefile imports it at parse time and `rarft plan` counts the same processes.
 
-Policy training on several GPUs must be several processes: transformers sets `n_gpu` to every visible
-GPU when no distributed launcher is used, and TRL 1.16's GRPO/RLOO/SFT trainers then refuse to start
-(they do not support nn.DataParallel). So a train_policy job whose `resources.train_policy.gpu` is > 1
-runs `accelerate launch --config_file <rl.launcher.accelerate_config> --num_processes <gpus>`, one
-data-parallel process per GPU; one GPU or the CPU default stays a plain single process.
+Training on several GPUs is several processes, one data-parallel process per GPU, for the policy and for
+the retriever:
+- train_policy: transformers sets `n_gpu` to every visible GPU when no distributed launcher is used, and
+  TRL 1.16's GRPO/RLOO/SFT trainers then refuse to start (they do not support nn.DataParallel).
+- train_retriever and train_colbert_retriever (both on `resources.train_retriever`): sentence-transformers
+  would fall back to nn.DataParallel in one process, where `retriever.train.gather_across_devices` (in-batch
+  negatives from every GPU, the paper's setting) has no other process to gather from.
+So a job whose rule requests more than one GPU runs `accelerate launch --config_file <accelerate config>
+--num_processes <gpus>`; one GPU or the CPU default stays a plain single process.
 
-`rl.launcher` (all optional):
-- `accelerate_config`: config/accelerate/ddp.yaml (the schema's default), zero2.yaml, zero3.yaml or fsdp.yaml.
+Launcher settings (all optional): `rl.launcher` for train_policy, `retriever.train.launcher` for the retriever:
+- `accelerate_config`: config/accelerate/ddp.yaml (the schema's default); for the policy also zero2.yaml,
+  zero3.yaml or fsdp.yaml.
 - `num_processes`: null = the rule's GPU count (1 on the CPU); an integer forces it, e.g. 2 with
   `device: cpu` for a CPU rehearsal of the multi-process path (`torchrun --nproc_per_node 2`, gloo).
-- `num_machines`: 1. Multi-node runs need one launch per node (see README "Multi-node"); the rule
-  launches on one node.
+- `num_machines` (policy only): 1. Multi-node runs need one launch per node (see README "Multi-node"); the
+  rule launches on one node.
 """
 
 from __future__ import annotations
@@ -54,31 +59,44 @@ def stage_gpus(config: dict, rule: str, labeler: str | None = None, retriever: s
     return n
 
 
-def train_processes(config: dict) -> int:
-    """Processes one train_policy job runs: `rl.launcher.num_processes`, else one per requested GPU
-    (`resources.train_policy.gpu`) unless `device: cpu`; at least 1."""
-    forced = config["rl"]["launcher"]["num_processes"]
+# training rules launched as one process per GPU -> (their `resources` row, their launcher settings)
+LAUNCHED = {"train_policy": ("train_policy", ("rl", "launcher")),
+            "train_retriever": ("train_retriever", ("retriever", "train", "launcher")),
+            "train_colbert_retriever": ("train_retriever", ("retriever", "train", "launcher"))}
+
+
+def launcher_settings(config: dict, rule: str) -> dict:
+    """`rl.launcher` (train_policy) or `retriever.train.launcher` (the retriever rules)."""
+    section = config
+    for key in LAUNCHED[rule][1]:
+        section = section[key]
+    return section
+
+
+def train_processes(config: dict, rule: str = "train_policy") -> int:
+    """Processes one job of a training rule runs: the launcher's `num_processes`, else one per GPU the job
+    requests (`resources.<row>.gpu`, through stage_gpus: none on `device: cpu`); at least 1."""
+    forced = launcher_settings(config, rule)["num_processes"]
     if forced is not None:
         return max(1, int(forced))
-    if config["device"] == "cpu":
-        return 1
-    return max(1, rule_gpus(config, "train_policy"))
+    return max(1, stage_gpus(config, LAUNCHED[rule][0]))
 
 
-def train_command(config: dict) -> str:
-    """The command prefix of the train_policy rule (followed by `train-policy --config ...`)."""
-    n = train_processes(config)
+def train_command(config: dict, rule: str = "train_policy") -> str:
+    """The command prefix of a training rule (followed by `train-policy --config ...` or
+    `train-retriever --config ...`)."""
+    n = train_processes(config, rule)
     if n == 1:
         return RARFT
-    machines = int(config["rl"]["launcher"]["num_machines"])
+    launcher = launcher_settings(config, rule)
+    machines = int(launcher["num_machines"]) if rule == "train_policy" else 1  # the retriever: one node
     if config["device"] == "cpu":
         # CPU rehearsal of the multi-process path: gloo processes on one machine. Not `accelerate launch --cpu
         # --num_processes n`: accelerate 1.15 starts ONE process for that (multi-CPU needs mpirun); torchrun
         # starts n, and accelerate inside them sees MULTI_CPU (checked: world size n, TRL batches scale with it).
         return f"PYTHONPATH=src ACCELERATE_USE_CPU=1 torchrun --standalone --nproc_per_node {n} -m rarft"
-    cfg = config["rl"]["launcher"]["accelerate_config"]
-    return (f"PYTHONPATH=src accelerate launch --config_file {cfg} --num_processes {n * machines}"
-            f" --num_machines {machines} -m rarft")
+    return (f"PYTHONPATH=src accelerate launch --config_file {launcher['accelerate_config']} --num_processes"
+            f" {n * machines} --num_machines {machines} -m rarft")
 
 
 def conda_env(rule: str, config: dict, envs: str = "../envs") -> str:

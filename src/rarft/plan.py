@@ -183,8 +183,10 @@ def plan(config: dict) -> list[StageCost]:
     t = config["retriever"]["train"]
     epochs = t["trainer"]["num_train_epochs"]
     tok = int(pairs * float(epochs) * (problem + problem + trace))
+    r_procs = train_processes(config, "train_retriever")  # the processes its rules launch (rarft.launch)
     rows.append(StageCost("train-retriever", train_tokens=tok, gpu_hours=train_hours(tok, r_b),
-                          note=f"upper bound: every labelled pair a positive, {epochs} epochs"))
+                          note=f"upper bound: every labelled pair a positive, {epochs} epochs; global batch "
+                               f"{t['batch_size']} over {r_procs} process{'es' if r_procs > 1 else ''}"))
     n_ret = len(retrievers_needed(config))
     enc = n_ret * (n_corpus * (problem + trace) + (n_train + n_bench) * problem)
     rows.append(StageCost("retrieve", prompt_tokens=enc, gpu_hours=enc / ENCODE_TOKENS_PER_S / 3600,

@@ -10,6 +10,11 @@ graded scores (the `gain` labeler's P(correct|q,c) - P(correct|q)) are distilled
 (`DistillKLDivLoss`: KL between the softmax of the labels and of the model's similarities).
 `rarft.evaluate_retrievers` compares the trained retrievers with the others on the held-out queries.
 
+On several GPUs the rules launch one data-parallel process per GPU of `resources.train_retriever`
+(`accelerate launch`, rarft.launch): `retriever.train.batch_size` is the global batch, split over the
+processes, whose in-batch negatives are gathered across them (`retriever.train.gather_across_devices`,
+the paper's setting); the main process alone writes the model and its summary.
+
 Multi-vector late interaction (Reason-ModernColBERT, the paper's main retriever): `--kind multi_vector`
 fine-tunes `retriever.colbert.base_model` with sentence-transformers 6's `MultiVectorEncoderTrainer` and
 its multi-vector InfoNCE (MaxSim scores, same recipe and held-out split) into the `finetuned_colbert`
@@ -22,7 +27,7 @@ from __future__ import annotations
 import argparse
 import os
 import random
-import tempfile
+import shutil
 import time
 from pathlib import Path
 from typing import Sequence
@@ -201,10 +206,32 @@ def per_device_batch(batch_size: int, device: str) -> int:
     return batch_size // world
 
 
+def checkpoint_dir(out_dir: Path) -> Path:
+    """The trainer's epoch checkpoints, beside ``out_dir`` and removed after training. One path for every
+    process: the main process saves there and all of them load the best epoch from it at the end."""
+    return out_dir.with_name(f".{out_dir.name}.ckpt")
+
+
+def holdout_score(evaluator, model, key: str) -> float | None:
+    """The evaluator's ``key`` on the held-out queries, computed as the trainer does each epoch: under a
+    distributed launch every process encodes a share (sentence-transformers' distributed evaluation) and the
+    main process scores; None on the other processes. One process: a plain evaluator call."""
+    from sentence_transformers.util.distributed import distributed_evaluation
+
+    with distributed_evaluation(model) as scores_here:
+        return evaluator(model)[key] if scores_here else None
+
+
 def train_retriever(config: dict, labels: Sequence[dict], train: Sequence[dict], corpus: Sequence[dict],
                     out_dir: str | Path, labels_path: str = "labels", kind: str = "single_vector") -> dict:
-    """Fine-tune the base model of ``kind`` on the labels; save the best epoch to ``out_dir``; return a summary."""
+    """Fine-tune the base model of ``kind`` on the labels; save the best epoch to ``out_dir``; return a summary.
+
+    One process, or one of several data-parallel ones (torchrun / accelerate launch: the rule's launcher when
+    its job has several GPUs, rarft.launch): every process trains on its share of each global batch
+    (`per_device_batch`) and gathers the others' in-batch negatives (`gather_across_devices`); the main process
+    alone writes ``out_dir`` (atomically) and returns the summary, the others return {}."""
     import torch
+    from accelerate import PartialState
     from datasets import Dataset
 
     stack = _stack(kind)
@@ -230,10 +257,14 @@ def train_retriever(config: dict, labels: Sequence[dict], train: Sequence[dict],
                         "nothing to train on")
 
     device = resolve_device(config)
+    # joins the process group under a distributed launch (gloo on the CPU, NCCL on GPUs); one process otherwise
+    state = PartialState(cpu=device == "cpu")
+    # each process loads its replica on its own GPU (the trainer would move it there, after a spike on GPU 0)
+    load_on = f"cuda:{state.local_process_index}" if device == "cuda" and state.num_processes > 1 else device
     base = base_model_of(config, kind)
     # fp32 parameters and AdamW state (master weights), bf16 autocast on a GPU: transformers 5 would
     # otherwise load a bf16 checkpoint in bf16 and round small updates away (review B2)
-    model = stack["model"](resolve_model_path(base), device=device, model_kwargs={"dtype": torch.float32})
+    model = stack["model"](resolve_model_path(base), device=load_on, model_kwargs={"dtype": torch.float32})
     loss = make_loss(stack, model, tc, loss_name, temperature)
     if kind == "multi_vector" and loss_name != "listwise" and tc["multi_vector_temperature"] is not None:
         loss.scale = 1.0 / float(tc["multi_vector_temperature"])
@@ -248,16 +279,26 @@ def train_retriever(config: dict, labels: Sequence[dict], train: Sequence[dict],
         accuracy_at_k=[1], precision_recall_at_k=[1], mrr_at_k=[10], ndcg_at_k=[10], map_at_k=[10],
         name="holdout", write_csv=False, batch_size=64, query_prompt=qp)
     metric = stack["metric"]
+    key = metric.removeprefix("eval_")
     out_dir = Path(out_dir)
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    ckpt = checkpoint_dir(out_dir)
+    main = state.is_main_process
+    if main:
+        out_dir.parent.mkdir(parents=True, exist_ok=True)
+        shutil.rmtree(ckpt, ignore_errors=True)  # a killed earlier run's checkpoints
+    state.wait_for_everyone()
     t0 = time.time()
-    with tempfile.TemporaryDirectory(prefix=".retriever-ckpt.", dir=out_dir.parent) as ckpt:
-        args = training_args(stack["args"], config, ckpt, device, qp, bool(held_pos), metric)
+    try:
+        args = training_args(stack["args"], config, str(ckpt), device, qp, bool(held_pos), metric)
         trainer = stack["trainer"](model=model, args=args, train_dataset=Dataset.from_dict(data),
-                                             loss=loss, evaluator=evaluator if held_pos else None)
-        before = evaluator(model)[metric.removeprefix("eval_")] if held_pos else None
-        trainer.train()
-        after = evaluator(model)[metric.removeprefix("eval_")] if held_pos else None
+                                   loss=loss, evaluator=evaluator if held_pos else None)
+        before = holdout_score(evaluator, model, key) if held_pos else None
+        trainer.train()  # ends with every process on the best epoch (load_best_model_at_end)
+        after = holdout_score(evaluator, model, key) if held_pos else None
+        processes = trainer.accelerator.num_processes
+        trainer.accelerator.wait_for_everyone()
+        if not main:
+            return {}
         history = [h for h in trainer.state.log_history if metric in h]
         with atomic_path(out_dir) as tmp:
             model.save(str(tmp))
@@ -266,13 +307,20 @@ def train_retriever(config: dict, labels: Sequence[dict], train: Sequence[dict],
             summary = {"kind": kind, "base_model": base, "loss": loss_name, "temperature": 1.0 / loss.scale
                        if hasattr(loss, "scale") else temperature, "rows": n_rows,
                        "mini_batch_size": tc["mini_batch_size"], "query_prompt": qp,
+                       "processes": processes, "batch_size": int(tc["batch_size"]),
+                       "per_device_batch_size": args.per_device_train_batch_size,
+                       "gather_across_devices": bool(tc["gather_across_devices"]),
+                       "steps": trainer.state.global_step,
                        "train_queries": len(train_ids), "holdout_queries": len(holdout_ids),
                        "holdout_queries_with_positives": len(held_pos),
                        "holdout_recall@1_before": before, "holdout_recall@1_best": after,
                        "per_epoch": [{"epoch": h["epoch"], "recall@1": h[metric]} for h in history],
                        "device": device, "train_seconds": round(time.time() - t0, 1)}
             write_json(tmp / "training_summary.json", summary)
-    return summary
+        return summary
+    finally:
+        if main:
+            shutil.rmtree(ckpt, ignore_errors=True)
 
 
 def cli(argv: list[str]) -> int:
@@ -290,10 +338,12 @@ def cli(argv: list[str]) -> int:
     summary = train_retriever(config, load_labels(args.labels), load_items(args.train),
                               load_items(args.corpus, ("id", "problem", "trace")), args.out, args.labels,
                               kind=args.kind)
-    print(f"train-retriever[{args.kind}]: {summary['rows']} {summary['loss']} rows from "
-          f"{summary['train_queries']} queries, "
-          f"held-out recall@1 {summary['holdout_recall@1_before']} -> {summary['holdout_recall@1_best']} "
-          f"({summary['holdout_queries_with_positives']} queries), {summary['train_seconds']}s -> {args.out}")
+    if summary:  # the main process reports (the others of a distributed launch return {})
+        print(f"train-retriever[{args.kind}]: {summary['rows']} {summary['loss']} rows from "
+              f"{summary['train_queries']} queries, {summary['processes']} process(es) x "
+              f"{summary['per_device_batch_size']} per batch, "
+              f"held-out recall@1 {summary['holdout_recall@1_before']} -> {summary['holdout_recall@1_best']} "
+              f"({summary['holdout_queries_with_positives']} queries), {summary['train_seconds']}s -> {args.out}")
     return 0
 
 

@@ -39,6 +39,9 @@ ENVS = "../envs"
 # train_policy: `accelerate launch --num_processes <gpus>` when resources.train_policy.gpu > 1 (TRL refuses a
 # single process that sees several GPUs), the plain command otherwise (rarft.launch.train_command).
 TRAIN_RARFT = train_command(config)
+# train_retriever / train_colbert_retriever: the same, one process per GPU of resources.train_retriever (in-batch
+# negatives gathered across the processes: retriever.train.gather_across_devices).
+TRAIN_RETRIEVER_RARFT = train_command(config, "train_retriever")
 
 BENCHMARKS = sorted(
     config["data"]["world"]["benchmarks"] if config["data"]["source"] == "world"

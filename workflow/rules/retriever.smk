@@ -12,7 +12,8 @@ rule train_retriever:
     output:
         model=directory("models/retriever/finetuned"),
     params:
-        **stage_params("retriever", "seed"),
+        # `accelerate launch` for a multi-GPU train_retriever (rarft.launch.train_command)
+        **stage_params("retriever", "seed", rarft=TRAIN_RETRIEVER_RARFT),
     log:
         "logs/train_retriever.log",
     benchmark:
@@ -36,7 +37,7 @@ rule train_colbert_retriever:
     output:
         model=directory("models/retriever/finetuned_colbert"),
     params:
-        **stage_params("retriever", "seed"),
+        **stage_params("retriever", "seed", rarft=TRAIN_RETRIEVER_RARFT),
     log:
         "logs/train_colbert_retriever.log",
     benchmark:
