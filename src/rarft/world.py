@@ -25,8 +25,9 @@ the analysis). What is planted, and where:
 - ``control: negative`` builds the same world with the transferable signal removed: the corpus
   traces keep their answer but show neither the rule nor the computation, so no reference can teach
   a strategy. There, retrieval must not help (the negative control's target).
-- Numbers stay small (single digits in easy problems, at most 19 in hard ones) and each number is one
-  token for the tiny policy, so its errors are mostly about strategy, not arithmetic.
+- Numbers stay small (operands at most 15; at most 16 operand pairs per strategy and difficulty) and
+  each number is one token for the tiny policy, so it can memorise the arithmetic in its warm-up and
+  its errors are mostly about strategy, not arithmetic.
 """
 
 from __future__ import annotations
@@ -40,7 +41,7 @@ from rarft.prompts import normalise_text
 
 PROBLEM_TYPES = ("arithmetic", "counting", "number_theory")
 DIFFICULTIES = ("easy", "hard")
-EASY_SHARE = 0.6  # share of easy problems in the mixed splits (train, corpus, warm-up)
+EASY_SHARE = 0.5  # share of easy problems in the mixed splits (train, corpus, warm-up)
 CONTROLS = ("positive", "negative")
 
 # One sentence for every strategy's named-rule phrasing, by arity: only the name tells them apart.
@@ -58,16 +59,15 @@ class Operands:
     b: dict[str, tuple[int, int]] | None = None
     a_gt_b: bool = False        # a > b (differences, divisions)
     not_multiple: bool = False  # a % b != 0 (so leftovers and full groups differ and are non-zero)
-    coprime_scale: bool = False  # a, b = g*m, g*n with gcd(m, n) = 1 and m != n (a gcd worth finding)
+    coprime_scale: bool = False  # a, b = g*m, g*n, g in ``a``, m != n in 1..3 coprime (a gcd worth finding)
 
     def draw(self, rng: random.Random, difficulty: str) -> tuple[int, int]:
         while True:
-            if self.coprime_scale:
-                g, m, n = rng.randint(2, 4 if difficulty == "easy" else 5), rng.randint(1, 4), rng.randint(1, 5)
-                a, b = g * m, g * n
-                if m == n or math.gcd(m, n) != 1 or max(a, b) > self.a[difficulty][1]:
+            if self.coprime_scale:  # ``a`` holds the range of the common factor g
+                g, m, n = rng.randint(*self.a[difficulty]), rng.randint(1, 3), rng.randint(1, 3)
+                if m == n or math.gcd(m, n) != 1:
                     continue
-                return a, b
+                return g * m, g * n
             a = rng.randint(*self.a[difficulty])
             b = rng.randint(*self.b[difficulty]) if self.b else 0
             if self.a_gt_b and a <= b:
@@ -93,8 +93,14 @@ class Strategy:
         return 1 if self.operands.b is None else 2
 
 
-_SMALL = {"easy": (2, 5), "hard": (3, 7)}
-_GROUPS = Operands(a={"easy": (5, 12), "hard": (10, 19)}, b={"easy": (2, 4), "hard": (2, 5)},
+# Operand ranges keep every strategy's table of facts small (at most 16 (a, b) pairs per difficulty):
+# the tiny policy memorises its arithmetic in the warm-up, so its errors are about strategy. With tables
+# of up to 81 facts (addition at 1-9 + 1-9) arithmetic was its main error (world probe, T = 1: 80% of
+# the addition items with a same-strategy trace wrong, 16-43% of all named-rule items). Addition and
+# subtraction never share an operand pair: with the same hard pairs (10-13 and 2-5) the policy mixed
+# their results up (50% and 33% right).
+_SMALL = {"easy": (2, 5), "hard": (4, 7)}
+_GROUPS = Operands(a={"easy": (5, 12), "hard": (10, 15)}, b={"easy": (2, 4), "hard": (2, 4)},
                    a_gt_b=True, not_multiple=True)
 _COUNT = Operands(a={"easy": (3, 6), "hard": (6, 9)})
 
@@ -103,13 +109,13 @@ STRATEGIES: tuple[Strategy, ...] = (
              templates=("{P} has {a} {x} and then gets {b} more {x}. How many {x} does {P} have now?",
                         "One crate holds {a} {x} and a second crate holds {b} {x}. How many {x} are there in all?"),
              describe="add the amounts.", compute=lambda a, b: a + b, show="{a} + {b} = {ans}",
-             operands=Operands(a={"easy": (1, 9), "hard": (10, 15)}, b={"easy": (1, 9), "hard": (1, 5)})),
+             operands=Operands(a={"easy": (1, 4), "hard": (6, 9)}, b={"easy": (1, 4), "hard": (5, 8)})),
     Strategy(name="difference", problem_type="arithmetic", rule="Mi-ren",
              templates=("{P} has {a} {x} and gives away {b} of the {x}. How many {x} does {P} have now?",
                         "One crate holds {a} {x} and a second crate holds {b} {x}. "
                         "How many more {x} are in the first?"),
              describe="the larger minus the smaller.", compute=lambda a, b: a - b, show="{a} - {b} = {ans}",
-             operands=Operands(a={"easy": (4, 9), "hard": (10, 15)}, b={"easy": (1, 8), "hard": (1, 5)},
+             operands=Operands(a={"easy": (5, 8), "hard": (10, 13)}, b={"easy": (1, 4), "hard": (2, 5)},
                                a_gt_b=True)),
     Strategy(name="product", problem_type="arithmetic", rule="Tu-sa",
              templates=("{P} fills {a} crates with {b} {x} in each crate. How many {x} does {P} have now?",
@@ -147,7 +153,7 @@ STRATEGIES: tuple[Strategy, ...] = (
                         "{a} {x} and {b} {x} are cut into equal batches with none spare. What is the largest batch?"),
              describe="the greatest common divisor.", compute=lambda a, b: math.gcd(a, b),
              show="gcd({a}, {b}) = {ans}",
-             operands=Operands(a={"easy": (2, 16), "hard": (2, 20)}, coprime_scale=True)),
+             operands=Operands(a={"easy": (2, 3), "hard": (4, 5)}, coprime_scale=True)),
 )
 STRATEGY_BY_NAME = {s.name: s for s in STRATEGIES}
 RULE_NAMES = {s.name: s.rule for s in STRATEGIES}
