@@ -11,7 +11,15 @@ from conftest import make_world, with_params
 from rarft.evaluate_retrievers import cli as cli_evaluate
 from rarft.evaluate_retrievers import oracle_relevance, recall_at_k, reciprocal_rank, retrieval_metrics
 from rarft.io import DataError, read_json, write_jsonl
-from rarft.train_retriever import load_labels, positives, split_holdout, train_retriever, training_pairs
+from rarft.retrieval import doc_text
+from rarft.train_retriever import (
+    holdout_samples,
+    load_labels,
+    positives,
+    split_holdout,
+    train_retriever,
+    training_pairs,
+)
 
 
 def test_metrics_against_hand_computed_cases():
@@ -27,6 +35,20 @@ def test_metrics_against_hand_computed_cases():
     assert m["recall@3"] == pytest.approx(2 / 3)
     assert m["mrr"] == pytest.approx((1 + 1 / 3 + 0) / 3)
     assert math.isnan(retrieval_metrics(ranked, {}, 3)["recall@1"])
+
+
+def test_holdout_samples_rank_only_the_labelled_candidates_of_held_out_queries():
+    queries = {q: {"id": q, "problem": f"problem {q}"} for q in ("q1", "q2", "q3", "q4")}
+    corpus = {c: {"id": c, "problem": f"doc {c}", "trace": f"trace {c}"} for c in ("a", "b", "c", "d")}
+    rows = [("q1", "a", True), ("q1", "b", False),
+            ("q1", "c", None),  # unlabelled (e.g. a failed judge call)
+            ("q2", "a", True),  # no negative: cannot be ranked
+            ("q3", "d", True), ("q3", "c", False), ("q4", "a", True), ("q4", "b", False)]
+    labels = [{"query_id": q, "context_id": c, "label": label} for q, c, label in rows]
+    samples = holdout_samples(labels, ["q1", "q2", "q4"], queries, corpus, "Instruct: find. Query: ")
+    assert [s["query"] for s in samples] == ["Instruct: find. Query: problem q1", "Instruct: find. Query: problem q4"]
+    assert samples[0]["positive"] == [doc_text(corpus["a"])] and samples[0]["negative"] == [doc_text(corpus["b"])]
+    assert holdout_samples(labels, ["q3"], queries, corpus, None)[0]["query"] == "problem q3"
 
 
 def test_holdout_splits_queries_seeded_and_disjoint():
@@ -76,7 +98,7 @@ def test_training_on_same_strategy_positives_raises_oracle_recall(tmp_path):
     held = read_json(out / "holdout.json")["query_ids"]
     assert len(held) == 18 and not set(held) & set(read_json(out / "holdout.json")["train_query_ids"])
     assert (out / "model.safetensors").exists() or any(out.rglob("*.safetensors"))
-    assert summary["holdout_recall@1_best"] > summary["holdout_recall@1_before"]
+    assert summary["holdout_mrr_best"] > summary["holdout_mrr_before"]
 
     # the evaluation stage, against the whole-corpus oracle, sees the same direction
     write_jsonl(tmp_path / "train.jsonl", world["train"])
@@ -143,7 +165,7 @@ def test_multi_vector_retriever_is_fine_tuned_scored_and_searched(tiny_colbert, 
     out = tmp_path / "finetuned_colbert"
     summary = train_retriever(config, labels, world["train"], world["corpus"], out, kind="multi_vector")
     assert summary["kind"] == "multi_vector" and summary["base_model"] == str(tiny_colbert)
-    assert summary["holdout_recall@1_best"] is not None and summary["mini_batch_size"] == 4
+    assert summary["holdout_mrr_best"] is not None and summary["mini_batch_size"] == 4
     model = MultiVectorEncoder(str(out), device="cpu")
     assert next(model.parameters()).dtype.is_floating_point
     trained = dict(model.named_parameters())
@@ -213,7 +235,7 @@ def test_retriever_trains_in_two_processes_through_the_rules_launcher(kind, requ
     # the processes formed one group (two lone processes would each be "main", report and write: count 2)
     assert summary["processes"] == 2 and summary["per_device_batch_size"] == 4 and summary["batch_size"] == 8
     assert summary["gather_across_devices"] is True and summary["steps"] >= 1 and summary["kind"] == kind
-    assert summary["holdout_recall@1_best"] is not None
+    assert summary["holdout_mrr_best"] is not None
     assert sorted(p.name for p in out.parent.iterdir()) == ["finetuned"]  # no checkpoints, no partial copies
     assert set(read_json(out / "holdout.json")["query_ids"]).isdisjoint(read_json(out / "holdout.json")
                                                                            ["train_query_ids"])

@@ -3,9 +3,10 @@
 The paper's stage 2: a sentence-transformers bi-encoder fine-tuned with contrastive
 InfoNCE (`MultipleNegativesRankingLoss`, scale = 1 / temperature, in-batch negatives) on
 (query problem, positive corpus document) pairs, where a document is problem + trace
-(`rarft.retrieval.doc_text`). A seeded share of the labelled QUERIES is held out; an
-`InformationRetrievalEvaluator` scores recall@1 (accuracy@1) over the whole corpus on them each epoch
-and the best epoch is kept (`load_best_model_at_end`). With `retriever.train.loss: listwise` the
+(`rarft.retrieval.doc_text`). A seeded share of the labelled QUERIES is held out; a
+`RerankingEvaluator` scores, each epoch, how well the model ranks each held-out query's labelled candidates
+(MRR@10 of the ones labelled relevant among those labelled not), and the best epoch is kept
+(`load_best_model_at_end`). With `retriever.train.loss: listwise` the
 graded scores (the `gain` labeler's P(correct|q,c) - P(correct|q)) are distilled listwise instead
 (`DistillKLDivLoss`: KL between the softmax of the labels and of the model's similarities).
 `rarft.evaluate_retrievers` compares the trained retrievers with the others on the held-out queries.
@@ -37,6 +38,10 @@ from rarft.config import ConfigError, add_config_argument, load_config, trainer_
 from rarft.io import DataError, atomic_path, write_json
 from rarft.retrieval import doc_text, load_items, query_prompt, resolve_device, resolve_model_path
 
+# The best-epoch criterion: MRR@10 of the held-out queries' relevant candidates among their labelled ones
+# (`holdout_samples`; the sentence-transformers evaluator named "holdout", as the trainer logs it).
+HOLDOUT_METRIC = "eval_holdout_mrr@10"
+
 
 # ---------------------------------------------------------------- labels
 def load_labels(path: str | Path) -> list[dict]:
@@ -53,6 +58,25 @@ def positives(labels: Sequence[dict], query_ids: set[str] | None = None) -> dict
         if r["label"] and (query_ids is None or r["query_id"] in query_ids):
             out.setdefault(r["query_id"], set()).add(r["context_id"])
     return out
+
+
+def holdout_samples(labels: Sequence[dict], holdout_ids: Sequence[str], queries: dict[str, dict],
+                    corpus: dict[str, dict], query_prefix: str | None) -> list[dict]:
+    """The held-out queries with their labelled candidates, as reranking samples: documents labelled
+    relevant (``positive``) and labelled not (``negative``); queries lacking either are left out.
+
+    Labels cover only each query's sampled candidates (labels.candidates_per_query), so the model is scored
+    on ranking those. Over the whole corpus, unlabelled relevant items count as misses: recall@1 there was 0
+    at every epoch on the world's gain labels, and the best-epoch choice had nothing to go by."""
+    held = set(holdout_ids)
+    by_query: dict[str, dict[str, list[str]]] = {}
+    for r in labels:
+        if r["query_id"] in held and r["label"] is not None and r["context_id"] in corpus and r["query_id"] in queries:
+            side = "positive" if r["label"] else "negative"
+            by_query.setdefault(r["query_id"], {"positive": [], "negative": []})[side].append(
+                doc_text(corpus[r["context_id"]]))
+    return [{"query": (query_prefix or "") + queries[q]["problem"], **docs} for q, docs in sorted(by_query.items())
+            if docs["positive"] and docs["negative"]]
 
 
 def split_holdout(query_ids: Sequence[str], fraction: float, seed: int) -> tuple[list[str], list[str]]:
@@ -111,7 +135,7 @@ def _stack(kind: str) -> dict:
             SentenceTransformerTrainer,
             SentenceTransformerTrainingArguments,
         )
-        from sentence_transformers.sentence_transformer.evaluation import InformationRetrievalEvaluator
+        from sentence_transformers.sentence_transformer.evaluation import RerankingEvaluator
         from sentence_transformers.sentence_transformer.losses import (
             CachedMultipleNegativesRankingLoss,
             DistillKLDivLoss,
@@ -120,20 +144,18 @@ def _stack(kind: str) -> dict:
         from sentence_transformers.util import pairwise_cos_sim
 
         return dict(model=SentenceTransformer, trainer=SentenceTransformerTrainer,
-                    args=SentenceTransformerTrainingArguments, evaluator=InformationRetrievalEvaluator,
+                    args=SentenceTransformerTrainingArguments, evaluator=RerankingEvaluator,
                     mnrl=MultipleNegativesRankingLoss, cached_mnrl=CachedMultipleNegativesRankingLoss,
                     distill=lambda model, t, tt: DistillKLDivLoss(model, similarity_fct=pairwise_cos_sim,
                                                                   student_temperature=t, teacher_temperature=tt),
-                    metric="eval_holdout_cosine_accuracy@1")
+                    metric=HOLDOUT_METRIC)
     if kind == "multi_vector":
         from sentence_transformers import MultiVectorEncoder
         from sentence_transformers.multi_vector_encoder import (
             MultiVectorEncoderTrainer,
             MultiVectorEncoderTrainingArguments,
         )
-        from sentence_transformers.multi_vector_encoder.evaluation.information_retrieval import (
-            MultiVectorInformationRetrievalEvaluator,
-        )
+        from sentence_transformers.multi_vector_encoder.evaluation.reranking import MultiVectorRerankingEvaluator
         from sentence_transformers.multi_vector_encoder.losses import (
             CachedMultiVectorMultipleNegativesRankingLoss,
             MultiVectorDistillKLDivLoss,
@@ -141,12 +163,12 @@ def _stack(kind: str) -> dict:
         )
 
         return dict(model=MultiVectorEncoder, trainer=MultiVectorEncoderTrainer,
-                    args=MultiVectorEncoderTrainingArguments, evaluator=MultiVectorInformationRetrievalEvaluator,
+                    args=MultiVectorEncoderTrainingArguments, evaluator=MultiVectorRerankingEvaluator,
                     mnrl=MultiVectorMultipleNegativesRankingLoss,
                     cached_mnrl=CachedMultiVectorMultipleNegativesRankingLoss,
                     distill=lambda model, t, tt: MultiVectorDistillKLDivLoss(model, student_temperature=t,
                                                                              teacher_temperature=tt),
-                    metric="eval_holdout_maxsim_accuracy@1")
+                    metric=HOLDOUT_METRIC)
     raise ConfigError(f"retriever kind {kind!r}: one of single_vector, multi_vector")
 
 
@@ -272,12 +294,8 @@ def train_retriever(config: dict, labels: Sequence[dict], train: Sequence[dict],
     # query/document prefixes in their saved `prompts`, which its encode_query/encode_document apply
     qp = query_prompt(config) if kind == "single_vector" else None
 
-    held_pos = positives(labels, set(holdout_ids))
-    evaluator = stack["evaluator"](
-        queries={q: queries[q]["problem"] for q in holdout_ids if q in queries},
-        corpus={c["id"]: doc_text(c) for c in corpus}, relevant_docs=held_pos,
-        accuracy_at_k=[1], precision_recall_at_k=[1], mrr_at_k=[10], ndcg_at_k=[10], map_at_k=[10],
-        name="holdout", write_csv=False, batch_size=64, query_prompt=qp)
+    held = holdout_samples(labels, holdout_ids, queries, corpus_by_id, qp)
+    evaluator = stack["evaluator"](held, at_k=10, name="holdout", write_csv=False, batch_size=64) if held else None
     metric = stack["metric"]
     key = metric.removeprefix("eval_")
     out_dir = Path(out_dir)
@@ -289,12 +307,12 @@ def train_retriever(config: dict, labels: Sequence[dict], train: Sequence[dict],
     state.wait_for_everyone()
     t0 = time.time()
     try:
-        args = training_args(stack["args"], config, str(ckpt), device, qp, bool(held_pos), metric)
+        args = training_args(stack["args"], config, str(ckpt), device, qp, bool(held), metric)
         trainer = stack["trainer"](model=model, args=args, train_dataset=Dataset.from_dict(data),
-                                   loss=loss, evaluator=evaluator if held_pos else None)
-        before = holdout_score(evaluator, model, key) if held_pos else None
+                                   loss=loss, evaluator=evaluator)
+        before = holdout_score(evaluator, model, key) if held else None
         trainer.train()  # ends with every process on the best epoch (load_best_model_at_end)
-        after = holdout_score(evaluator, model, key) if held_pos else None
+        after = holdout_score(evaluator, model, key) if held else None
         processes = trainer.accelerator.num_processes
         trainer.accelerator.wait_for_everyone()
         if not main:
@@ -312,9 +330,10 @@ def train_retriever(config: dict, labels: Sequence[dict], train: Sequence[dict],
                        "gather_across_devices": bool(tc["gather_across_devices"]),
                        "steps": trainer.state.global_step,
                        "train_queries": len(train_ids), "holdout_queries": len(holdout_ids),
-                       "holdout_queries_with_positives": len(held_pos),
-                       "holdout_recall@1_before": before, "holdout_recall@1_best": after,
-                       "per_epoch": [{"epoch": h["epoch"], "recall@1": h[metric]} for h in history],
+                       "holdout_queries_ranked": len(held),
+                       "holdout_metric": "MRR@10 of the relevant among the labelled candidates",
+                       "holdout_mrr_before": before, "holdout_mrr_best": after,
+                       "per_epoch": [{"epoch": h["epoch"], "mrr@10": h[metric]} for h in history],
                        "device": device, "train_seconds": round(time.time() - t0, 1)}
             write_json(tmp / "training_summary.json", summary)
         return summary
@@ -342,8 +361,9 @@ def cli(argv: list[str]) -> int:
         print(f"train-retriever[{args.kind}]: {summary['rows']} {summary['loss']} rows from "
               f"{summary['train_queries']} queries, {summary['processes']} process(es) x "
               f"{summary['per_device_batch_size']} per batch, "
-              f"held-out recall@1 {summary['holdout_recall@1_before']} -> {summary['holdout_recall@1_best']} "
-              f"({summary['holdout_queries_with_positives']} queries), {summary['train_seconds']}s -> {args.out}")
+              f"held-out MRR@10 among labelled candidates {summary['holdout_mrr_before']} -> "
+              f"{summary['holdout_mrr_best']} ({summary['holdout_queries_ranked']} queries), "
+              f"{summary['train_seconds']}s -> {args.out}")
     return 0
 
 
