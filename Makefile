@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_NO_ADVISORY_WARNINGS := 1
 
-.PHONY: run test test-fast setup clean-outputs negative-control
+.PHONY: run test test-fast setup clean-outputs negative-control seeds
 
 $(BIN)/activate:
 	$(PYTHON) -m venv $(VENV)
@@ -38,6 +38,27 @@ negative-control: setup
 	rm -rf results/negative_control && mkdir -p results/negative_control && \
 		cp -r $(NEGATIVE_DIR)/results/README.md $(NEGATIVE_DIR)/results/metrics.json $(NEGATIVE_DIR)/results/tables \
 		$(NEGATIVE_DIR)/results/reports results/negative_control/
+
+# The spread over training seeds (issue #12): the same DAG once per seed in SEEDS, each in its own working
+# directory with the override file `seed: <n>` (Snakemake refuses --config: it would not reach the stages).
+# Only the top-level seed changes (warm-up, candidate draw, retriever and policy training, sampling); the
+# world, data.world.seed, stays. Each run's results/ goes to results/seeds/seed_<n>/; results/ itself is
+# params.yaml's seed. `rarft seed-spread` writes results/seeds/seeds.{md,csv} (not results/tables: that is the
+# analyze rule's output folder, which Snakemake empties before each rerun and DVC hashes). 15-25 minutes a seed.
+SEEDS ?= 1 2
+SEEDS_DIR := runs/seeds
+MAIN_SEED := $(shell sed -n 's/^seed:[[:space:]]*\([0-9][0-9]*\).*/\1/p' params.yaml)
+seeds: setup
+	for s in $(SEEDS); do \
+		d=$(SEEDS_DIR)/seed_$$s && mkdir -p $$d && cp params.yaml $$d/ && printf 'seed: %s\n' $$s > $$d/seed.yaml && \
+		( . $(CURDIR)/$(BIN)/activate && cd $$d && snakemake -s $(CURDIR)/Snakefile --cores all --forceall \
+			--configfile params.yaml seed.yaml ) && \
+		rm -rf results/seeds/seed_$$s && mkdir -p results/seeds/seed_$$s && \
+		cp -r $$d/results/README.md $$d/results/metrics.json $$d/results/tables $$d/results/reports $$d/seed.yaml \
+			results/seeds/seed_$$s/ || exit 1; \
+	done
+	. $(BIN)/activate && python -m rarft seed-spread --results results $(SEEDS:%=results/seeds/seed_%) \
+		--seeds $(MAIN_SEED) $(SEEDS) --out results/seeds
 
 test: setup
 	. $(BIN)/activate && pytest -m "not slow" -q

@@ -323,7 +323,10 @@ def readme(artifacts: list[tuple[str, str]], notes: list[str], summaries: dict, 
     lines += [f"| `{path}` | {what} |" for path, what in artifacts]
     lines += ["", "Reports of earlier stages sit in `reports/`: data and decontamination reports, traces, "
                   "`retrievers.{md,csv}` (retriever recall), `labelers.{md,csv}` and `similarity_vs_gain.csv` "
-                  "(labeler comparison).", ""]
+                  "(labeler comparison).", "",
+              "`seeds/seeds.{md,csv}`, when present, is not written by this stage: `make seeds` reruns the DAG with "
+              "other training seeds and writes there the spread over seeds (mean, sd, min, max, n) of Table 1's "
+              "arms and differences, the retrievers' recall@1 and the labelers' kappa (`rarft seed-spread`).", ""]
     lines += ["## Missing inputs", ""] + ([f"- {n}" for n in notes] or ["- none: every input was present."]) + [""]
     return "\n".join(lines)
 

@@ -23,6 +23,7 @@ STAGES = {
     "train-policy": "rarft.train",
     "evaluate": "rarft.evaluate",
     "analyze": "rarft.analysis",
+    "seed-spread": "rarft.seeds",
     "plan": "rarft.plan",
     "export-dvc": "rarft.dvcgen",
     "rehearsal-setup": "rarft.rehearsal",

@@ -1,0 +1,157 @@
+"""seed-spread: per-seed values, mean / sample sd / min / max / n over seeds, blanks for missing measures,
+errors for a folder without metrics.json and for seeds that do not match the folders; the CLI writes both files.
+
+The fake results/ folders copy the layout of the committed results/ (metrics.json keys, the columns of
+reports/retrievers.csv and reports/labelers.csv)."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from rarft import seeds
+from rarft.cli import main
+from rarft.io import DataError, write_json
+
+ROOT = Path(__file__).resolve().parents[1]
+RETRIEVER_COLS = ["retriever", "against", "n_queries", "recall@1", "recall@4", "mrr"]
+LABELER_COLS = ["section", "labeler", "other", "metric", "value"]
+
+# Per seed: base, grpo, rarft (average@k %, mean over benchmarks), finetuned / offshelf recall@1, kappa.
+SEEDS = {
+    0: dict(base=30.0, grpo=31.0, rarft=59.0, fine=0.85, off=0.02, kappa=0.45),
+    1: dict(base=28.0, grpo=33.0, rarft=55.0, fine=0.75, off=0.04, kappa=0.40),
+    2: dict(base=29.0, grpo=35.0, rarft=57.0, fine=0.80, off=0.00, kappa=None),  # no agreement row
+}
+
+
+def make_results(root: Path, v: dict, *, rarft: bool = True, labelers: bool = True) -> Path:
+    metrics = {"avg_at_k.base.none.mean": v["base"], "avg_at_k.base.none.world_easy": v["base"] + 5,
+               "avg_at_k.grpo.none.mean": v["grpo"],
+               "diff.grpo_base.mean": v["grpo"] - v["base"], "diff.grpo_base.world_easy": 99.0,
+               "similarity_vs_gain.n": 960}
+    if rarft:
+        metrics |= {"avg_at_k.rarft.top1-finetuned.mean": v["rarft"], "diff.ra_rft_grpo.mean": v["rarft"] - v["grpo"],
+                    "avg_at_k.rarft.topk-finetuned.world_easy": 1.0}
+    write_json(root / "metrics.json", dict(sorted(metrics.items())))
+    (root / "reports").mkdir(parents=True)
+    pd.DataFrame([["offshelf", "gain-labels", 38, 0.5, 0.5, 0.5],
+                  ["offshelf", "oracle-strategy", 48, v["off"], 0.1, 0.1],
+                  ["finetuned", "gain-labels", 38, 0.5, 0.5, 0.5],
+                  ["finetuned", "oracle-strategy", 48, v["fine"], 0.9, 0.9],
+                  ["random", "oracle-strategy", 48, 0.375, 0.79, 0.59]],
+                 columns=RETRIEVER_COLS).to_csv(root / "reports" / "retrievers.csv", index=False)
+    if labelers:
+        rows = [["labeler", "gain", "", "n_pairs", 960.0], ["agreement", "gain", "oracle", "n_pairs", 960.0],
+                ["agreement", "gain", "oracle", "agreement_pct", 73.6]]
+        if v["kappa"] is not None:
+            rows.append(["agreement", "gain", "oracle", "cohen_kappa", v["kappa"]])
+        rows.append(["similarity", "offshelf_cosine", "gain", "spearman", 0.28])
+        pd.DataFrame(rows, columns=LABELER_COLS).to_csv(root / "reports" / "labelers.csv", index=False)
+    return root
+
+
+@pytest.fixture
+def three(tmp_path):
+    return [make_results(tmp_path / f"seed_{s}", v) for s, v in SEEDS.items()]
+
+
+def _row(df, start):
+    hits = df[df["measure"].str.startswith(start)]
+    assert len(hits) == 1, (start, list(df["measure"]))
+    return hits.iloc[0]
+
+
+def test_fake_results_use_the_committed_layout():
+    """The fakes must stay in the real formats, or the other tests prove nothing about real runs."""
+    assert list(pd.read_csv(ROOT / "results" / "reports" / "retrievers.csv").columns) == RETRIEVER_COLS
+    assert list(pd.read_csv(ROOT / "results" / "reports" / "labelers.csv").columns) == LABELER_COLS
+    from rarft.io import read_json
+
+    committed = read_json(ROOT / "results" / "metrics.json")
+    for key in ("avg_at_k.base.none.mean", "avg_at_k.grpo.none.mean", "avg_at_k.rarft.top1-finetuned.mean",
+                "diff.ra_rft_grpo.mean", "diff.grpo_base.mean"):
+        assert key in committed, key
+    # percent, not fractions: the table keeps metrics.json's unit
+    assert committed["avg_at_k.rarft.top1-finetuned.mean"] > 1
+
+
+def test_values_mean_sd_min_max_n(three):
+    df = seeds.spread_table(three, [0, 1, 2])
+    assert list(df.columns) == ["measure", "unit", "seed_0", "seed_1", "seed_2", "mean", "sd", "min", "max", "n",
+                                "source"]
+    grpo = _row(df, "Table 1: GRPO,")
+    assert [grpo["seed_0"], grpo["seed_1"], grpo["seed_2"]] == [31.0, 33.0, 35.0]
+    assert grpo["mean"] == pytest.approx(33.0) and grpo["sd"] == pytest.approx(2.0)  # sample sd (n - 1)
+    assert (grpo["min"], grpo["max"], grpo["n"], grpo["unit"]) == (31.0, 35.0, 3, "%")
+    diff = _row(df, "Table 1: RA-RFT - GRPO")
+    assert [diff[f"seed_{s}"] for s in SEEDS] == [28.0, 22.0, 22.0] and diff["unit"] == "points"
+    assert diff["mean"] == pytest.approx(24.0) and diff["sd"] == pytest.approx(math.sqrt(12.0))
+    assert _row(df, "Table 1: GRPO - base")["mean"] == pytest.approx((1 + 5 + 6) / 3)
+    fine = _row(df, "retrievers: finetuned recall@1")
+    assert fine["unit"] == "fraction" and fine["mean"] == pytest.approx(0.80)  # oracle-strategy rows, as a fraction
+    gap = _row(df, "retrievers: finetuned - offshelf")
+    assert [gap[f"seed_{s}"] for s in SEEDS] == pytest.approx([0.83, 0.71, 0.80])
+    assert gap["sd"] == pytest.approx(pd.Series([0.83, 0.71, 0.80]).std())
+
+
+def test_a_missing_measure_is_blank_and_counted_out(three, tmp_path):
+    df = seeds.spread_table(three, [0, 1, 2])
+    kappa = _row(df, "labelers: gain vs oracle")
+    assert math.isnan(kappa["seed_2"]) and kappa["n"] == 2
+    assert kappa["mean"] == pytest.approx(0.425) and kappa["sd"] == pytest.approx(pd.Series([0.45, 0.40]).std())
+    # a seed without the RA-RFT arm and without labelers.csv: blanks, not an error
+    partial = make_results(tmp_path / "partial", SEEDS[1], rarft=False, labelers=False)
+    df = seeds.spread_table([three[0], partial], [0, 7])
+    ra = _row(df, "Table 1: RA-RFT (top1-finetuned)")
+    assert ra["seed_0"] == 59.0 and math.isnan(ra["seed_7"]) and ra["n"] == 1 and ra["mean"] == 59.0
+    assert math.isnan(ra["sd"])  # one value has no sample sd
+    assert _row(df, "labelers: gain vs oracle")["n"] == 1
+    md = seeds.spread_markdown(df, [three[0], partial], [0, 7])
+    assert "Table 1: RA-RFT (top1-finetuned), average@k, mean over benchmarks (seed 7)" in md
+    assert "counts only the seeds that have it" in md and "Only 2 seed(s)" in md
+
+
+def test_a_folder_without_metrics_json_is_an_error_naming_it(three, tmp_path):
+    empty = tmp_path / "run_that_failed"
+    empty.mkdir()
+    with pytest.raises(DataError, match="run_that_failed: no metrics.json"):
+        seeds.spread_table([*three, empty], [0, 1, 2, 3])
+
+
+def test_seeds_must_match_the_folders(three):
+    with pytest.raises(DataError, match="3 results folder"):
+        seeds.spread_table(three, [0, 1])
+    with pytest.raises(DataError, match="repeat"):
+        seeds.spread_table(three, [0, 1, 1])
+    (three[1] / "seed.yaml").write_text("seed: 1\n")  # make seeds copies its override file
+    seeds.spread_table(three, [0, 1, 2])
+    with pytest.raises(DataError, match="seed.yaml says seed 1"):
+        seeds.spread_table(three, [0, 5, 2])
+
+
+def test_cli_writes_markdown_and_csv(three, tmp_path, capsys):
+    out = tmp_path / "out"
+    rc = main(["seed-spread", "--config", str(ROOT / "params.yaml"), "--results", *map(str, three),
+               "--seeds", "0", "1", "2", "--out", str(out)])
+    assert rc == 0
+    csv = pd.read_csv(out / "seeds.csv")
+    assert len(csv) == 9 and _row(csv, "Table 1: GRPO,")["sd"] == pytest.approx(2.0)
+    md = (out / "seeds.md").read_text()
+    assert "| Table 1: GRPO, average@k, mean over benchmarks | % | 31.00 | 33.00 | 35.00 | 33.00 | 2.00 | 31.00 " \
+           "| 35.00 | 3 |" in md
+    assert "Only" not in md  # 3 seeds: no warning
+    assert sorted(p.name for p in out.iterdir()) == ["seeds.csv", "seeds.md"]  # no temp files left
+    rc = main(["seed-spread", "--config", str(ROOT / "params.yaml"), "--results", str(tmp_path / "nope"),
+               "--seeds", "0", "--out", str(out)])
+    assert rc == 2 and "nope: no metrics.json" in capsys.readouterr().err
+
+
+def test_results_readme_points_to_the_seed_spread():
+    from rarft.analysis import readme
+
+    text = readme([], [], {}, [], False)
+    assert "`seeds/seeds.{md,csv}`" in text and "`make seeds`" in text
