@@ -36,9 +36,10 @@ def main() -> None:
 
     import torch
 
+    from rarft.candidates import sample_candidates
     from rarft.config import deep_merge, load_config
     from rarft.generation import Sampling, make_backend
-    from rarft.labels import label_relevance, sample_candidates
+    from rarft.labels import label_relevance
     from rarft.policy import build_tiny_policy, resolve_model, world_texts
     from rarft.prompts import build_prompt
     from rarft.world import generate_world

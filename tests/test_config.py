@@ -53,9 +53,9 @@ def test_one_text_normaliser():
     """prompts.normalise_text is the only 'same problem' normaliser; world.py's copy must agree until it imports it."""
     import ast
 
-    from rarft import labels, prompts, train, world
+    from rarft import candidates, prompts, train, world
 
-    assert labels.normalise_text is prompts.normalise_text and train.normalise_text is prompts.normalise_text
+    assert candidates.normalise_text is prompts.normalise_text and train.normalise_text is prompts.normalise_text
     for text in ["  Two\tapples\n\nAND  three ", "x^2 + 1 = 0", "", "A\u00a0b\u2003C", "İstanbul  ROAD"]:
         assert prompts.normalise_text(text) == world.normalise_text(text), text
     copies = [f"{path.name}:{node.name}" for path in (ROOT / "src" / "rarft").glob("*.py")

@@ -1,4 +1,4 @@
-"""Relevance labels: candidate sampling, the three labelers' contracts, and compare-labelers."""
+"""Relevance labels: candidate sampling (rarft.candidates), the three labelers' contracts, and compare-labelers."""
 
 from __future__ import annotations
 
@@ -7,9 +7,10 @@ import math
 import numpy as np
 import pytest
 
+from rarft.candidates import sample_candidates
 from rarft.config import load_config
 from rarft.io import DataError, read_jsonl, write_jsonl
-from rarft.labels import JUDGE_CHUNK, gain_estimate, label_relevance, parse_verdict, sample_candidates
+from rarft.labels import JUDGE_CHUNK, gain_estimate, label_relevance, parse_verdict
 from rarft.labels_compare import compare_labelers
 
 # ------------------------------------------------------------------------------------------ candidates
@@ -284,7 +285,8 @@ def test_compare_labelers_agreement_auc_and_similarity():
 @pytest.mark.slow
 def test_cli_chain_on_world(world_small, tmp_path):
     """sample-candidates -> oracle labels -> compare-labelers through the CLIs (loads MiniLM)."""
-    from rarft.labels import cli, cli_candidates
+    from rarft.candidates import cli as cli_candidates
+    from rarft.labels import cli
     from rarft.labels_compare import cli as cli_compare
 
     train, corpus = tmp_path / "train.jsonl", tmp_path / "corpus.jsonl"

@@ -14,7 +14,7 @@ STAGES = {
     "decontaminate": "rarft.decontam",
     "build-traces": "rarft.traces",
     "init-policy": "rarft.policy",
-    "sample-candidates": "rarft.labels:cli_candidates",
+    "sample-candidates": "rarft.candidates",
     "label-relevance": "rarft.labels",
     "compare-labelers": "rarft.labels_compare:cli",
     "train-retriever": "rarft.train_retriever",

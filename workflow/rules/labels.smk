@@ -1,7 +1,7 @@
 # Gold-relevance labels: candidates, then each labeler (gain / judge / oracle), then their comparison.
 
 
-# code: src/rarft/labels.py:sample_candidates
+# code: src/rarft/candidates.py:sample_candidates
 rule sample_candidates:
     input:
         train=rules.decontaminate.output.train,
