@@ -8,6 +8,7 @@ ones that `rarft rehearsal-setup` builds into a temporary Hugging Face cache. No
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -69,8 +70,9 @@ def test_rehearsal_runs_the_paper_dag_on_cpu(rehearsal):
     dry = subprocess.run([cli_path("snakemake"), "-n", "-p", "--forceall", "--cores", "2", "--configfile", *configs],
                          cwd=work, env=env, capture_output=True, text=True)
     assert dry.returncode == 0, dry.stderr[-3000:]
-    train_cmds = [line for line in dry.stdout.splitlines() if "train-policy" in line]
+    train_cmds = [line for line in dry.stdout.splitlines() if "train-policy" in line or "train-retriever" in line]
     # two gloo processes (`accelerate launch --cpu --num_processes 2` would start one: rarft.launch)
+    assert sum("train-retriever" in c for c in train_cmds) == 2  # single-vector and multi-vector
     assert train_cmds and all("torchrun --standalone --nproc_per_node 2" in c for c in train_cmds)
     t0 = time.monotonic()
     run = subprocess.run([cli_path("snakemake"), "--cores", "2", "--forceall", "--configfile", *configs],
@@ -89,13 +91,12 @@ def test_rehearsal_runs_the_paper_dag_on_cpu(rehearsal):
     for r in ("offshelf", "finetuned", "colbert", "finetuned_colbert", "bm25", "random"):
         assert re.search(rf"^\| {r} +\|", retrievers, re.MULTILINE), r
     # the models came from the hub ids in the local cache, the data through the real-source loaders
-    summary = (work / "models/retriever/finetuned_colbert/training_summary.json").read_text()
-    assert '"kind": "multi_vector"' in summary and "rehearsal/tiny-colbert" in summary
+    summary = json.loads((work / "models/retriever/finetuned_colbert/training_summary.json").read_text())
+    assert summary["kind"] == "multi_vector" and summary["base_model"] == "rehearsal/tiny-colbert"
+    assert summary["processes"] == 2 and summary["gather_across_devices"]
     data_report = (work / "results/reports/data_report.md").read_text()
     assert "questa" in data_report and "openr1" in data_report
     # the teacher answered over HTTP for every corpus item (and failed; the report counts it)
-    import json
-
     traces = json.loads((work / "results/reports/traces.json").read_text())
     assert traces["teacher"] == "rehearsal/tiny-qwen3" and traces["kept_original_solution"] == traces["n_in"]
     judge = [json.loads(line) for line in (work / "data/labels/judge.jsonl").read_text().splitlines()]

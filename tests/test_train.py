@@ -378,6 +378,10 @@ def test_every_trainer_config_builds_from_every_shipped_config(files, tmp_path):
     for kind in ("single_vector", "multi_vector"):  # sentence-transformers' args: Qwen3-Embedding, ColBERT
         st = training_args(_stack(kind)["args"], cfg, str(tmp_path), "cpu", None, True, "eval_recall")
         assert st.num_train_epochs == cfg["retriever"]["train"]["trainer"]["num_train_epochs"] and not st.bf16
+        assert st.load_best_model_at_end and st.eval_strategy == cfg["retriever"]["train"]["trainer"]["eval_strategy"]
+        # nothing held out to score (e.g. every labelled candidate relevant): no per-epoch evaluation, last epoch kept
+        unscored = training_args(_stack(kind)["args"], cfg, str(tmp_path), "cpu", None, False, "eval_recall")
+        assert unscored.eval_strategy == "no" and not unscored.load_best_model_at_end
 
 
 def test_a_key_the_trainer_does_not_know_or_rarft_sets_is_a_config_error(config, tmp_path):

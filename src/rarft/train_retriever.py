@@ -209,7 +209,9 @@ def training_args(cls, config: dict, output_dir: str, device: str, query_prompt:
                    per_device_train_batch_size=per_device_batch(int(tc["batch_size"]), device),
                    prompts={"anchor": query_prompt} if query_prompt else None,
                    load_best_model_at_end=select_best, metric_for_best_model=metric, greater_is_better=True)
-    return trainer_config(cls, tc["trainer"], "retriever.train.trainer", decided)
+    # no held-out query with both a relevant and an irrelevant labelled candidate: nothing to score an epoch by
+    block = tc["trainer"] if select_best else {**tc["trainer"], "eval_strategy": "no"}
+    return trainer_config(cls, block, "retriever.train.trainer", decided)
 
 
 def per_device_batch(batch_size: int, device: str) -> int:
