@@ -181,7 +181,9 @@ def test_two_ra_rft_steps_change_weights_and_record(world_small, tiny_policy_dir
     signal = summary["rollout_signal"]
     assert signal["steps"] == 2 and sum(signal["pass_rate_hist"].values()) == pytest.approx(1.0)
     hist = signal["pass_rate_hist"]
-    assert hist["0"] + hist["1"] == pytest.approx(signal["zero_variance_share"])
+    # groups at pass rate 0 or 1 have zero reward std; this test's graded reward can also give a zero-std group
+    # in a middle bin (identical completions), so the converse holds only for 0/1 rewards
+    assert hist["0"] + hist["1"] <= signal["zero_variance_share"] + 1e-9
 
 
 def test_pass_rate_bins_and_group_stats():
