@@ -6,6 +6,7 @@ reports/retrievers.csv and reports/labelers.csv)."""
 
 from __future__ import annotations
 
+import json
 import math
 from pathlib import Path
 
@@ -22,9 +23,9 @@ LABELER_COLS = ["section", "labeler", "other", "metric", "value"]
 
 # Per seed: base, grpo, rarft (average@k %, mean over benchmarks), finetuned / offshelf recall@1, kappa.
 SEEDS = {
-    0: dict(base=30.0, grpo=31.0, rarft=59.0, fine=0.85, off=0.02, kappa=0.45),
-    1: dict(base=28.0, grpo=33.0, rarft=55.0, fine=0.75, off=0.04, kappa=0.40),
-    2: dict(base=29.0, grpo=35.0, rarft=57.0, fine=0.80, off=0.00, kappa=None),  # no agreement row
+    0: dict(base=30.0, grpo=31.0, rarft=59.0, fine=0.85, off=0.02, kappa=0.45, probe=((0.9, 32), (0.7, 16))),
+    1: dict(base=28.0, grpo=33.0, rarft=55.0, fine=0.75, off=0.04, kappa=0.40, probe=((0.8, 32), (0.8, 32))),
+    2: dict(base=29.0, grpo=35.0, rarft=57.0, fine=0.80, off=0.00, kappa=None, probe=None),  # no agreement, no probe
 }
 
 
@@ -44,6 +45,10 @@ def make_results(root: Path, v: dict, *, rarft: bool = True, labelers: bool = Tr
                   ["finetuned", "oracle-strategy", 48, v["fine"], 0.9, 0.9],
                   ["random", "oracle-strategy", 48, 0.375, 0.79, 0.59]],
                  columns=RETRIEVER_COLS).to_csv(root / "reports" / "retrievers.csv", index=False)
+    if v["probe"]:  # init-policy's report, as rarft.policy.probe_benchmarks writes it
+        write_json(root / "reports" / "policy_probe.json",
+                   {"temperature": 1.0, "benchmarks": {f"b{i}": {"n": n, "none": 0.3, "same_strategy": acc}
+                                                        for i, (acc, n) in enumerate(v["probe"])}})
     if labelers:
         rows = [["labeler", "gain", "", "n_pairs", 960.0], ["agreement", "gain", "oracle", "n_pairs", 960.0],
                 ["agreement", "gain", "oracle", "agreement_pct", 73.6]]
@@ -69,6 +74,8 @@ def test_fake_results_use_the_committed_layout():
     """The fakes must stay in the real formats, or the other tests prove nothing about real runs."""
     assert list(pd.read_csv(ROOT / "results" / "reports" / "retrievers.csv").columns) == RETRIEVER_COLS
     assert list(pd.read_csv(ROOT / "results" / "reports" / "labelers.csv").columns) == LABELER_COLS
+    probe = json.loads((ROOT / "results" / "reports" / "policy_probe.json").read_text())
+    assert all({"n", "same_strategy"} <= set(row) for row in probe["benchmarks"].values())
     from rarft.io import read_json
 
     committed = read_json(ROOT / "results" / "metrics.json")
@@ -139,7 +146,11 @@ def test_cli_writes_markdown_and_csv(three, tmp_path, capsys):
                "--seeds", "0", "1", "2", "--out", str(out)])
     assert rc == 0
     csv = pd.read_csv(out / "seeds.csv")
-    assert len(csv) == 9 and _row(csv, "Table 1: GRPO,")["sd"] == pytest.approx(2.0)
+    assert len(csv) == 11 and _row(csv, "Table 1: GRPO,")["sd"] == pytest.approx(2.0)
+    overall, lowest = _row(csv, "policy probe: with a same-strategy trace, all"), _row(csv, "policy probe: with a "
+                                                                                   "same-strategy trace, lowest")
+    assert overall["seed_0"] == pytest.approx((0.9 * 32 + 0.7 * 16) / 48) and overall["seed_1"] == pytest.approx(0.8)
+    assert lowest["seed_0"] == pytest.approx(0.7) and lowest["n"] == 2 and math.isnan(lowest["seed_2"])
     md = (out / "seeds.md").read_text()
     assert "| Table 1: GRPO, average@k, mean over benchmarks | % | 31.00 | 33.00 | 35.00 | 33.00 | 2.00 | 31.00 " \
            "| 35.00 | 3 |" in md

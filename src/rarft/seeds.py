@@ -11,6 +11,8 @@ sample standard deviation (n - 1), min, max and n over seeds:
   retrievers   recall@1 of rl.retriever and offshelf on the held-out queries, and their difference
                (reports/retrievers.csv, against oracle-strategy, else <labels.train_on>-labels; a fraction)
   labelers     Cohen's kappa of the gain labeler vs the oracle (reports/labelers.csv)
+  probe        init-policy's accuracy with a same-strategy trace, over all benchmark items and on the
+               lowest benchmark (reports/policy_probe.json; the world's tiny policy only; a fraction)
 
 Which seed a folder holds is given on the command line (`--seeds`, in the order of `--results`): nothing
 in results/ records it. A folder written by `make seeds` also holds the override file `seed.yaml`; when it
@@ -61,6 +63,10 @@ def measures(retriever: str, against: str) -> list[Measure]:
         Measure("retrievers: offshelf recall@1", "fraction", f"{recall}, offshelf"),
         Measure(f"retrievers: {retriever} - offshelf recall@1", "fraction", f"{recall}, difference"),
         Measure("labelers: gain vs oracle, Cohen's kappa", "kappa", "reports/labelers.csv: agreement gain/oracle"),
+        Measure("policy probe: with a same-strategy trace, all benchmark items", "fraction",
+                "reports/policy_probe.json: same_strategy, weighted by n"),
+        Measure("policy probe: with a same-strategy trace, lowest benchmark", "fraction",
+                "reports/policy_probe.json: same_strategy, min over benchmarks"),
     ]
 
 
@@ -100,6 +106,21 @@ def read_kappa(path: Path, a: str = "gain", b: str = "oracle") -> float | None:
     return float(values.iloc[0]) if len(values) else None
 
 
+def read_probe(path: Path) -> tuple[float, float]:
+    """init-policy's probe (the world's tiny policy only): accuracy with a same-strategy trace over all benchmark
+    items and on the lowest benchmark; NaN, NaN if the run wrote none."""
+    if not path.is_file():
+        return math.nan, math.nan
+    rows = read_json(path).get("benchmarks") or {}
+    try:
+        pairs = [(float(r["same_strategy"]), int(r["n"])) for r in rows.values()]
+    except (KeyError, TypeError, ValueError) as e:
+        raise DataError(f"{path}: every benchmark needs numeric 'same_strategy' and 'n' ({e})") from None
+    if not pairs:
+        return math.nan, math.nan
+    return sum(a * n for a, n in pairs) / sum(n for _, n in pairs), min(a for a, _ in pairs)
+
+
 def recorded_seed(results: Path) -> int | None:
     """The seed of `make seeds`' override file copied into the folder (seed.yaml), if there is one."""
     path = results / "seed.yaml"
@@ -119,14 +140,14 @@ def choose_against(recalls: list[dict[tuple[str, str], float]], prefer: tuple[st
 
 
 def seed_values(metrics: dict[str, float], recalls: dict[tuple[str, str], float], kappa: float | None,
-                retriever: str, against: str) -> list[float]:
+                retriever: str, against: str, probe: tuple[float, float] = (math.nan, math.nan)) -> list[float]:
     """One seed's value of every measure (NaN where its files lack it), in the order of `measures`."""
     ra = f"top1-{retriever}"
     keys = ("avg_at_k.base.none.mean", "avg_at_k.grpo.none.mean", f"avg_at_k.rarft.{ra}.mean",
             "diff.ra_rft_grpo.mean", "diff.grpo_base.mean")
     out = [metrics.get(k, math.nan) for k in keys]
     fine, off = recalls.get((retriever, against), math.nan), recalls.get(("offshelf", against), math.nan)
-    out += [fine, off, fine - off, math.nan if kappa is None else kappa]
+    out += [fine, off, fine - off, math.nan if kappa is None else kappa, *probe]
     return out
 
 
@@ -148,10 +169,11 @@ def spread_table(results: list[str | Path], seeds: list[int], retriever: str = "
     metrics = [read_metrics(r) for r in results]
     recalls = [read_recalls(r / "reports" / "retrievers.csv") for r in results]
     kappas = [read_kappa(r / "reports" / "labelers.csv") for r in results]
+    probes = [read_probe(r / "reports" / "policy_probe.json") for r in results]
     against = choose_against(recalls, prefer)
     rows = measures(retriever, against)
-    values = np.array([seed_values(m, rc, k, retriever, against) for m, rc, k in zip(metrics, recalls, kappas)],
-                      dtype=float).T  # measures x seeds
+    values = np.array([seed_values(m, rc, k, retriever, against, p)
+                       for m, rc, k, p in zip(metrics, recalls, kappas, probes)], dtype=float).T  # measures x seeds
     records = []
     for measure, vals in zip(rows, values):
         have = vals[~np.isnan(vals)]
