@@ -83,9 +83,9 @@ class Strategy:
     problem_type: str
     rule: str                  # the world's made-up name for it
     templates: tuple[str, ...]  # plain phrasings: {P} person, {x} plural item, {a} {b} numbers
-    describe: str              # Step 2 of the trace: the transferable idea, in words
+    describe: str              # Step 1 of the trace: the transferable idea, in words
     compute: Callable[[int, int], int]
-    show: str                  # Step 3: the computation, with {a} {b} {ans}
+    show: str                  # Step 2: the computation, with {a} {b} {ans}
     operands: Operands
 
     @property
