@@ -219,8 +219,9 @@ def spread_markdown(df: pd.DataFrame, results: list[str | Path], seeds: list[int
               "n counts only the seeds that have it, and the statistics are over those. "
               + (f"Missing here: {'; '.join(missing)}." if missing else "None is missing here."), "",
               "Sources: each seed's metrics.json (`avg_at_k.<arm>.<setting>.mean`, `diff.ra_rft_grpo.mean`, "
-              "`diff.grpo_base.mean`), reports/retrievers.csv (recall@1) and reports/labelers.csv (agreement); "
-              "the `source` column of seeds.csv names each row's.", ""]
+              "`diff.grpo_base.mean`), reports/retrievers.csv (recall@1), reports/labelers.csv (agreement) and "
+              "reports/policy_probe.json (init-policy's probe); the `source` column of seeds.csv names each row's.",
+              ""]
     return "\n".join(lines)
 
 
@@ -237,7 +238,8 @@ def seed_spread(results: list[str | Path], seeds: list[int], out: str | Path, re
 
 def cli(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="rarft seed-spread", description="Mean, sd, min and max over seeds of the "
-                                "headline numbers (Table 1, retriever recall@1, labeler kappa) of several runs.")
+                                "headline numbers (Table 1, retriever recall@1, labeler kappa, policy probe) of "
+                                "several runs.")
     add_config_argument(p)
     p.add_argument("--results", nargs="+", required=True, metavar="DIR",
                    help="one results/ folder per seed (metrics.json, reports/retrievers.csv, reports/labelers.csv)")

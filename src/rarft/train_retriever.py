@@ -147,8 +147,7 @@ def _stack(kind: str) -> dict:
                     args=SentenceTransformerTrainingArguments, evaluator=RerankingEvaluator,
                     mnrl=MultipleNegativesRankingLoss, cached_mnrl=CachedMultipleNegativesRankingLoss,
                     distill=lambda model, t, tt: DistillKLDivLoss(model, similarity_fct=pairwise_cos_sim,
-                                                                  student_temperature=t, teacher_temperature=tt),
-                    metric=HOLDOUT_METRIC)
+                                                                  student_temperature=t, teacher_temperature=tt))
     if kind == "multi_vector":
         from sentence_transformers import MultiVectorEncoder
         from sentence_transformers.multi_vector_encoder import (
@@ -167,8 +166,7 @@ def _stack(kind: str) -> dict:
                     mnrl=MultiVectorMultipleNegativesRankingLoss,
                     cached_mnrl=CachedMultiVectorMultipleNegativesRankingLoss,
                     distill=lambda model, t, tt: MultiVectorDistillKLDivLoss(model, student_temperature=t,
-                                                                             teacher_temperature=tt),
-                    metric=HOLDOUT_METRIC)
+                                                                             teacher_temperature=tt))
     raise ConfigError(f"retriever kind {kind!r}: one of single_vector, multi_vector")
 
 
@@ -298,7 +296,7 @@ def train_retriever(config: dict, labels: Sequence[dict], train: Sequence[dict],
 
     held = holdout_samples(labels, holdout_ids, queries, corpus_by_id, qp)
     evaluator = stack["evaluator"](held, at_k=10, name="holdout", write_csv=False, batch_size=64) if held else None
-    metric = stack["metric"]
+    metric = HOLDOUT_METRIC
     key = metric.removeprefix("eval_")
     out_dir = Path(out_dir)
     ckpt = checkpoint_dir(out_dir)
