@@ -38,9 +38,11 @@ negative-control: setup
 	mkdir -p $(NEGATIVE_DIR) && cp params.yaml config/negative-control.yaml $(NEGATIVE_DIR)/
 	. $(BIN)/activate && cd $(NEGATIVE_DIR) && snakemake -s $(CURDIR)/Snakefile --cores all --forceall \
 		--configfile params.yaml negative-control.yaml
-	rm -rf results/negative_control && mkdir -p results/negative_control && \
+	# copied beside, then moved into place: a killed copy never leaves a half results/negative_control
+	rm -rf results/.negative_control.tmp && mkdir -p results/.negative_control.tmp && \
 		cp -r $(NEGATIVE_DIR)/results/README.md $(NEGATIVE_DIR)/results/metrics.json $(NEGATIVE_DIR)/results/tables \
-		$(NEGATIVE_DIR)/results/reports results/negative_control/
+		$(NEGATIVE_DIR)/results/reports results/.negative_control.tmp/ && \
+		rm -rf results/negative_control && mv results/.negative_control.tmp results/negative_control
 
 # The spread over training seeds (issue #12): the same DAG once per seed in SEEDS, each in its own working
 # directory with the override file `seed: <n>` (Snakemake refuses --config: it would not reach the stages).
@@ -50,18 +52,19 @@ negative-control: setup
 # analyze rule's output folder, which Snakemake empties before each rerun and DVC hashes). 15-25 minutes a seed.
 SEEDS ?= 1 2
 SEEDS_DIR := runs/seeds
-MAIN_SEED := $(shell sed -n 's/^seed:[[:space:]]*\([0-9][0-9]*\).*/\1/p' params.yaml)
 seeds: setup
 	for s in $(SEEDS); do \
 		d=$(SEEDS_DIR)/seed_$$s && mkdir -p $$d && cp params.yaml $$d/ && printf 'seed: %s\n' $$s > $$d/seed.yaml && \
 		( . $(CURDIR)/$(BIN)/activate && cd $$d && snakemake -s $(CURDIR)/Snakefile --cores all --forceall \
 			--configfile params.yaml seed.yaml ) && \
-		rm -rf results/seeds/seed_$$s && mkdir -p results/seeds/seed_$$s && \
+		t=results/seeds/.seed_$$s.tmp && rm -rf $$t && mkdir -p $$t && \
 		cp -r $$d/results/README.md $$d/results/metrics.json $$d/results/tables $$d/results/reports $$d/seed.yaml \
-			results/seeds/seed_$$s/ || exit 1; \
+			$$t/ && rm -rf results/seeds/seed_$$s && mv $$t results/seeds/seed_$$s || exit 1; \
 	done
-	. $(BIN)/activate && python -m rarft seed-spread --results results $(SEEDS:%=results/seeds/seed_%) \
-		--seeds $(MAIN_SEED) $(SEEDS) --out results/seeds
+	# results/ is params.yaml's seed, read through rarft's config loader (the one reader of the config)
+	. $(BIN)/activate && main_seed=$$(python -c "from rarft.config import load_config; print(load_config()['seed'])") && \
+		python -m rarft seed-spread --results results $(SEEDS:%=results/seeds/seed_%) \
+		--seeds $$main_seed $(SEEDS) --out results/seeds
 
 test: setup
 	. $(BIN)/activate && pytest -m "not slow" -q
