@@ -18,6 +18,8 @@ from rarft.cli import main
 from rarft.io import DataError, write_json
 
 ROOT = Path(__file__).resolve().parents[1]
+# the RA arms' retriever and the recall ground truths, best first (params.yaml's, as the CLI passes them)
+HEADLINE = ("finetuned", ("oracle-strategy", "gain-labels"))
 RETRIEVER_COLS = ["retriever", "against", "n_queries", "recall@1", "recall@4", "mrr"]
 LABELER_COLS = ["section", "labeler", "other", "metric", "value"]
 
@@ -87,7 +89,7 @@ def test_fake_results_use_the_committed_layout():
 
 
 def test_values_mean_sd_min_max_n(three):
-    df = seeds.spread_table(three, [0, 1, 2])
+    df = seeds.spread_table(three, [0, 1, 2], *HEADLINE)
     assert list(df.columns) == ["measure", "unit", "seed_0", "seed_1", "seed_2", "mean", "sd", "min", "max", "n",
                                 "source"]
     grpo = _row(df, "Table 1: GRPO,")
@@ -106,13 +108,13 @@ def test_values_mean_sd_min_max_n(three):
 
 
 def test_a_missing_measure_is_blank_and_counted_out(three, tmp_path):
-    df = seeds.spread_table(three, [0, 1, 2])
+    df = seeds.spread_table(three, [0, 1, 2], *HEADLINE)
     kappa = _row(df, "labelers: gain vs oracle")
     assert math.isnan(kappa["seed_2"]) and kappa["n"] == 2
     assert kappa["mean"] == pytest.approx(0.425) and kappa["sd"] == pytest.approx(pd.Series([0.45, 0.40]).std())
     # a seed without the RA-RFT arm and without labelers.csv: blanks, not an error
     partial = make_results(tmp_path / "partial", SEEDS[1], rarft=False, labelers=False)
-    df = seeds.spread_table([three[0], partial], [0, 7])
+    df = seeds.spread_table([three[0], partial], [0, 7], *HEADLINE)
     ra = _row(df, "Table 1: RA-RFT (top1-finetuned)")
     assert ra["seed_0"] == 59.0 and math.isnan(ra["seed_7"]) and ra["n"] == 1 and ra["mean"] == 59.0
     assert math.isnan(ra["sd"])  # one value has no sample sd
@@ -126,18 +128,18 @@ def test_a_folder_without_metrics_json_is_an_error_naming_it(three, tmp_path):
     empty = tmp_path / "run_that_failed"
     empty.mkdir()
     with pytest.raises(DataError, match="run_that_failed: no metrics.json"):
-        seeds.spread_table([*three, empty], [0, 1, 2, 3])
+        seeds.spread_table([*three, empty], [0, 1, 2, 3], *HEADLINE)
 
 
 def test_seeds_must_match_the_folders(three):
     with pytest.raises(DataError, match="3 results folder"):
-        seeds.spread_table(three, [0, 1])
+        seeds.spread_table(three, [0, 1], *HEADLINE)
     with pytest.raises(DataError, match="repeat"):
-        seeds.spread_table(three, [0, 1, 1])
+        seeds.spread_table(three, [0, 1, 1], *HEADLINE)
     (three[1] / "seed.yaml").write_text("seed: 1\n")  # make seeds copies its override file
-    seeds.spread_table(three, [0, 1, 2])
+    seeds.spread_table(three, [0, 1, 2], *HEADLINE)
     with pytest.raises(DataError, match="seed.yaml says seed 1"):
-        seeds.spread_table(three, [0, 5, 2])
+        seeds.spread_table(three, [0, 5, 2], *HEADLINE)
 
 
 def test_cli_writes_markdown_and_csv(three, tmp_path, capsys):

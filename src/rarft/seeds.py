@@ -153,9 +153,12 @@ def seed_values(metrics: dict[str, float], recalls: dict[tuple[str, str], float]
 
 # ---------------------------------------------------------------- the table
 
-def spread_table(results: list[str | Path], seeds: list[int], retriever: str = "finetuned",
-                 prefer: tuple[str, ...] = ("oracle-strategy", "gain-labels")) -> pd.DataFrame:
-    """One row per headline measure: measure, unit, seed_<s> per seed, mean, sd, min, max, n, source."""
+def spread_table(results: list[str | Path], seeds: list[int], retriever: str,
+                 prefer: tuple[str, ...]) -> pd.DataFrame:
+    """One row per headline measure: measure, unit, seed_<s> per seed, mean, sd, min, max, n, source.
+
+    ``retriever`` is the RA arms' retriever (rl.retriever); ``prefer`` the recall@1 ground truths to compare
+    against, best first (the first that any run has wins)."""
     results = [Path(r) for r in results]
     if len(results) != len(seeds):
         raise DataError(f"{len(results)} results folder(s) but {len(seeds)} seed(s): give one seed per folder, "
@@ -225,8 +228,8 @@ def spread_markdown(df: pd.DataFrame, results: list[str | Path], seeds: list[int
     return "\n".join(lines)
 
 
-def seed_spread(results: list[str | Path], seeds: list[int], out: str | Path, retriever: str = "finetuned",
-                prefer: tuple[str, ...] = ("oracle-strategy", "gain-labels")) -> pd.DataFrame:
+def seed_spread(results: list[str | Path], seeds: list[int], out: str | Path, retriever: str,
+                prefer: tuple[str, ...]) -> pd.DataFrame:
     """Write out/seeds.md and out/seeds.csv (each atomically); return the table."""
     out = Path(out)
     df = spread_table(results, seeds, retriever, prefer)
