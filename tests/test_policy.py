@@ -27,6 +27,29 @@ def test_tokenizer_round_trips_any_text(world_small):
     assert tok.decode(ids, skip_special_tokens=True) == "<think>\nhi\n</think>"
 
 
+def test_rule_names_are_two_tokens_whether_frequent_or_not(world_small):
+    """The world's names fill its texts and the warm-up's random names are rare: the tokenizer must still
+    split both the same way (one token per syllable), or the name matching learnt in the warm-up would
+    meet the world's names in another form."""
+    import random
+
+    from rarft.policy import build_tokenizer, world_texts
+    from rarft.world import NAME_PIECES, RULE_NAMES, random_rule_name
+
+    texts = world_texts(world_small["train"] + world_small["corpus"])
+    rng = random.Random(0)
+    names = list(RULE_NAMES.values()) + [random_rule_name(rng) for _ in range(50)]
+    plain = build_tokenizer(texts, 320)
+    # without the pieces, frequent and rare names split differently (the failure this guards against)
+    assert len({len(plain.tokenize(f" the {n} rule")) for n in names}) > 1
+    tok = build_tokenizer(texts, 320, NAME_PIECES)
+    for name in names:
+        first, second = name.split("-")
+        assert tok.tokenize(f" the {name} rule") == ["Ġthe", f"Ġ{first}", f"-{second}", "Ġrule"], name
+    text = world_small["corpus"][0]["problem"] + " ünïcödé"
+    assert tok.decode(tok.encode(text, add_special_tokens=False)) == text
+
+
 def test_chat_template_thinking_on_and_off(tiny_policy_dir):
     from transformers import AutoTokenizer
 

@@ -35,6 +35,22 @@ def test_named_rule_problems_use_their_strategys_fixed_name_and_every_trace_name
         assert TRACE_RULE_RE.search(it["trace"]).group(1) == RULE_NAMES[it["strategy"]]
 
 
+def test_world_names_have_the_random_names_form():
+    """The warm-up teaches name matching on random names; the world's must look the same (two syllables
+    of `SYLLABLES`), be distinct, and never be drawn as a random name."""
+    import random
+
+    from rarft.world import SYLLABLES, random_rule_name
+
+    rules = list(RULE_NAMES.values())
+    assert len(set(rules)) == len(rules)
+    for rule in rules:
+        first, second = rule.split("-")
+        assert first.lower() in SYLLABLES and second in SYLLABLES and first[0].isupper(), rule
+    rng = random.Random(0)
+    assert not {random_rule_name(rng) for _ in range(2000)} & set(rules)
+
+
 def test_corpus_only_strategies_are_in_corpus_and_benchmarks_but_no_training_query():
     world = small_world()
     assert not {it["strategy"] for it in world["train"]} & set(CORPUS_ONLY)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Sequence
 from pathlib import Path
 
 from rarft.contracts import check_items
@@ -20,8 +21,8 @@ POINTER_FILE = "rarft_model.json"
 # so `skip_special_tokens=True` keeps them in decoded text, as with the real tokenizer.
 ENDOFTEXT, IM_START, IM_END, THINK, END_THINK = "<|endoftext|>", "<|im_start|>", "<|im_end|>", "<think>", "</think>"
 # Qwen2/Qwen3's pre-tokenisation pattern, except that a whole number with its leading space is one
-# pre-token (Qwen splits digits one by one): the world's numbers are small, so BPE learns " 19" as one
-# token and the tiny policy copies it in one step (the world probe: fewer miscopied numbers).
+# pre-token (Qwen splits digits one by one): the world's numbers are small, so " 19" is one token and the
+# tiny policy copies it in one step (the world probe: fewer miscopied numbers).
 PRETOKENIZE_PATTERN = (
     r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+[\r\n]*"
     r"|\s*[\r\n]+|\s+(?!\S)|\s+"
@@ -46,8 +47,11 @@ def world_texts(items: list[dict]) -> list[str]:
     return texts
 
 
-def build_tokenizer(texts: list[str], vocab_size: int):
+def build_tokenizer(texts: list[str], vocab_size: int, whole_pieces: Sequence[str] = ()):
     """A byte-level BPE tokenizer trained on ``texts``, with Qwen3's special tokens and chat template.
+
+    Each of ``whole_pieces`` (strings the pre-tokenizer keeps in one piece, such as " Lu" or "-mo")
+    becomes exactly one token, however often it occurs in ``texts``: see `add_whole_pieces`.
 
     The chat template is Qwen3's own (as shipped in TRL, which recognises it), so `enable_thinking=False`
     puts the empty `<think>\\n\\n</think>\\n\\n` block into the generation prompt exactly as Qwen3 does,
@@ -72,6 +76,7 @@ def build_tokenizer(texts: list[str], vocab_size: int):
         show_progress=False,
     )
     tok.train_from_iterator(texts, trainer=trainer)
+    tok = add_whole_pieces(tok, whole_pieces)
     tok.add_special_tokens([AddedToken(t, special=True, normalized=False) for t in specials])
     tok.add_tokens([AddedToken(t, special=False, normalized=False) for t in (THINK, END_THINK)])
     return PreTrainedTokenizerFast(
@@ -84,15 +89,46 @@ def build_tokenizer(texts: list[str], vocab_size: int):
     )
 
 
-def build_tiny_policy(texts: list[str], tiny_cfg: dict, out_dir: str | os.PathLike, seed: int) -> Path:
-    """Train a tokenizer on ``texts`` and save it with a randomly initialised Qwen3 to ``out_dir``.
+def add_whole_pieces(tok, pieces: Sequence[str]):
+    """Return ``tok`` (a trained byte-level BPE `tokenizers.Tokenizer`) with merges appended so that each
+    of ``pieces`` encodes to one token.
+
+    BPE merges what is frequent in its training texts. The world's own rule names are frequent there, so
+    they became one or two tokens ("Lu-mo": ' Lu', '-mo'), while the warm-up's random names stayed split
+    into 4-7 rarely seen pieces: the policy learned to match names in one form and met them in another.
+    Appended merges rank last, so they join only what the trained merges leave of a piece, and leave
+    other words' tokens alone unless those split the same way.
+    """
+    from tokenizers import Tokenizer
+
+    for piece in pieces:
+        parts = tok.encode(piece, add_special_tokens=False).tokens
+        if len(parts) <= 1:
+            continue
+        spec = json.loads(tok.to_str())
+        model = spec["model"]
+        joined = parts[0]
+        for part in parts[1:]:
+            model["merges"].append([joined, part])
+            joined += part
+            model["vocab"].setdefault(joined, len(model["vocab"]))
+        tok = Tokenizer.from_str(json.dumps(spec))
+        if len(tok.encode(piece, add_special_tokens=False).tokens) != 1:
+            raise RuntimeError(f"tokenizer: could not make {piece!r} one token (got {parts})")
+    return tok
+
+
+def build_tiny_policy(texts: list[str], tiny_cfg: dict, out_dir: str | os.PathLike, seed: int,
+                      whole_pieces: Sequence[str] = ()) -> Path:
+    """Train a tokenizer on ``texts`` (``whole_pieces`` one token each, see `build_tokenizer`) and save
+    it with a randomly initialised Qwen3 to ``out_dir``.
 
     Deterministic for a fixed ``seed`` (same tokenizer, same weights). Written atomically.
     """
     import torch
     from transformers import GenerationConfig, Qwen3Config, Qwen3ForCausalLM
 
-    tokenizer = build_tokenizer(texts, int(tiny_cfg["vocab_size"]))
+    tokenizer = build_tokenizer(texts, int(tiny_cfg["vocab_size"]), whole_pieces)
     heads = int(tiny_cfg["num_attention_heads"])
     config = Qwen3Config(
         vocab_size=len(tokenizer),
@@ -324,19 +360,21 @@ def init_policy(train: list[dict], corpus: list[dict], config: dict, out_dir: st
         # Warm up on generated problems (random rule names, the world's splits excluded), not on the
         # training queries: RL must not start from a policy that has seen their solutions.
         from rarft.prompts import normalise_text
-        from rarft.world import generate_warmup, warmup_mix
+        from rarft.world import NAME_PIECES, generate_warmup, warmup_mix
 
         exclude = {normalise_text(it["problem"]) for it in train + corpus + list(exclude_items)}
         warm = generate_warmup(seed + int(config["data"]["world"]["seed"]) + 1, int(sft["warmup_items"]), exclude,
                                **warmup_mix(sft))
         examples = chat_examples(warm, enable_thinking)
         texts = world_texts(train + corpus + warm + [c for it in warm for c in it["contexts"]])
+        whole_pieces = NAME_PIECES
     else:
         examples = sft_examples(train, corpus, float(sft["context_fraction"]), seed, enable_thinking)
         texts = world_texts(train + corpus)
+        whole_pieces = ()
     work_parent = out_dir.parent if out_dir.parent.exists() else None
     with tempfile.TemporaryDirectory(prefix=".init-policy.", dir=work_parent) as work:
-        built = build_tiny_policy(texts, tiny, Path(work) / "random", seed)
+        built = build_tiny_policy(texts, tiny, Path(work) / "random", seed, whole_pieces)
         tokenizer = AutoTokenizer.from_pretrained(built)
         model = AutoModelForCausalLM.from_pretrained(built, dtype=torch.float32)
         trainer = sft_warmup(model, tokenizer, examples, sft, seed, Path(work) / "trainer")

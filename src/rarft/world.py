@@ -25,9 +25,9 @@ the analysis). What is planted, and where:
 - ``control: negative`` builds the same world with the transferable signal removed: the corpus
   traces keep their answer but show neither the rule nor the computation, so no reference can teach
   a strategy. There, retrieval must not help (the negative control's target).
-- Numbers stay small (operands at most 15; at most 16 operand pairs per strategy and difficulty) and
-  each number is one token for the tiny policy, so it can memorise the arithmetic in its warm-up and
-  its errors are mostly about strategy, not arithmetic.
+- Numbers stay small (operands at most 15; at most 16 operand pairs per strategy and difficulty), so
+  the tiny policy can memorise the arithmetic in its warm-up and its errors are mostly about strategy.
+  Its tokenizer makes each name syllable one token (`NAME_PIECES`).
 """
 
 from __future__ import annotations
@@ -110,7 +110,7 @@ STRATEGIES: tuple[Strategy, ...] = (
                         "One crate holds {a} {x} and a second crate holds {b} {x}. How many {x} are there in all?"),
              describe="add the amounts.", compute=lambda a, b: a + b, show="{a} + {b} = {ans}",
              operands=Operands(a={"easy": (1, 4), "hard": (6, 9)}, b={"easy": (1, 4), "hard": (5, 8)})),
-    Strategy(name="difference", problem_type="arithmetic", rule="Mi-ren",
+    Strategy(name="difference", problem_type="arithmetic", rule="Mi-re",
              templates=("{P} has {a} {x} and gives away {b} of the {x}. How many {x} does {P} have now?",
                         "One crate holds {a} {x} and a second crate holds {b} {x}. "
                         "How many more {x} are in the first?"),
@@ -157,8 +157,11 @@ STRATEGIES: tuple[Strategy, ...] = (
 )
 STRATEGY_BY_NAME = {s.name: s for s in STRATEGIES}
 RULE_NAMES = {s.name: s.rule for s in STRATEGIES}
-# Made-up names are two hyphenated syllables, so the tokenizer splits fixed and random names alike.
+# Made-up names, the world's own and the warm-up's random ones alike, are two hyphenated syllables
+# ("Lu-mo"), and the tiny policy's tokenizer makes every syllable one token (`NAME_PIECES`), so a name
+# is always two tokens: the skill of matching names learnt on random names carries over to the world's.
 SYLLABLES = tuple(c + v for c in "bdfgklmnprstvz" for v in "aeiou")
+NAME_PIECES = tuple(f" {s.capitalize()}" for s in SYLLABLES) + tuple(f"-{s}" for s in SYLLABLES)
 
 # One story sentence per problem: story-specific people, items and places, so that surface
 # similarity is dominated by the story, not by the strategy.
