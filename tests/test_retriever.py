@@ -9,7 +9,7 @@ import pytest
 from conftest import make_world, with_params
 
 from rarft.evaluate_retrievers import cli as cli_evaluate
-from rarft.evaluate_retrievers import oracle_relevance, recall_at_k, reciprocal_rank, retrieval_metrics
+from rarft.evaluate_retrievers import oracle_relevance, recall_at_k, reciprocal_rank, retrieval_metrics, top1_hits
 from rarft.io import DataError, read_json, write_jsonl
 from rarft.retrieval import doc_text
 from rarft.train_retriever import (
@@ -34,6 +34,7 @@ def test_metrics_against_hand_computed_cases():
     assert m["recall@1"] == pytest.approx(1 / 3)
     assert m["recall@3"] == pytest.approx(2 / 3)
     assert m["mrr"] == pytest.approx((1 + 1 / 3 + 0) / 3)
+    assert top1_hits(ranked, relevant) == {"q1": 1.0, "q2": 0.0, "q3": 0.0}  # what the intervals resample
     assert math.isnan(retrieval_metrics(ranked, {}, 3)["recall@1"])
 
 
@@ -121,6 +122,19 @@ def test_training_on_same_strategy_positives_raises_oracle_recall(tmp_path):
     df = pd.read_csv(tmp_path / "tables" / "retrievers.csv").set_index(["retriever", "against"])
     assert df.loc[("finetuned", "oracle-strategy"), "recall@1"] > df.loc[("offshelf", "oracle-strategy"), "recall@1"]
     assert "beats" in (tmp_path / "tables" / "retrievers.md").read_text()
+    # every recall@1 carries its bootstrap interval over queries; the fine-tuned rows carry the paired
+    # difference to off-the-shelf (same queries, so it equals the difference of the recalls) and its interval
+    scored = df[df["n_queries"] > 0]
+    assert (scored["recall@1_low"] <= scored["recall@1"]).all()
+    assert (scored["recall@1"] <= scored["recall@1_high"]).all()
+    assert (scored["recall@1_low"] < scored["recall@1_high"]).any()
+    for against in df.loc["finetuned"].index:
+        ft, off = df.loc[("finetuned", against)], df.loc[("offshelf", against)]
+        if ft["n_queries"]:
+            assert ft["vs_base"] == pytest.approx(ft["recall@1"] - off["recall@1"])
+            assert ft["vs_base_low"] <= ft["vs_base"] <= ft["vs_base_high"]
+        assert math.isnan(off["vs_base"])
+    assert "an interval" in (tmp_path / "tables" / "retrievers.md").read_text()
 
 
 def test_oracle_relevance_is_whole_corpus_same_strategy():
@@ -255,7 +269,7 @@ def test_one_list_of_retriever_names():
     """The config schema's retriever enums and the Snakemake wildcard come from rarft.arms.RETRIEVERS."""
     import yaml
 
-    from rarft.arms import FIXED_RETRIEVER, RETRIEVERS, TRAINED_RETRIEVERS
+    from rarft.arms import BASE_OF_TRAINED, FIXED_RETRIEVER, RETRIEVERS, TRAINED_RETRIEVERS
     from rarft.retrieval import RETRIEVERS as used_by_retrieval
 
     schema = yaml.safe_load(open("workflow/schemas/config.schema.yaml"))["properties"]
@@ -263,6 +277,7 @@ def test_one_list_of_retriever_names():
     assert set(schema["retriever"]["properties"]["compare"]["items"]["enum"]) == set(RETRIEVERS)
     assert set(schema["rl"]["properties"]["retriever"]["enum"]) == set(RETRIEVERS)
     assert set(TRAINED_RETRIEVERS) <= set(RETRIEVERS) and set(FIXED_RETRIEVER.values()) <= set(RETRIEVERS)
+    assert set(BASE_OF_TRAINED) == set(TRAINED_RETRIEVERS) and set(BASE_OF_TRAINED.values()) <= set(RETRIEVERS)
 
 
 def test_single_vector_queries_carry_the_query_prompt(world_small):

@@ -15,6 +15,8 @@ from rarft.config import ConfigError
 RETRIEVERS = ("offshelf", "finetuned", "colbert", "finetuned_colbert", "bm25", "random")
 # retrievers that train-retriever makes, -> the kind of model (train_retriever.py: `--kind`)
 TRAINED_RETRIEVERS = {"finetuned": "single_vector", "finetuned_colbert": "multi_vector"}
+# -> the off-the-shelf retriever it starts from (the retriever table's paired difference)
+BASE_OF_TRAINED = {"finetuned": "offshelf", "finetuned_colbert": "colbert"}
 
 PLAIN_ARMS = {"grpo": "grpo", "sft": "sft", "rloo": "rloo", "dapo": "dapo"}  # arm -> trainer
 RA_ARMS = {"rarft": "grpo", "rasft": "sft", "rarloo": "rloo", "radapo": "dapo",

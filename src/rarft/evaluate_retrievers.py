@@ -14,10 +14,11 @@ import time
 from pathlib import Path
 from typing import Sequence
 
-from rarft.arms import trained_model_dir
+from rarft.arms import BASE_OF_TRAINED, trained_model_dir
 from rarft.config import add_config_argument, load_config
 from rarft.io import DataError, atomic_path, read_json, write_text
 from rarft.retrieval import Searcher, load_items, retrieve
+from rarft.stats import bootstrap_mean_ci, paired_difference, rng_for
 from rarft.train_retriever import load_labels, positives
 
 MRR_DEPTH = 100
@@ -46,6 +47,11 @@ def reciprocal_rank(ranked: Sequence[str], relevant: set[str]) -> float:
     return 0.0
 
 
+def top1_hits(rankings: dict[str, list[str]], relevant: dict[str, set[str]]) -> dict[str, float]:
+    """{query id: recall@1 (0 or 1)} over the queries that have at least one relevant document."""
+    return {q: recall_at_k(r, relevant[q], 1) for q, r in rankings.items() if relevant.get(q)}
+
+
 def retrieval_metrics(rankings: dict[str, list[str]], relevant: dict[str, set[str]], k: int) -> dict:
     """Mean recall@1, recall@k and MRR over the queries that have at least one relevant document."""
     qids = [q for q in rankings if relevant.get(q)]
@@ -54,7 +60,7 @@ def retrieval_metrics(rankings: dict[str, list[str]], relevant: dict[str, set[st
     mean = lambda xs: sum(xs) / len(xs)  # noqa: E731
     return {
         "n_queries": len(qids),
-        "recall@1": mean([recall_at_k(rankings[q], relevant[q], 1) for q in qids]),
+        "recall@1": mean(list(top1_hits(rankings, relevant).values())),
         f"recall@{k}": mean([recall_at_k(rankings[q], relevant[q], k) for q in qids]),
         "mrr": mean([reciprocal_rank(rankings[q], relevant[q]) for q in qids]),
     }
@@ -63,20 +69,43 @@ def retrieval_metrics(rankings: dict[str, list[str]], relevant: dict[str, set[st
 def evaluate_retrievers(config: dict, queries: Sequence[dict], corpus: Sequence[dict],
                         relevance: dict[str, dict[str, set[str]]], finetuned_dir: str | dict | None,
                         cache_dir: str | None = None) -> list[dict]:
-    """One row per (retriever, labels): recall@1, recall@k, MRR@100 over the whole corpus.
+    """One row per (retriever, labels): recall@1 with its bootstrap interval over queries, recall@k and
+    MRR@100 over the whole corpus; a fine-tuned retriever's rows add its recall@1 minus its off-the-shelf
+    base's (`BASE_OF_TRAINED`), paired by query, with an interval (NaN elsewhere).
 
     ``finetuned_dir``: the fine-tuned single-vector model, or {retriever name: model dir} for the
     trained retrievers (finetuned, finetuned_colbert)."""
     k = int(config["retriever"]["top_k"])
     threshold = float(config["retriever"]["near_duplicate_jaccard"])
+    resamples, level = int(config["evaluation"]["bootstrap_resamples"]), float(config["evaluation"]["ci_level"])
+    seed = int(config["seed"])
     dirs = finetuned_dir if isinstance(finetuned_dir, dict) else {"finetuned": finetuned_dir}
-    rows = []
+    rows, hits = [], {}
     for name in config["retriever"]["compare"]:
         searcher = Searcher(name, corpus, config, dirs.get(name) or trained_model_dir(name), cache_dir)
         ranked = retrieve(searcher, queries, min(MRR_DEPTH, len(corpus)), threshold)
         rankings = {q["id"]: [c["id"] for c in ctx] for q, ctx in zip(queries, ranked)}
         for against, rel in relevance.items():
-            rows.append({"retriever": name, "against": against, **retrieval_metrics(rankings, rel, k)})
+            metrics = retrieval_metrics(rankings, rel, k)
+            hits[name, against] = top1_hits(rankings, rel)
+            low = high = math.nan
+            if hits[name, against]:
+                _, low, high = bootstrap_mean_ci({against: hits[name, against]}, [against], resamples, level,
+                                                 rng_for(seed, "recall@1", name, against))
+            rows.append({"retriever": name, "against": against, "n_queries": metrics.pop("n_queries"),
+                         "recall@1": metrics.pop("recall@1"), "recall@1_low": low, "recall@1_high": high,
+                         **metrics})
+    for row in rows:
+        base = BASE_OF_TRAINED.get(row["retriever"])
+        diff = {"diff": math.nan, "ci_low": math.nan, "ci_high": math.nan}
+        if (base, row["against"]) in hits and hits[row["retriever"], row["against"]]:
+            found = paired_difference({"q": hits[row["retriever"], row["against"]]}, {"q": hits[base, row["against"]]},
+                                      ["q"], resamples, level, rng_for(seed, "recall@1-diff", row["retriever"],
+                                                                       row["against"]))
+            diff = found[0] if found else diff
+        # paired_difference reports percentage points; recall stays a fraction here
+        row.update({"vs_base": diff["diff"] / 100, "vs_base_low": diff["ci_low"] / 100,
+                    "vs_base_high": diff["ci_high"] / 100})
     return rows
 
 
@@ -84,14 +113,18 @@ def verdict(rows: list[dict]) -> str:
     """Fine-tuned vs off-the-shelf recall@1, for the single-vector pair and the multi-vector (ColBERT) pair."""
     by = {(r["retriever"], r["against"]): r for r in rows}
     lines = []
-    for tuned, base, what in (("finetuned", "offshelf", "The fine-tuned retriever"),
-                              ("finetuned_colbert", "colbert", "The fine-tuned multi-vector retriever")):
+    for tuned, what in (("finetuned", "The fine-tuned retriever"),
+                        ("finetuned_colbert", "The fine-tuned multi-vector retriever")):
         for against in ("oracle-strategy", "oracle-labels", *sorted({r["against"] for r in rows})):
-            ft, off = by.get((tuned, against)), by.get((base, against))
+            ft, off = by.get((tuned, against)), by.get((BASE_OF_TRAINED[tuned], against))
             if ft and off and ft["n_queries"]:
                 word = "beats" if ft["recall@1"] > off["recall@1"] else "does NOT beat"
+                where = ("above 0" if ft["vs_base_low"] > 0 else "below 0" if ft["vs_base_high"] < 0
+                         else "containing 0")
                 lines.append(f"{what} {word} off-the-shelf on recall@1 against the {against} labels "
-                             f"({ft['recall@1']:.3f} vs {off['recall@1']:.3f}, {ft['n_queries']} held-out queries).")
+                             f"({ft['recall@1']:.3f} vs {off['recall@1']:.3f}, {ft['n_queries']} held-out queries; "
+                             f"difference {ft['vs_base']:+.3f} [{ft['vs_base_low']:+.3f}, {ft['vs_base_high']:+.3f}], "
+                             f"an interval {where}).")
                 break
     return " ".join(lines) or ("No fine-tuned vs off-the-shelf comparison was possible (no held-out query has a "
                                "relevant document).")
@@ -151,7 +184,10 @@ def cli(argv: list[str]) -> int:
     note = (f"{len(queries)} held-out training queries ({Path(args.finetuned) / 'holdout.json'}); whole corpus of "
             f"{len(corpus)} ranked with the retrieval exclusion rules. recall@k: share of queries with a relevant "
             f"document in the top k (k = 1, {k}); mrr: mean reciprocal rank of the first relevant document "
-            f"(0 beyond rank {MRR_DEPTH}). Labels: {train_on}-labels = positives of {args.labels}; {source}.")
+            f"(0 beyond rank {MRR_DEPTH}). recall@1_low/high: its {config['evaluation']['ci_level']:.0%} bootstrap "
+            f"interval over queries; vs_base: a fine-tuned retriever's recall@1 minus its off-the-shelf base's "
+            f"({', '.join(f'{t} - {b}' for t, b in BASE_OF_TRAINED.items())}), paired by query, with its interval. "
+            f"Labels: {train_on}-labels = positives of {args.labels}; {source}.")
     write_tables(rows, args.out_dir, note)
     print(f"evaluate-retrievers: {len(rows)} rows -> {args.out_dir}/retrievers.{{md,csv}} "
           f"({time.time() - t0:.1f}s). {verdict(rows)}")

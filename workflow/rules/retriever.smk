@@ -71,7 +71,7 @@ rule evaluate_retrievers:
         table="results/reports/retrievers.md",
         csv="results/reports/retrievers.csv",
     params:
-        **stage_params("retriever", "seed"),
+        **stage_params("retriever", "evaluation", "seed"),
         oracle=lambda wc, input: f"--oracle-labels {input.oracle}" if input.oracle else "",
         colbert=lambda wc, input: f"--finetuned-colbert {input.colbert}" if input.colbert else "",
     log:
