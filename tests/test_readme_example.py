@@ -3,8 +3,9 @@
 The override block and the snakemake command are parsed from README.md, so the doc and this test cannot drift;
 only the block's placeholder paths are replaced, by files written here in plain layouts a user would have:
 queries (JSONL) and corpus (Parquet) with problem / solution / answer / problem_type columns, a benchmark (JSONL)
-with id / problem / answer, and a local checkpoint (the tiny random Qwen3 of conftest's `tiny_policy_dir`) as
-both the policy and the teacher. The problems come from the world generator, so nothing outside the repo is read.
+with id / problem / answer, and a local checkpoint of a model nobody here wrote (SmolLM2-135M-Instruct, Llama-shaped,
+from conftest's `smollm2_dir`) as both the policy and the teacher. The problems come from the world generator, so
+nothing outside the repo is read.
 """
 
 from __future__ import annotations
@@ -31,23 +32,24 @@ PLACEHOLDERS = {
     "/data/my_queries.jsonl": "my_queries.jsonl",
     "/data/my_corpus.parquet": "my_corpus.parquet",
     "/data/mybench.jsonl": "mybench.jsonl",
-    "/models/my-checkpoint": None,  # the tiny policy checkpoint
+    "/models/my-checkpoint": None,  # the SmolLM2 checkpoint
     "/models/my-teacher": None,  # the same checkpoint as the teacher
 }
-N_TRAIN, N_CORPUS, N_BENCH = 40, 60, 12
+# a 135M model prefills each teacher and labeling prompt on one CPU thread per job: sizes keep that to seconds
+N_TRAIN, N_CORPUS, N_BENCH = 16, 24, 6
 
 # Test-only settings, applied after config/mine.yaml (never by editing the README's block). Sizes, so the run fits
-# in a few minutes on 2 CPU cores, plus two settings that only a random checkpoint needs (as config/rehearsal.yaml):
-# its rewrites are never valid cheatsheets, so the corpus keeps the original solutions (the traces report still
-# counts every failed rewrite), and it solves nothing, so every measured gain is 0 and threshold -1 makes each
-# labelled pair a positive for the retriever to train on.
+# in a few minutes on 2 CPU cores, plus two settings that only such short generations need (as config/rehearsal.yaml):
+# an 8-token rewrite is hardly ever a valid cheatsheet, so the corpus keeps the original solution where it is not (the
+# traces report still counts every failed rewrite), and 8 new tokens solve next to nothing, so nearly every measured
+# gain is 0 and threshold -1 makes each labelled pair a positive for the retriever to train on.
 TEST_OVERRIDE = """\
 traces:
   keep_original_if_invalid: true
-  teacher: {max_new_tokens: 16}
+  teacher: {max_new_tokens: 8}
 labels:
   candidates_per_query: 2
-  gain: {n_samples: 2, max_new_tokens: 8, threshold: -1.0}
+  gain: {n_samples: 1, max_new_tokens: 8, threshold: -1.0}
 retriever:
   train:
     batch_size: 8
@@ -139,15 +141,16 @@ def jsonl(path: Path) -> list[dict]:
 
 
 @pytest.mark.slow
-def test_readme_example_runs_offline_on_local_files(tmp_path, tiny_policy_dir):
+def test_readme_example_runs_offline_on_local_files(tmp_path, smollm2_dir):
     """Dry run of the whole DAG, then the jobs through retrieval and the base policy's evaluation on `mybench`.
 
-    Measured on the 2-core development machine (idle): dry run 3 s, the 10 jobs 106 s, 117 s for the test with its
-    fixtures. A README example that cannot run offline fails here with snakemake's stderr and the failed job's log."""
+    Measured on the 2-core development machine (another DAG sharing the cores): dry run 3 s, the 10 jobs 249 s (the
+    teacher rewrite ~100 s and the gain labels ~90 s: SmolLM2 prefills every prompt on one thread), 295 s for the test
+    with its fixtures. A README example that cannot run offline fails here with snakemake's stderr and the failed job's log."""
     block, readme_argv = readme_example()
     written = write_user_files(tmp_path / "user")
     work = _copy_repo(tmp_path / "repo")
-    (work / MINE).write_text(localise(block, tmp_path / "user", Path(tiny_policy_dir)), encoding="utf-8")
+    (work / MINE).write_text(localise(block, tmp_path / "user", Path(smollm2_dir)), encoding="utf-8")
     (work / TEST_OVERRIDE_FILE).write_text(TEST_OVERRIDE, encoding="utf-8")
     env = dict(os.environ, HF_HUB_OFFLINE="1", HF_DATASETS_OFFLINE="1", TRANSFORMERS_OFFLINE="1",
                TOKENIZERS_PARALLELISM="false", OMP_NUM_THREADS="1",
@@ -198,14 +201,16 @@ def test_readme_example_runs_offline_on_local_files(tmp_path, tiny_policy_dir):
         assert (row["problem"], row["answer"]) == (user_bench[row["id"]]["problem"], user_bench[row["id"]]["answer"])
         assert row["source"] == "mybench.jsonl"
 
-    # the local teacher rewrote the corpus (a random model: every rewrite failed and the solution was kept)
+    # the local teacher rewrote the corpus: every item keeps a trace, its own solution where the rewrite failed
     traces = json.loads((work / "results/reports/traces.json").read_text(encoding="utf-8"))
-    assert traces["mode"] == "rewrite" and traces["teacher"] == str(tiny_policy_dir)
+    assert traces["mode"] == "rewrite" and traces["teacher"] == str(smollm2_dir)
     corpus = jsonl(work / "data/traces/corpus.jsonl")
     solutions = {r["problem"]: r["solution"] for r in written["my_corpus.parquet"]}
-    assert len(corpus) == traces["n_in"] and all(r["trace"] == solutions[r["problem"]] for r in corpus)
+    assert len(corpus) == traces["n_in"] == len(solutions)
+    kept = sum(r["trace"] == solutions[r["problem"]] for r in corpus)
+    assert kept == traces["kept_original_solution"] == traces["n_dropped"], traces
     pointer = json.loads((work / "models/policy/base/rarft_model.json").read_text(encoding="utf-8"))
-    assert pointer == {"name_or_path": str(tiny_policy_dir)}
+    assert pointer == {"name_or_path": str(smollm2_dir)}
 
     # gain labels under the local policy, a retriever trained on them, top-k contexts for every benchmark item
     gain = jsonl(work / "data/labels/gain.jsonl")
