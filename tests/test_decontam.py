@@ -99,7 +99,8 @@ def test_recheck_raises_when_a_benchmark_item_is_left():
 def test_short_problems_compare_whole_text():
     bench = {"b": [{"id": "b-1", "problem": "Compute $2+3$."}]}
     _, corpus_c, removed = decontam.decontaminate([], [{"id": "c-1", "problem": "COMPUTE 2 + 3."},
-                                                       {"id": "c-2", "problem": "Compute $2+4$."}], bench)
+                                                       {"id": "c-2", "problem": "Compute $2+4$."}], bench,
+                                                  ngram=8, min_overlap=0.0)
     assert [r["id"] for r in removed] == ["c-1"] and [c["id"] for c in corpus_c] == ["c-2"]
 
 

@@ -152,7 +152,8 @@ def test_http_client_contract_against_transformers_serve(served_tiny, tiny_polic
 
 def test_http_client_retries_then_fails_clearly():
     port = free_port()  # nothing listens there
-    backend = OpenAIBackend("m", f"http://127.0.0.1:{port}/v1", api_key_env=None, max_retries=2, backoff_s=0.01)
+    backend = OpenAIBackend("m", f"http://127.0.0.1:{port}/v1", api_key_env=None, max_retries=2, timeout_s=30.0,
+                            concurrency=8, backoff_s=0.01)
     t = time.monotonic()
     with pytest.raises(RuntimeError, match="gave up after 3 attempts"):
         backend.generate([[{"role": "user", "content": "hi"}]], Sampling(n=1, max_new_tokens=4))

@@ -42,15 +42,15 @@ def test_average_and_mean_pass_at_k():
 
 
 def test_bootstrap_ci_hand_computed_cases():
-    assert bootstrap_ci([0.4] * 10, 500) == (pytest.approx(0.4), pytest.approx(0.4))
+    assert bootstrap_ci([0.4] * 10, 500, 0.95) == (pytest.approx(0.4), pytest.approx(0.4))
     # two problems, scores 0 and 1: resampled means are 0, 0.5, 1 with prob 1/4, 1/2, 1/4,
     # so the 2.5% and 97.5% quantiles are 0 and 1
     assert bootstrap_ci([0.0, 1.0], 4000, 0.95, seed=3) == (0.0, 1.0)
     # a 20% interval of the same: the 40% and 60% quantiles both fall in the 0.5 mass (25%..75%)
     assert bootstrap_ci([0.0, 1.0], 4000, 0.2, seed=3) == (0.5, 0.5)
-    low, high = bootstrap_ci([0, 0, 0, 1, 1, 1, 1, 1], 2000, seed=0)
+    low, high = bootstrap_ci([0, 0, 0, 1, 1, 1, 1, 1], 2000, 0.95, seed=0)
     assert low < 5 / 8 < high and high - low < 0.8
-    assert bootstrap_ci([0, 1, 1, 0, 1], 2000, seed=7) == bootstrap_ci([0, 1, 1, 0, 1], 2000, seed=7)
+    assert bootstrap_ci([0, 1, 1, 0, 1], 2000, 0.95, seed=7) == bootstrap_ci([0, 1, 1, 0, 1], 2000, 0.95, seed=7)
 
 
 def test_paired_difference_hand_computed():

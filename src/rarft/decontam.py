@@ -87,8 +87,8 @@ class NgramIndex:
         return best
 
 
-def decontaminate(train: list[dict], corpus: list[dict], benchmarks: dict[str, list[dict]], *, ngram: int = 8,
-                  min_overlap: float = 0.0, train_corpus_min_overlap: float | None = None
+def decontaminate(train: list[dict], corpus: list[dict], benchmarks: dict[str, list[dict]], *, ngram: int,
+                  min_overlap: float, train_corpus_min_overlap: float | None = None
                   ) -> tuple[list[dict], list[dict], list[dict]]:
     """Return (clean train, clean corpus, removed rows). Raises ContaminationError if the re-check fails.
 

@@ -113,7 +113,7 @@ class TransformersBackend:
     every sample prefills its own copy. ``static_cache`` (default on): the shared prefill goes into a
     preallocated cache (`static_copy`). Both switches are kept for the benchmark that measures them."""
 
-    def __init__(self, model, tokenizer, batch_size: int = 64, enable_thinking: bool | None = None,
+    def __init__(self, model, tokenizer, batch_size: int, enable_thinking: bool | None = None,
                  show_progress: bool = True, share_prefix: bool = True, static_cache: bool = True):
         self.model, self.tokenizer, self.share_prefix = model, tokenizer, share_prefix
         self.static_cache = static_cache
@@ -273,9 +273,8 @@ class OpenAIBackend:
     whole_batches = True  # a whole benchmark per call: generation.http_concurrency bounds what is in flight
     RETRY_STATUS = {408, 409, 425, 429, 500, 502, 503, 504}
 
-    def __init__(self, model: str, base_url: str, api_key_env: str | None = "OPENAI_API_KEY",
-                 max_retries: int = 5, timeout_s: float = 600.0, concurrency: int = 8,
-                 extra_body: dict | None = None, backoff_s: float = 1.0):
+    def __init__(self, model: str, base_url: str, *, api_key_env: str | None, max_retries: int, timeout_s: float,
+                 concurrency: int, extra_body: dict | None = None, backoff_s: float = 1.0):
         import requests
 
         self.model, self.url = model, base_url.rstrip("/") + "/chat/completions"

@@ -21,8 +21,8 @@ POINTER_FILE = "rarft_model.json"
 # so `skip_special_tokens=True` keeps them in decoded text, as with the real tokenizer.
 ENDOFTEXT, IM_START, IM_END, THINK, END_THINK = "<|endoftext|>", "<|im_start|>", "<|im_end|>", "<think>", "</think>"
 # Qwen2/Qwen3's pre-tokenisation pattern, except that a whole number with its leading space is one
-# pre-token (Qwen splits digits one by one): the world's numbers are small, so " 19" is one token and the
-# tiny policy copies it in one step (the world probe: fewer miscopied numbers).
+# pre-token (Qwen splits digits one by one): the world's numbers are small, so BPE learns " 19" as one
+# token and the tiny policy copies it in one step (the world probe: fewer miscopied numbers).
 PRETOKENIZE_PATTERN = (
     r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+[\r\n]*"
     r"|\s*[\r\n]+|\s+(?!\S)|\s+"
@@ -259,8 +259,8 @@ def sft_warmup(model, tokenizer, examples: list[dict], sft_cfg: dict, seed: int,
 
 
 def probe_accuracy(model, tokenizer, items: list[dict], contexts: list[list[dict]] | None = None, *,
-                   n_samples: int = 4, max_new_tokens: int = 96, temperature: float = 1.0,
-                   enable_thinking: bool = False, seed: int = 0, batch_size: int = 64) -> float:
+                   n_samples: int, max_new_tokens: int, temperature: float, enable_thinking: bool, seed: int,
+                   batch_size: int = 64) -> float:
     """Mean math-verify reward of sampled completions over ``items`` (a quick check, not the evaluation).
 
     ``contexts[i]`` is the list of reference items prepended to ``items[i]`` (empty for none).

@@ -34,7 +34,7 @@ def mean_pass_at_k(rewards, k: int) -> float:
     return float(np.mean([pass_at_k(r.shape[1], int(row.sum()), k) for row in r]))
 
 
-def bootstrap_ci(per_problem, resamples: int = 2000, level: float = 0.95, seed: int = 0) -> tuple[float, float]:
+def bootstrap_ci(per_problem, resamples: int, level: float, seed: int = 0) -> tuple[float, float]:
     """Percentile bootstrap interval of the mean over problems (resampling problems with replacement)."""
     x = np.asarray(per_problem, dtype=float)
     rng = np.random.default_rng(seed)
