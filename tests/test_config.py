@@ -209,6 +209,59 @@ def test_no_fallback_defaults_shadow_params_yaml():
     assert found == []
 
 
+# Parameters named like a params.yaml key that may keep a literal default, each for its reason.
+PARAMETER_DEFAULTS_ALLOWED = {
+    ("analysis.py", "readme", "source"): "a text line, not data.real.*.source",
+    ("data.py", "normalise_rows", "schema"): "'auto' detects the layout; stages pass data.real.*.schema",
+    ("diversity.py", "embedding_dissimilarity", "device"): "helper; analyze passes resolve_device(config)",
+    ("diversity.py", "diversity_per_problem", "device"): "helper; analyze passes resolve_device(config)",
+    ("retrieval.py", "load_encoder", "device"): "helper; the Searcher passes resolve_device(config)",
+    ("retrieval.py", "load_colbert", "device"): "helper; the Searcher passes resolve_device(config)",
+    ("retrieval.py", "exact_topk", "device"): "helper; the Searcher passes resolve_device(config)",
+    ("retrieval.py", "encode_corpus", "batch_size"): "encoding chunk, not generation.batch_size",
+    ("policy.py", "probe_accuracy", "batch_size"): "generation chunk of a probe, not generation.batch_size",
+    ("retrieval.py", "word_ngrams", "n"): "the near-duplicate rule's word trigrams, not a benchmark's n",
+    ("retrieval.py", "faiss_topk", "seed"): "the FAISS index's fixed k-means seed",
+    ("stats.py", "bootstrap_ci", "seed"): "helper; evaluate passes the config's seed",
+    ("train_retriever.py", "training_pairs", "path"): "the file name in error messages",
+}
+
+
+def test_no_parameter_default_shadows_a_params_yaml_key():
+    """A function parameter named like a params.yaml key (temperature, max_new_tokens, enable_thinking, ...) takes
+    its value from the caller, who reads the config: no literal default that could disagree with params.yaml
+    (as decontaminate's min_overlap 0.0 against params.yaml's 0.9 did). rehearsal.py builds its own fixed tiny
+    models and data, not from params.yaml. Allowed exceptions are listed with their reason."""
+    import ast
+
+    full = load_config(ROOT / "params.yaml")
+    keys: set[str] = set()
+
+    def walk(node):
+        for k, v in node.items():
+            keys.add(k)
+            if isinstance(v, dict):
+                walk(v)
+
+    walk(full)
+    found = []
+    for p in SCANNED:
+        if p.name == "rehearsal.py":
+            continue
+        for fn in ast.walk(ast.parse(p.read_text(encoding="utf-8"))):
+            if not isinstance(fn, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                continue
+            a = fn.args
+            positional = a.posonlyargs + a.args
+            pairs = list(zip(positional[len(positional) - len(a.defaults):], a.defaults))
+            pairs += [(arg, d) for arg, d in zip(a.kwonlyargs, a.kw_defaults) if d is not None]
+            for arg, default in pairs:
+                if (arg.arg in keys and isinstance(default, ast.Constant) and default.value is not None
+                        and (p.name, fn.name, arg.arg) not in PARAMETER_DEFAULTS_ALLOWED):
+                    found.append(f"{p.name}:{fn.lineno} {fn.name}({arg.arg}={default.value!r})")
+    assert found == []
+
+
 def test_every_key_the_code_reads_is_required_or_has_a_schema_default():
     """Each config path indexed anywhere in src/rarft (resolved through section aliases) exists after
     load_config(params.yaml) and cannot go missing: deleting it fails validation naming it, or the schema's

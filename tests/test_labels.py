@@ -13,13 +13,19 @@ from rarft.io import DataError, read_jsonl, write_jsonl
 from rarft.labels import JUDGE_CHUNK, gain_estimate, label_relevance, parse_verdict
 from rarft.labels_compare import compare_labelers
 
+
+def draw(*args, **kw):
+    """sample_candidates as the world's default config runs it (>= 1 same- and 1 other-strategy candidate)."""
+    return sample_candidates(*args, stratify_by_strategy=True, **kw)
+
+
 # ------------------------------------------------------------------------------------------ candidates
 
 def test_candidates_same_type_no_self_stratified_and_seeded(world_small):
     train, corpus = world_small["train"], world_small["corpus"]
     dup = dict(train[0], id="dup")  # the text of query 0 under another id
     by_id = {c["id"]: c for c in corpus + [dup]}
-    rows = sample_candidates(train, corpus + [dup], m=6, seed=3)
+    rows = sample_candidates(train, corpus + [dup], m=6, seed=3, stratify_by_strategy=True)
     assert "dup" not in rows[0]["candidates"]  # a query's own text is never its candidate
     assert [r["query_id"] for r in rows] == [q["id"] for q in train]
     for q, row in zip(train, rows):
@@ -28,10 +34,10 @@ def test_candidates_same_type_no_self_stratified_and_seeded(world_small):
         assert all(by_id[c]["problem_type"] == q["problem_type"] for c in cands)
         strategies = [by_id[c]["strategy"] for c in cands]
         assert q["strategy"] in strategies and any(s != q["strategy"] for s in strategies)
-    assert sample_candidates(train, corpus, 6, seed=3) == sample_candidates(train, corpus, 6, seed=3)
-    assert sample_candidates(train, corpus, 6, seed=3) != sample_candidates(train, corpus, 6, seed=4)
+    assert draw(train, corpus, 6, seed=3) == draw(train, corpus, 6, seed=3)
+    assert draw(train, corpus, 6, seed=3) != draw(train, corpus, 6, seed=4)
     # a query's candidates do not depend on which other queries are sampled
-    assert sample_candidates(train[5:9], corpus, 6, seed=3) == sample_candidates(train, corpus, 6, seed=3)[5:9]
+    assert draw(train[5:9], corpus, 6, seed=3) == draw(train, corpus, 6, seed=3)[5:9]
 
 
 def test_candidates_uniform_without_strategy_and_short_pools():
@@ -39,7 +45,7 @@ def test_candidates_uniform_without_strategy_and_short_pools():
               for i in range(10)]
     queries = [{"id": "q", "problem": "new", "problem_type": "algebra"},
                {"id": "r", "problem": "other", "problem_type": "topology"}]
-    rows = sample_candidates(queries, corpus, m=6, seed=0)
+    rows = sample_candidates(queries, corpus, m=6, seed=0, stratify_by_strategy=True)
     assert sorted(rows[0]["candidates"]) == ["c0", "c1", "c2"]  # the pool has only 3 of that type
     assert rows[1]["candidates"] == []
 
@@ -49,7 +55,7 @@ def test_candidates_uniform_without_strategy_and_short_pools():
 def test_oracle_labels_are_strategy_equality(world_small):
     config = load_config()
     train, corpus = world_small["train"][:10], world_small["corpus"]
-    cands = sample_candidates(train, corpus, 6, 0)
+    cands = sample_candidates(train, corpus, 6, 0, stratify_by_strategy=True)
     rows = label_relevance("oracle", train, corpus, cands, config)
     by_id = {c["id"]: c for c in corpus + train}
     assert len(rows) == 60
@@ -118,7 +124,7 @@ class ScriptedJudge:
 def test_judge_resumes_after_quota_error_paying_only_for_missing_pairs(world_small, tmp_path):
     config = load_config()
     train, corpus = world_small["train"][:12], world_small["corpus"]
-    cands = sample_candidates(train, corpus, 6, 0)
+    cands = sample_candidates(train, corpus, 6, 0, stratify_by_strategy=True)
     n_pairs = sum(len(r["candidates"]) for r in cands)
     cache = tmp_path / "judge.cache.jsonl"
     with pytest.raises(RuntimeError, match="quota"):
@@ -226,7 +232,7 @@ def test_gain_on_tiny_policy_end_to_end(world_small, tiny_policy_dir, tmp_path):
     cfg.write_text("labels: {gain: {n_samples: 2, max_new_tokens: 8}}\n")
     config = load_config(["params.yaml", str(cfg)])
     train, corpus = world_small["train"][:2], world_small["corpus"]
-    cands = sample_candidates(train, corpus, 3, 0)
+    cands = sample_candidates(train, corpus, 3, 0, stratify_by_strategy=True)
     rows = label_relevance("gain", train, corpus, cands, config, policy_dir=str(tiny_policy_dir),
                            cache_path=tmp_path / "c.jsonl", progress=False)
     assert len(rows) == 6

@@ -119,7 +119,7 @@ def test_sft_examples_use_same_strategy_contexts_never_self(world_small):
     from rarft.policy import sft_examples
 
     train, corpus = world_small["train"], world_small["corpus"]
-    examples = sft_examples(train, corpus, context_fraction=0.5, seed=0)
+    examples = sft_examples(train, corpus, context_fraction=0.5, seed=0, enable_thinking=False)
     assert len(examples) == len(train) + len(corpus)
     by_problem = {it["problem"]: it for it in corpus}
     with_ctx = [e for e in examples if "Reference problem" in e["prompt"][0]["content"]]
@@ -131,8 +131,9 @@ def test_sft_examples_use_same_strategy_contexts_never_self(world_small):
         ctx = by_problem[text.split("Reference problem:\n")[1].split("\n\nReference solution")[0]]
         assert ctx["strategy"] == target["strategy"] and ctx["id"] != target["id"]
         assert e["completion"][0]["content"] == target["trace"]
-    assert sft_examples(train, corpus, 0.5, seed=0) == examples
-    assert not any("Reference" in e["prompt"][0]["content"] for e in sft_examples(train, corpus, 0.0, seed=0))
+    assert sft_examples(train, corpus, 0.5, seed=0, enable_thinking=False) == examples
+    plain = sft_examples(train, corpus, 0.0, seed=0, enable_thinking=False)
+    assert not any("Reference" in e["prompt"][0]["content"] for e in plain)
 
 
 def test_sft_warmup_lowers_loss_and_changes_weights(world_small, tiny_policy_dir, tmp_path):
@@ -145,7 +146,7 @@ def test_sft_warmup_lowers_loss_and_changes_weights(world_small, tiny_policy_dir
     tok = AutoTokenizer.from_pretrained(tiny_policy_dir)
     model = AutoModelForCausalLM.from_pretrained(tiny_policy_dir)
     before = {k: v.clone() for k, v in model.state_dict().items()}
-    examples = sft_examples(world_small["train"][:12], world_small["corpus"][:12], 0.0, seed=0)
+    examples = sft_examples(world_small["train"][:12], world_small["corpus"][:12], 0.0, seed=0, enable_thinking=False)
     trainer = sft_warmup(model, tok, examples, {"epochs": 4, "learning_rate": 0.01, "batch_size": 8}, 0,
                          tmp_path / "work")
     losses = [h["loss"] for h in trainer.state.log_history if "loss" in h]

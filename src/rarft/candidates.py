@@ -22,7 +22,7 @@ ITEM_NEED = ("problem_type",)
 
 
 def sample_candidates(queries: list[dict], corpus: list[dict], m: int, seed: int,
-                      stratify_by_strategy: bool = True) -> list[dict]:
+                      stratify_by_strategy: bool) -> list[dict]:
     """Per query, up to ``m`` distinct corpus items of the same problem_type, in random order.
 
     Drawn with a per-query RNG (seed, query id), so a query's candidates do not depend on the others.

@@ -190,7 +190,7 @@ def write_pointer(name_or_path: str, out_dir: str | os.PathLike) -> Path:
 
 
 def sft_examples(train: list[dict], corpus: list[dict], context_fraction: float, seed: int,
-                 enable_thinking: bool = False) -> list[dict]:
+                 enable_thinking: bool) -> list[dict]:
     """Warm-up examples from the training queries and corpus (a tiny policy on non-world data).
 
     A ``context_fraction`` share of them (drawn by seed) gets one corpus item of the SAME latent
@@ -214,7 +214,7 @@ def sft_examples(train: list[dict], corpus: list[dict], context_fraction: float,
     return chat_examples(items, enable_thinking)
 
 
-def chat_examples(items: list[dict], enable_thinking: bool = False) -> list[dict]:
+def chat_examples(items: list[dict], enable_thinking: bool) -> list[dict]:
     """Prompt-completion conversational examples (what TRL's SFTTrainer takes) for items carrying a
     ``contexts`` list, built by the one prompt builder."""
     from rarft.prompts import build_prompt
