@@ -96,12 +96,13 @@ def evaluate_retrievers(config: dict, queries: Sequence[dict], corpus: Sequence[
                          "recall@1": metrics.pop("recall@1"), "recall@1_low": low, "recall@1_high": high,
                          **metrics})
     for row in rows:
-        base = BASE_OF_TRAINED.get(row["retriever"])
+        name, against = row["retriever"], row["against"]
+        base = BASE_OF_TRAINED.get(name)
         diff = {"diff": math.nan, "ci_low": math.nan, "ci_high": math.nan}
-        if (base, row["against"]) in hits and hits[row["retriever"], row["against"]]:
-            found = paired_difference({"q": hits[row["retriever"], row["against"]]}, {"q": hits[base, row["against"]]},
-                                      ["q"], resamples, level, rng_for(seed, "recall@1-diff", row["retriever"],
-                                                                       row["against"]))
+        if (base, against) in hits and hits[name, against]:
+            # the label set plays the part of a benchmark: one set of queries, paired by query id
+            found = paired_difference({against: hits[name, against]}, {against: hits[base, against]}, [against],
+                                      resamples, level, rng_for(seed, "recall@1-diff", name, against))
             diff = found[0] if found else diff
         # paired_difference reports percentage points; recall stays a fraction here
         row.update({"vs_base": diff["diff"] / 100, "vs_base_low": diff["ci_low"] / 100,
