@@ -144,9 +144,9 @@ def jsonl(path: Path) -> list[dict]:
 def test_readme_example_runs_offline_on_local_files(tmp_path, smollm2_dir):
     """Dry run of the whole DAG, then the jobs through retrieval and the base policy's evaluation on `mybench`.
 
-    Measured on the 2-core development machine (another DAG sharing the cores): dry run 3 s, the 10 jobs 249 s (the
-    teacher rewrite ~100 s and the gain labels ~90 s: SmolLM2 prefills every prompt on one thread), 295 s for the test
-    with its fixtures. A README example that cannot run offline fails here with snakemake's stderr and the failed
+    Measured on the 2-core development machine: 174 s for the test on idle cores; 295 s with another DAG sharing
+    them, where the 10 jobs took 249 s (the teacher rewrite ~100 s and the gain labels ~90 s: SmolLM2 prefills
+    every prompt on one thread). A README example that cannot run offline fails here with snakemake's stderr and the failed
     job's log."""
     block, readme_argv = readme_example()
     written = write_user_files(tmp_path / "user")
