@@ -146,8 +146,8 @@ def test_readme_example_runs_offline_on_local_files(tmp_path, smollm2_dir):
 
     Measured on the 2-core development machine: 174 s for the test on idle cores; 295 s with another DAG sharing
     them, where the 10 jobs took 249 s (the teacher rewrite ~100 s and the gain labels ~90 s: SmolLM2 prefills
-    every prompt on one thread). A README example that cannot run offline fails here with snakemake's stderr and the failed
-    job's log."""
+    every prompt on one thread). A README example that cannot run offline fails here with snakemake's stderr and
+    the failed job's log."""
     block, readme_argv = readme_example()
     written = write_user_files(tmp_path / "user")
     work = _copy_repo(tmp_path / "repo")
