@@ -101,6 +101,8 @@ def build_teacher(out_dir: str | os.PathLike) -> Path:
 
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
+    from rarft.policy import save_policy
+
     try:
         dist = importlib.metadata.distribution(TEACHER_WHEEL)
     except importlib.metadata.PackageNotFoundError:
@@ -120,10 +122,7 @@ def build_teacher(out_dir: str | os.PathLike) -> Path:
     tokenizer.eos_token = tokenizer.pad_token = "<|im_end|>"
     for cfg in (model.config, model.generation_config):
         cfg.eos_token_id = cfg.pad_token_id = tokenizer.eos_token_id
-    out_dir = Path(out_dir)
-    model.save_pretrained(out_dir)
-    tokenizer.save_pretrained(out_dir)
-    return out_dir
+    return save_policy(model, tokenizer, out_dir)  # atomic: a killed conversion leaves no half checkpoint
 
 
 def hub_cache_dir(hf_home: str | os.PathLike) -> Path:
