@@ -103,9 +103,16 @@ def test_rehearsal_runs_the_paper_dag_on_cpu(rehearsal):
     assert summary["processes"] == 2 and summary["gather_across_devices"]
     data_report = (work / "results/reports/data_report.md").read_text()
     assert "questa" in data_report and "openr1" in data_report
-    # the teacher answered over HTTP for every corpus item (and failed; the report counts it)
+    # the teacher answered over HTTP for every corpus item and training query: one non-empty SmolLM2 reply each in
+    # the cache; a rewrite math-verify rejects keeps the original solution, and the report counts it
     traces = json.loads((work / "results/reports/traces.json").read_text())
-    assert traces["teacher"] == TEACHER_ID and 0 <= traces["kept_original_solution"] <= traces["n_in"]
+    cache = [json.loads(line) for line in (work / "data/traces/teacher_cache.jsonl").read_text().splitlines()]
+    items = [json.loads(line) for split in ("corpus", "train")
+             for line in (work / f"data/traces/{split}.jsonl").read_text().splitlines()]
+    assert {r["id"] for r in cache} == {it["id"] for it in items}
+    assert all(r["model"] == TEACHER_ID and r["output"].strip() for r in cache)
+    assert traces["teacher"] == TEACHER_ID and traces["n_kept"] == traces["n_in"]
+    assert traces["kept_original_solution"] == traces["n_dropped"]
     print(f"SmolLM2 rewrote {traces['n_in'] - traces['kept_original_solution']} of {traces['n_in']} solutions validly")
     judge = [json.loads(line) for line in (work / "data/labels/judge.jsonl").read_text().splitlines()]
     assert judge and all(r["labeler"] == "judge" for r in judge)
