@@ -301,7 +301,8 @@ def generate_world(seed: int, n_train: int, n_corpus: int, benchmarks: dict[str,
 
 
 # The warm-up mix: keys of policy.tiny.sft (params.yaml) that `generate_warmup` takes.
-WARMUP_MIX = ("context_fraction", "wrong_context_fraction", "named_rule_share", "named_without_reference")
+WARMUP_MIX = ("context_fraction", "wrong_context_fraction", "named_rule_share", "named_without_reference",
+              "same_name_reference_right")
 
 
 def warmup_mix(sft_cfg: dict) -> dict[str, float]:
@@ -311,7 +312,7 @@ def warmup_mix(sft_cfg: dict) -> dict[str, float]:
 
 def generate_warmup(seed: int, n: int, exclude: set[str], *, context_fraction: float,
                     wrong_context_fraction: float, named_rule_share: float,
-                    named_without_reference: float) -> list[dict]:
+                    named_without_reference: float, same_name_reference_right: float) -> list[dict]:
     """Warm-up examples for the tiny policy, standing in for a base model's pre-training.
 
     Same strategies, templates and stories as the world, but every example draws a fresh RANDOM name
@@ -345,7 +346,14 @@ def generate_warmup(seed: int, n: int, exclude: set[str], *, context_fraction: f
         contexts: list[dict] = []
         if named:
             if rng.random() >= named_without_reference:
-                contexts = [make_item(rng, difficulty, strategy, rng.choice(stories), rng.random() < 0.5, rule=rule)]
+                ref = strategy
+                # A same-name reference shows another strategy of the type with probability
+                # 1 - same_name_reference_right (drawn only when that is below 1, so 1.0 leaves the draws as
+                # they were): pre-training's references are not always right, so the base follows a
+                # matching name only part of the time and RL with always-right retrieval has trust to teach.
+                if same_name_reference_right < 1 and rng.random() >= same_name_reference_right:
+                    ref = rng.choice([st for st in by_type[strategy.problem_type] if st is not strategy])
+                contexts = [make_item(rng, difficulty, ref, rng.choice(stories), rng.random() < 0.5, rule=rule)]
         elif rng.random() < context_fraction:
             ref = strategy
             if rng.random() < wrong_context_fraction:
