@@ -8,7 +8,7 @@ Both estimate the same quantity for the same (query, candidate) pairs with n sam
 The speed-up therefore has two sources, reported separately: fewer sequences (M + 1 instead of 2M
 prompts per query) and batching (sequences per second). On vLLM, prefix caching adds to the second.
 
-    python bench/bench_gain_labeling.py [--queries 6] [--candidates 4] [--samples 4] [--tokens 32]
+    python bench/bench_gain_labeling.py [--queries 6] [--candidates 4] [--samples 4] [--tokens 32] [--tiny]
 
 Measured here (2 shared CPU cores, tiny random policy, 4 queries x 4 candidates x 4 samples, 24 tokens):
 naive 260.7 s, batched 32.0 s: 8.1x = 1.6x fewer sequences * 5.1x throughput.
@@ -32,7 +32,11 @@ def main() -> None:
     p.add_argument("--samples", type=int, default=4)
     p.add_argument("--tokens", type=int, default=32, help="max new tokens per sample")
     p.add_argument("--policy-dir", help="an existing policy (default: build a tiny random one here)")
+    p.add_argument("--tiny", action="store_true",
+                   help="smallest sizes, seconds: checks that the script runs (tests/test_bench.py), not its ratios")
     args = p.parse_args()
+    if args.tiny:
+        args.queries, args.candidates, args.samples, args.tokens = 2, 2, 1, 2
 
     import torch
 
@@ -50,7 +54,8 @@ def main() -> None:
     world = generate_world(**{**config["data"]["world"], "n_train": args.queries, "n_corpus": 60,
                               "benchmarks": {"b": {"n": 1, "difficulty": "easy"}}})
     queries, corpus = world["train"], world["corpus"]
-    cands = sample_candidates(queries, corpus, args.candidates, seed=0)
+    cands = sample_candidates(queries, corpus, args.candidates, seed=0,
+                              stratify_by_strategy=config["labels"]["stratify_by_strategy"])
     by_id = {c["id"]: c for c in corpus}
     pairs = [(q, by_id[cid]) for q, row in zip(queries, cands) for cid in row["candidates"]]
 

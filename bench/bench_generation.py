@@ -10,7 +10,7 @@ Same prompts, same number of samples and new tokens; only how sequences are grou
 Half the prompts carry a retrieved context (about twice as long), as in RA evaluation.
 On a CUDA machine with vLLM installed, the vLLM backend runs the same workload (SamplingParams(n)).
 
-    python bench/bench_generation.py [--prompts 16] [--samples 8] [--tokens 48] [--policy-dir DIR]
+    python bench/bench_generation.py [--prompts 16] [--samples 8] [--tokens 48] [--policy-dir DIR] [--tiny]
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ import argparse
 import os
 import tempfile
 import time
+from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
@@ -37,8 +38,12 @@ def main() -> None:
     p.add_argument("--samples", type=int, default=8)
     p.add_argument("--tokens", type=int, default=48, help="max new tokens per sample")
     p.add_argument("--policy-dir", help="an existing policy (default: models/policy/base, else a tiny random one)")
-    p.add_argument("--config", nargs="+", default=["params.yaml"])
+    p.add_argument("--config", nargs="+", default=[str(Path(__file__).resolve().parents[1] / "params.yaml")])
+    p.add_argument("--tiny", action="store_true",
+                   help="smallest sizes, seconds: checks that the script runs (tests/test_bench.py), not its ratios")
     args = p.parse_args()
+    if args.tiny:
+        args.prompts, args.samples, args.tokens = 2, 2, 2
 
     import torch
 
@@ -50,7 +55,7 @@ def main() -> None:
 
     config = load_config(args.config)
     wcfg = config["data"]["world"]
-    world = generate_world(**{**wcfg, "n_train": 60, "n_corpus": 90,
+    world = generate_world(**{**wcfg, "n_train": 12 if args.tiny else 60, "n_corpus": 12 if args.tiny else 90,
                               "benchmarks": {"bench": {"n": args.prompts, "difficulty": "easy"}}})
     policy_dir = args.policy_dir or ("models/policy/base" if os.path.isdir("models/policy/base") else None)
     if policy_dir is None:

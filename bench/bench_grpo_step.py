@@ -8,7 +8,7 @@ Runs a few real GRPOTrainer steps (RA-RFT prompts by default: the longer ones) a
 both as wall and process-CPU time, and prints each part's share. TRL's loop is not modified: the
 bench wraps the trainer's own methods with timers.
 
-  python bench/bench_grpo_step.py [--config params.yaml] [--steps 4] [--arm rarft] [--device cpu|cuda]
+  python bench/bench_grpo_step.py [--config params.yaml] [--steps 4] [--arm rarft] [--device cpu|cuda] [--tiny]
 
 Without a base policy (--base) it builds the tiny policy the config describes, untrained: it samples
 to max_completion_length every time, the worst case for generation.
@@ -55,13 +55,17 @@ class Timer:
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--config", nargs="+", default=["params.yaml"])
+    p.add_argument("--config", nargs="+", default=[str(Path(__file__).resolve().parents[1] / "params.yaml")])
     p.add_argument("--steps", type=int, default=4, help="timed steps (after one warm-up step)")
     p.add_argument("--arm", default="rarft", help="an RL arm: grpo | rarft | dapo | ...")
     p.add_argument("--base", help="a policy dir; default: build the config's tiny policy")
     p.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
     p.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
+    p.add_argument("--tiny", action="store_true",
+                   help="smallest sizes, seconds: checks that the script runs (tests/test_bench.py), not its ratios")
     args = p.parse_args(argv)
+    if args.tiny:
+        args.steps = 1
 
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -81,6 +85,10 @@ def main(argv=None) -> int:
     if args.device == "cpu":
         config["rl"]["trainer"]["use_vllm"] = False
     w = config["data"]["world"]
+    if args.tiny:  # one prompt of 2 rollouts of 4 tokens per step, on a world of a few items
+        config["rl"]["trainer"].update(num_generations=2, per_device_train_batch_size=2, max_completion_length=4,
+                                       gradient_accumulation_steps=1, disable_tqdm=True)
+        w = {**w, "n_train": 8, "n_corpus": 24}
     world = generate_world(**{**w, "benchmarks": {}})
     rng = random.Random(0)
     retrieval = {"train": {it["id"]: [{"id": c["id"], "score": 1.0} for c in rng.sample(

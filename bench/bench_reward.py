@@ -4,7 +4,7 @@ Completions are the world's cheatsheet traces (data/traces/corpus.jsonl if built
 with the boxed answer replaced as a policy's samples would have it: per problem, G samples drawing
 from the gold and a few wrong answers, so answers repeat as they do within a GRPO group.
 
-    python bench/bench_reward.py [--problems 60] [--group 16]
+    python bench/bench_reward.py [--problems 60] [--group 16] [--tiny]
 """
 
 from __future__ import annotations
@@ -14,6 +14,9 @@ import os
 import random
 import re
 import time
+from pathlib import Path
+
+PARAMS = Path(__file__).resolve().parents[1] / "params.yaml"
 
 
 def completions(problems: int, group: int, seed: int = 0) -> list[tuple[str, str]]:
@@ -25,7 +28,7 @@ def completions(problems: int, group: int, seed: int = 0) -> list[tuple[str, str
     if os.path.exists(path):
         items = read_jsonl(path)
     else:
-        world_cfg = load_config()["data"]["world"]
+        world_cfg = load_config(PARAMS)["data"]["world"]
         items = generate_world(**{**world_cfg, "n_train": 10, "n_corpus": problems, "benchmarks": {}})["corpus"]
     rng = random.Random(seed)
     pairs = []
@@ -43,7 +46,11 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--problems", type=int, default=60)
     p.add_argument("--group", type=int, default=16, help="samples per problem (a GRPO group)")
+    p.add_argument("--tiny", action="store_true",
+                   help="smallest sizes, seconds: checks that the script runs (tests/test_bench.py), not its ratios")
     args = p.parse_args()
+    if args.tiny:
+        args.problems, args.group = 3, 2
 
     from rarft import reward
 

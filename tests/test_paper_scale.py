@@ -45,10 +45,12 @@ def test_load_encoder_reads_a_namespaced_hub_id_from_the_hf_cache(tmp_path):
     assert "dim 384" in out.stdout
 
 
-def test_load_encoder_still_rejects_a_missing_local_directory(tmp_path):
+def test_load_encoder_still_rejects_a_missing_local_directory(tmp_path, monkeypatch):
     from rarft.io import DataError
     from rarft.retrieval import load_encoder, looks_local
 
+    # relative names resolve under tmp_path, never the working tree's models/ (which `make run` fills)
+    monkeypatch.chdir(tmp_path)
     for name in ("models/retriever/finetuned", "./enc", str(tmp_path / "nope"), "models/enc"):
         assert looks_local(name)
         with pytest.raises(DataError, match="directory not found"):
