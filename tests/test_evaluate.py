@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import pytest
 
-from rarft.evaluate import build_units, evaluate_policy, parse_setting
+from rarft.evaluate import build_units, evaluate_policy, parse_setting, problem_bootstrap_ci, summarise
 from rarft.io import DataError, read_json, read_jsonl
 
 
@@ -47,6 +48,7 @@ class ScriptedBackend:
 
 
 CFG = {"seed": 0, "generation": {"batch_size": 8}, "analysis": {"diversity_top_k": 2},
+       "policy": {"enable_thinking": False},
        "evaluation": {"k": 4, "temperature": 1.0, "top_p": 1.0, "max_new_tokens": 16, "bootstrap_resamples": 200,
                       "ci_level": 0.95}}
 
@@ -210,3 +212,41 @@ def test_a_whole_batch_backend_gets_each_benchmark_in_one_call_with_a_seed_per_p
     again = WholeBatchBackend(whole.answers)
     assert evaluate_policy(again, "base", "none", benches, CFG, tmp_path / "whole") == summary
     assert [size for size, _ in again.calls] == [len(benches["bench_hard"])]
+
+
+def test_topk_interval_resamples_problems_with_their_contexts(tmp_path):
+    """Review D2: a top-k summary's units are (problem, context) pairs; the interval resamples problems."""
+    from rarft.stats import bootstrap_ci
+
+    rng = np.random.default_rng(3)
+    problems = [f"p{i}" for i in range(30)]
+    solved = rng.random(30) < 0.5  # a problem's contexts agree: the units are not independent
+    units = [{"benchmark": "b", "problem_id": p, "context_rank": r} for p in problems for r in range(3)]
+    rows = [{"benchmark": "b", "problem_id": u["problem_id"], "context_rank": u["context_rank"], "sample": s,
+             "reward": float(solved[problems.index(u["problem_id"])])} for u in units for s in range(2)]
+    cfg = {**CFG, "evaluation": {**CFG["evaluation"], "bootstrap_resamples": 2000}}
+    summary = summarise(rows, units, "p", "topk-bm25", 2, cfg)["benchmarks"]["b"]
+    # equal contexts per problem: the clustered interval is the problem-level one exactly
+    assert (summary["ci_low"], summary["ci_high"]) == bootstrap_ci(solved.astype(float), 2000, 0.95, seed=0)
+    naive_low, naive_high = bootstrap_ci(np.repeat(solved.astype(float), 3), 2000, 0.95, seed=0)
+    assert summary["ci_high"] - summary["ci_low"] > 1.4 * (naive_high - naive_low)  # units as if independent
+    # unequal context counts: the point estimate stays the unit mean, inside the interval
+    lo, hi = problem_bootstrap_ci([1.0, 1.0, 1.0, 0.0, 0.5], ["a", "a", "a", "b", "c"], 500, 0.95, seed=1)
+    assert lo <= 3.5 / 5 <= hi and lo < hi
+
+
+def test_thinking_policy_scores_only_the_answer_after_its_thinking(benches, tmp_path):
+    """policy.enable_thinking: a box inside unclosed thinking is no answer (rarft.reward, review D4)."""
+    class Thinking(ScriptedBackend):
+        def generate(self, prompts, sampling):
+            out = super().generate(prompts, sampling)
+            return [[f"<think>{t}" if i % 2 else f"<think>{t}</think>{t}" for i, t in enumerate(c)] for c in out]
+
+    cfg = {**CFG, "policy": {"enable_thinking": True}}
+    evaluate_policy(Thinking({i["problem"]: i["answer"] for v in benches.values() for i in v}), "base", "none",
+                    benches, cfg, tmp_path)
+    rows = read_jsonl(tmp_path / "samples.jsonl")
+    unclosed = [r for r in rows if "</think>" not in r["completion"]]
+    assert unclosed and all(r["reward"] == 0.0 and r["extracted"] is None for r in unclosed)
+    closed = [r for r in rows if "</think>" in r["completion"]]
+    assert any(r["reward"] == 1.0 for r in closed)

@@ -77,11 +77,12 @@ def evaluate_policy(backend, policy_name: str, setting: str, benchmarks: dict[st
     from tqdm.auto import tqdm
 
     from rarft.generation import Sampling
-    from rarft.reward import extract_boxed, math_reward
+    from rarft.reward import extract_answer, math_reward
 
     out_dir = Path(out_dir)
     k = int(k or config["evaluation"]["k"])
     ev = config["evaluation"]
+    thinking = config["policy"]["enable_thinking"]  # the answer follows </think> (rarft.reward.final_answer_text)
     units = build_units(benchmarks, setting, config, retrieval, corpus)
     run_meta = {"policy": policy_name, "setting": setting, "k": k, "temperature": ev["temperature"],
                 "top_p": ev["top_p"], "max_new_tokens": ev["max_new_tokens"],
@@ -142,8 +143,8 @@ def evaluate_policy(backend, policy_name: str, setting: str, benchmarks: dict[st
                     for s, text in zip(missing, texts):
                         log.append({"benchmark": u["benchmark"], "problem_id": u["problem_id"],
                                     "context_id": u["context_id"], "context_rank": u["context_rank"], "sample": s,
-                                    "completion": text, "extracted": extract_boxed(text),
-                                    "reward": math_reward(text, u["answer"])})
+                                    "completion": text, "extracted": extract_answer(text, thinking),
+                                    "reward": math_reward(text, u["answer"], thinking=thinking)})
                     bar.update(len(missing))
         bar.close()
         rows = list(log.rows)
@@ -156,6 +157,26 @@ def evaluate_policy(backend, policy_name: str, setting: str, benchmarks: dict[st
     print(f"evaluate {policy_name}/{setting}: average@{k} {line} ({len(rows) - resumed} new samples, "
           f"{resumed} resumed, {time.time() - t0:.0f}s)")
     return summary
+
+
+def problem_bootstrap_ci(unit_means, problem_ids: list[str], resamples: int, level: float,
+                         seed: int) -> tuple[float, float]:
+    """Percentile bootstrap interval of the mean over units, resampling PROBLEMS with replacement and keeping
+    each problem's units together (a cluster bootstrap). A top-k setting has one unit per (problem, context):
+    its contexts share the problem, so resampling units as if independent gave an interval about half as
+    wide as it should be (review D2: 10.1 pp against 19.3 pp). With one unit per problem it is
+    `rarft.stats.bootstrap_ci` (same resamples, same seed)."""
+    order = list(dict.fromkeys(problem_ids))
+    if len(order) == len(problem_ids):
+        return bootstrap_ci(unit_means, resamples, level, seed=seed)
+    index = {p: i for i, p in enumerate(order)}
+    cluster = np.array([index[p] for p in problem_ids])
+    sums = np.bincount(cluster, weights=np.asarray(unit_means, dtype=float), minlength=len(order))
+    counts = np.bincount(cluster, minlength=len(order)).astype(float)
+    draws = np.random.default_rng(seed).integers(0, len(order), size=(resamples, len(order)))
+    means = sums[draws].sum(axis=1) / counts[draws].sum(axis=1)
+    alpha = (1.0 - level) / 2
+    return float(np.quantile(means, alpha)), float(np.quantile(means, 1 - alpha))
 
 
 def summarise(rows: list[dict], units: list[dict], policy_name: str, setting: str, k: int, config: dict) -> dict:
@@ -178,8 +199,9 @@ def summarise(rows: list[dict], units: list[dict], policy_name: str, setting: st
     for bench, entries in by_bench.items():
         matrix = np.array([r for _, r in entries])
         per_problem = matrix.mean(axis=1)
-        low, high = bootstrap_ci(per_problem, int(ev["bootstrap_resamples"]),
-                                 float(ev["ci_level"]), seed=int(config["seed"]))
+        low, high = problem_bootstrap_ci(per_problem, [u["problem_id"] for u, _ in entries],
+                                         int(ev["bootstrap_resamples"]), float(ev["ci_level"]),
+                                         seed=int(config["seed"]))
         out["benchmarks"][bench] = {
             "average_at_k": average_at_k(matrix), "ci_low": low, "ci_high": high,
             "pass_at_1": mean_pass_at_k(matrix, 1), "pass_at_k": mean_pass_at_k(matrix, k),

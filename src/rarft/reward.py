@@ -1,4 +1,11 @@
-"""The paper's reward: the last ``\\boxed{}`` of a response, verified against the gold answer by math-verify.
+"""The paper's reward: the last ``\\boxed{}`` of a response's answer, verified against the gold by math-verify.
+
+A thinking model's answer is what follows its last ``</think>``: a box inside the thinking does not count,
+and a response whose thinking never closed (cut off at the token limit) scores 0. This is TRL's
+``reasoning_accuracy_reward`` rule (trl/rewards/accuracy_rewards.py: text after the last ``</think>``,
+0.0 for incomplete reasoning). A response "thinks" when it contains ``<think>`` or when the chat template
+opened the block itself (``policy.enable_thinking``; passed as ``thinking``); without either, the whole
+response is the answer, as before.
 
 math-verify bounds its own work with SIGALRM, which only works in the main thread; TRL, thread pools and
 worker processes call rewards elsewhere. So verification runs with math-verify's timeouts off inside a
@@ -22,10 +29,18 @@ from functools import lru_cache
 from pathlib import Path
 
 VERIFY_TIMEOUT_S = 5.0
+# a fresh worker's start-up (python + sympy import): waited for separately, so that each verification,
+# also the first after a restart, gets exactly VERIFY_TIMEOUT_S (review D5: a restart used to get 35 s)
+WORKER_STARTUP_TIMEOUT_S = 120.0
 MAX_ANSWER_CHARS = 400
 MAX_BRACE_DEPTH = 6  # a 10-deep nest already takes ~1 s to parse, 20-deep minutes
 
+# Only the braced form. `\boxed 12` (no braces) scores 0 (review D5): every math-verify boxed pattern
+# needs `\boxed{` (math_verify/parser.py, make_latex_env_pattern and the plain-boxed regex) and no extraction
+# setting changes that, and TeX itself reads `\boxed 12` as `\boxed{1}2`, so there is no right reading to
+# accept. Models rarely write it, and it scores 0 the same way for every arm.
 _BOX_RE = re.compile(r"\\(?:boxed|fbox)\s*\{")
+THINK_OPEN, THINK_CLOSE = "<think>", "</think>"
 
 
 def extract_boxed(text: str) -> str | None:
@@ -51,6 +66,25 @@ def extract_boxed(text: str) -> str | None:
             if depth == 0:
                 return text[start:i].strip()
     return None
+
+
+def final_answer_text(completion: str, thinking: bool = False) -> str | None:
+    """The part of ``completion`` that holds its final answer: the text after the last ``</think>``; None
+    when the response thinks (``thinking``, or a ``<think>`` in it) and its thinking never closed; the
+    whole text for a response that does not think."""
+    if not isinstance(completion, str):
+        return None
+    if THINK_CLOSE in completion:
+        return completion.rsplit(THINK_CLOSE, 1)[1]
+    if thinking or THINK_OPEN in completion:
+        return None
+    return completion
+
+
+def extract_answer(completion: str, thinking: bool = False) -> str | None:
+    """The boxed final answer of a response (`final_answer_text`, then `extract_boxed`), or None."""
+    answer_text = final_answer_text(completion, thinking)
+    return None if answer_text is None else extract_boxed(answer_text)
 
 
 def normalise_answer(answer: str) -> str:
@@ -98,6 +132,10 @@ def _worker_main() -> None:
     import logging
 
     logging.getLogger("math_verify").setLevel(logging.ERROR)  # the "timeout disabled" warning: we bound it
+    import math_verify  # noqa: F401  (imported before saying ready: the start-up is not a verification's time)
+
+    sys.stdout.write("ready\n")
+    sys.stdout.flush()
     for line in sys.stdin:
         try:
             answer, gold = json.loads(line)
@@ -114,17 +152,32 @@ class _Worker:
     def __init__(self) -> None:
         self.lock = threading.Lock()
         self.proc: subprocess.Popen | None = None
+        self.ready = False  # the live worker has finished its imports
         self.pid = os.getpid()
 
-    def _start(self) -> subprocess.Popen:
+    def _spawn(self) -> None:
+        """Start a worker without waiting for it: its imports run while the caller goes on."""
         src = str(Path(__file__).resolve().parents[1])  # the child imports rarft from where we did
         env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [src, os.environ.get("PYTHONPATH")])),
                    OMP_NUM_THREADS="1")
-        return subprocess.Popen(
+        self.proc = subprocess.Popen(
             [sys.executable, "-c", "from rarft.reward import _worker_main; _worker_main()"],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
             text=True, bufsize=1, env=env,
         )
+        self.ready = False
+
+    def _wait_ready(self) -> bool:
+        """Whether a live worker has said it is ready (started if needed); its start-up has its own limit."""
+        if self.proc is None or self.proc.poll() is not None:
+            self._spawn()
+        if not self.ready:
+            answered, _, _ = select.select([self.proc.stdout], [], [], WORKER_STARTUP_TIMEOUT_S)
+            if not answered or self.proc.stdout.readline().strip() != "ready":
+                self.kill()
+                return False
+            self.ready = True
+        return True
 
     def kill(self) -> None:
         if self.proc is not None:
@@ -139,21 +192,21 @@ class _Worker:
         """The verdict, or None when the call ran past ``timeout`` (the worker is then replaced)."""
         with self.lock:
             if self.pid != os.getpid():  # forked child: the parent's pipe is not ours to use
-                self.proc, self.pid = None, os.getpid()
-            # the first call also pays the worker's start-up (python + sympy import)
-            limit = timeout + (30.0 if self.proc is None or self.proc.poll() is not None else 0.0)
-            if self.proc is None or self.proc.poll() is not None:
-                self.proc = self._start()
+                self.proc, self.ready, self.pid = None, False, os.getpid()
+            # a (re)started worker's start-up is waited for apart (`_wait_ready`): the window below is `timeout`
+            if not self._wait_ready():
+                return None
             try:
                 self.proc.stdin.write(json.dumps([answer, gold]) + "\n")
                 self.proc.stdin.flush()
-                ready, _, _ = select.select([self.proc.stdout], [], [], limit)
+                ready, _, _ = select.select([self.proc.stdout], [], [], timeout)
                 reply = self.proc.stdout.readline() if ready else ""
             except (BrokenPipeError, OSError):
                 reply = ""
             if reply.strip() in ("0", "1"):
                 return reply.strip() == "1"
             self.kill()  # timed out or died: never reuse a worker in an unknown state
+            self._spawn()  # its replacement imports now, not inside the next call's window
             return None
 
 
@@ -188,13 +241,15 @@ def answer_reward(answer: str | None, gold: str, memoise: bool = True) -> float:
     return 1.0 if _WORKER.verify(answer, gold, VERIFY_TIMEOUT_S) else 0.0
 
 
-def math_reward(completion: str, gold: str, memoise: bool = True) -> float:
-    """The paper's reward: 1.0 if the last \\boxed{} of ``completion`` verifies against ``gold``, else 0.0.
+def math_reward(completion: str, gold: str, memoise: bool = True, thinking: bool = False) -> float:
+    """The paper's reward: 1.0 if the last \\boxed{} of ``completion``'s final answer (after its thinking:
+    `final_answer_text`) verifies against ``gold``, else 0.0. ``thinking``: the chat template opened a
+    thinking block (``policy.enable_thinking``), so a response without ``</think>`` never finished thinking.
 
     Never raises and never hangs (hard per-call limit); safe from any thread or process.
     """
     try:
-        return answer_reward(extract_boxed(completion), gold, memoise=memoise)
+        return answer_reward(extract_answer(completion, thinking), gold, memoise=memoise)
     except Exception:
         return 0.0
 
@@ -211,8 +266,25 @@ def completion_text(completion) -> str:
     return ""
 
 
-def accuracy_reward(completions, answer, **kwargs) -> list[float]:
-    """TRL reward function: ``answer`` is the dataset's gold column (one per completion)."""
-    if isinstance(answer, str):
-        answer = [answer] * len(completions)
-    return [math_reward(completion_text(c), str(a)) for c, a in zip(completions, answer)]
+class AccuracyReward:
+    """TRL reward function: ``answer`` is the dataset's gold column (one per completion). ``thinking``:
+    the policy's chat template thinks (``policy.enable_thinking``), see `math_reward`. A class, not a
+    closure, so it pickles (TRL's async rollout worker sends reward functions to a child process)."""
+
+    __name__ = "accuracy_reward"  # TRL names the reward's logged metrics after it
+
+    def __init__(self, thinking: bool = False):
+        self.thinking = bool(thinking)
+
+    def __call__(self, completions, answer, **kwargs) -> list[float]:
+        if isinstance(answer, str):
+            answer = [answer] * len(completions)
+        return [math_reward(completion_text(c), str(a), thinking=self.thinking) for c, a in zip(completions, answer)]
+
+
+accuracy_reward = AccuracyReward(thinking=False)  # a response thinks only if it opened <think> itself
+
+
+def accuracy_reward_for(config: dict) -> AccuracyReward:
+    """The reward for the policy of ``config``: thinking as ``policy.enable_thinking`` says."""
+    return AccuracyReward(thinking=config["policy"]["enable_thinking"])
