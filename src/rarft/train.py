@@ -461,9 +461,9 @@ def train_policy(arm: str, base_dir: str | os.PathLike, train_items: list[dict],
         trainer = SFTTrainer(model=model, args=args, train_dataset=train_ds, processing_class=tokenizer)
     else:
         if reward_funcs is None:
-            from rarft.reward import accuracy_reward
+            from rarft.reward import accuracy_reward_for
 
-            reward_funcs = [accuracy_reward]
+            reward_funcs = [accuracy_reward_for(config)]  # thinking templates: the answer follows </think>
         reward_funcs = [with_group_stats(reward_funcs[0]), *reward_funcs[1:]]
         args = rl_args(trainer_kind, config, run_dir, [len(v) for v in eval_rows.values()], resume=bool(last))
         columns = ("prompt", "answer")
