@@ -200,7 +200,12 @@ def test_figures_written_and_identical_on_rerun(analyzed, config, tmp_path):
     curves = pd.read_csv(paths["out"] / "plots" / "curves.csv")
     assert list(curves["step"]) == [0, 10, 20, 30]
     assert curves.loc[0, "rarft_world_easy"] == pytest.approx(30.0)
-    assert json.loads((paths["out"] / "metrics.json").read_text())["similarity_vs_gain.n"] == 60
+    full = json.loads((paths["out"] / "metrics_full.json").read_text())
+    assert full["similarity_vs_gain.n"] == 60
+    # metrics.json, what `dvc metrics show` prints by default: Table 1's means and the differences of its rows only
+    headline = json.loads((paths["out"] / "metrics.json").read_text())
+    assert "diff.ra_rft_grpo.mean" in headline and "avg_at_k.grpo.none.mean" in headline and len(headline) <= 5
+    assert all(full[k] == v for k, v in headline.items())
 
 
 def test_diversity_hand_computed():

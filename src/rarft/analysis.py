@@ -232,9 +232,14 @@ def analyze(config: dict, runs: str | Path, data: str | Path, reports: str | Pat
                                                             "claim)."))
     steps.update()
 
-    write_json(out / "metrics.json", dict(sorted(metrics.items())))
-    artifacts.append(("metrics.json", "Flat numbers for `dvc metrics show`: average@k per arm/setting/benchmark, "
-                                      "paired differences, diversity, correlations."))
+    write_json(out / "metrics_full.json", dict(sorted(metrics.items())))
+    headline = headline_keys(config, paper_scale)
+    write_json(out / "metrics.json", {k: v for k, v in sorted(metrics.items()) if k in headline})
+    artifacts.append(("metrics.json", "The headline numbers `dvc metrics show` prints: Table 1's means and the "
+                                      "paired differences between its rows."))
+    artifacts.append(("metrics_full.json", "Every number, flat (`dvc metrics show results/metrics_full.json`): "
+                                           "average@k per arm/setting/benchmark, paired differences, diversity, "
+                                           "correlations."))
     steps.update()
     source = run_source(config)
     verdict = control_verdict(config, comp)
@@ -245,6 +250,15 @@ def analyze(config: dict, runs: str | Path, data: str | Path, reports: str | Pat
     print(f"analyze: {len(summaries)} evaluations, {len(benches)} benchmarks, {len(artifacts)} artifacts in {out}; "
           f"{len(notes)} note(s) on missing inputs")
     return metrics
+
+
+def headline_keys(config: dict, paper_scale: bool) -> set[str]:
+    """metrics.json's keys (what `dvc metrics show` prints by default): Table 1's means and the paired differences
+    between two of its rows (RA-RFT - GRPO, GRPO - base); metrics_full.json holds every number."""
+    table1 = next(spec for spec in tables.table_specs(config, paper_scale) if spec.name == "table1")
+    cells = {(row.policy, row.setting) for block in table1.blocks for row in block.rows if row.policy}
+    return ({f"avg_at_k.{policy}.{setting}.mean" for policy, setting in cells}
+            | {tables.diff_key(label, "mean") for label, a, b in tables.comparison_pairs(config) if {a, b} <= cells})
 
 
 def rl_signal_table(runs: Path) -> pd.DataFrame:
@@ -350,7 +364,8 @@ def cli(argv: list[str] | None = None) -> int:
     p.add_argument("--data", default="data", help="holds retrieval/, traces/, clean/ (default: data)")
     p.add_argument("--reports", "--tables-in", dest="reports", default="results/reports",
                    help="where retrievers.csv and similarity_vs_gain.csv are read (default: results/reports)")
-    p.add_argument("--out", default="results", help="writes tables/, figures/, plots/, README.md, metrics.json")
+    p.add_argument("--out", default="results",
+                   help="writes tables/, figures/, plots/, README.md, metrics.json, metrics_full.json")
     p.add_argument("--manifest", help="also write which configuration these results come from (JSON)")
     args = p.parse_args(argv)
     config = load_config(args.config)

@@ -115,7 +115,7 @@ def dvc_stages(jobs: list[dict]) -> dict:
         for out in job["output"]:
             if out == "results/metrics.json":
                 metrics.append({out: {"cache": False}})
-            elif out == "results/plots":
+            elif out.startswith("results/plots/"):  # the analyze rule lists its plot files one by one
                 plots.append({out: {"cache": False}})
             else:
                 outs.append({out: {"cache": False}} if out.startswith("results/") else out)

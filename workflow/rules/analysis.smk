@@ -16,9 +16,11 @@ rule analyze:
     output:
         readme="results/README.md",
         metrics="results/metrics.json",
+        metrics_full="results/metrics_full.json",
         tables=report(directory("results/tables"), patterns=["{name}.md"], category="Tables"),
         figures=report(directory("results/figures"), patterns=["{name}.png"], category="Figures"),
-        plots=directory("results/plots"),
+        # files, not directory(): Snakemake's marker in an output folder would be read by `dvc plots show` as a plot
+        plots=["results/plots/curves.csv", "results/plots/context_accuracy.csv"],
         manifest="runs/analyze/manifest.json",
     params:
         **stage_params("analysis", "evaluation", "rl", "data", "policy", "retriever", "labels", "seed"),

@@ -135,9 +135,11 @@ def label_policy(wildcards):
 ANALYSIS_OUTPUTS = [
     "results/README.md",
     "results/metrics.json",
+    "results/metrics_full.json",
     "results/tables",
     "results/figures",
-    "results/plots",
+    "results/plots/curves.csv",
+    "results/plots/context_accuracy.csv",
     # Not committed (runs/ is ignored): on a fresh clone it is missing, so `rule all` is never satisfied by
     # the committed results/ of the embedded default, whatever the files' times (a paper run schedules the grid).
     "runs/analyze/manifest.json",
