@@ -27,9 +27,11 @@ setup: $(VENV)/.installed
 
 # --forceall: `make run` always regenerates everything, even where data/, runs/ or models/ hold outputs
 # (on a fresh clone a plain run does too: rule all needs runs/analyze/manifest.json, never committed);
-# `snakemake --cores all` afterwards reruns only what changed.
+# `snakemake --cores all` afterwards reruns only what changed. Then the HTML report (report.html, not committed) and
+# `rarft summary`, printed last: the control verdict, Table 1's means with intervals, where the outputs are.
 run: setup
-	. $(BIN)/activate && snakemake --cores all --forceall
+	. $(BIN)/activate && snakemake --cores all --forceall && snakemake --cores 1 --report report.html && \
+		python -m rarft summary --report report.html
 
 # The embedded world's negative control (config/negative-control.yaml): the same DAG in its own
 # working directory, so the main results stay; its results/ are copied to results/negative_control/.
@@ -40,7 +42,8 @@ negative-control: setup
 		--configfile params.yaml negative-control.yaml
 	# copied beside, then moved into place: a killed copy never leaves a half results/negative_control
 	rm -rf results/.negative_control.tmp && mkdir -p results/.negative_control.tmp && \
-		cp -r $(NEGATIVE_DIR)/results/README.md $(NEGATIVE_DIR)/results/metrics.json $(NEGATIVE_DIR)/results/tables \
+		cp -r $(NEGATIVE_DIR)/results/README.md $(NEGATIVE_DIR)/results/metrics.json \
+		$(NEGATIVE_DIR)/results/metrics_full.json $(NEGATIVE_DIR)/results/tables \
 		$(NEGATIVE_DIR)/results/reports results/.negative_control.tmp/ && \
 		rm -rf results/negative_control && mv results/.negative_control.tmp results/negative_control
 
@@ -58,7 +61,7 @@ seeds: setup
 		( . $(CURDIR)/$(BIN)/activate && cd $$d && snakemake -s $(CURDIR)/Snakefile --cores all --forceall \
 			--configfile params.yaml seed.yaml ) && \
 		t=results/seeds/.seed_$$s.tmp && rm -rf $$t && mkdir -p $$t && \
-		cp -r $$d/results/README.md $$d/results/metrics.json $$d/results/tables $$d/results/reports $$d/seed.yaml \
+		cp -r $$d/results/README.md $$d/results/metrics.json $$d/results/metrics_full.json $$d/results/tables $$d/results/reports $$d/seed.yaml \
 			$$t/ && rm -rf results/seeds/seed_$$s && mv $$t results/seeds/seed_$$s || exit 1; \
 	done
 	# results/ is params.yaml's seed, read through rarft's config loader (the one reader of the config)

@@ -24,6 +24,7 @@ STAGES = {
     "evaluate": "rarft.evaluate",
     "analyze": "rarft.analysis",
     "seed-spread": "rarft.seeds",
+    "summary": "rarft.summary",
     "plan": "rarft.plan",
     "export-dvc": "rarft.dvcgen",
     "rehearsal-setup": "rarft.rehearsal",
