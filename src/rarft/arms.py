@@ -13,6 +13,8 @@ from rarft.config import ConfigError
 # Reason-ModernColBERT); finetuned_colbert = it fine-tuned on the labels (the paper's main retriever);
 # bm25; random = a random trace of the same problem type.
 RETRIEVERS = ("offshelf", "finetuned", "colbert", "finetuned_colbert", "bm25", "random")
+# retrievers that run no model: their jobs get no GPU (rarft.launch) and ignore `device` (rarft.retrieval)
+MODEL_FREE_RETRIEVERS = ("bm25", "random")
 # retrievers that train-retriever makes, -> the kind of model (train_retriever.py: `--kind`)
 TRAINED_RETRIEVERS = {"finetuned": "single_vector", "finetuned_colbert": "multi_vector"}
 # -> the off-the-shelf retriever it starts from (the retriever table's paired difference)

@@ -22,6 +22,7 @@ Launcher settings (all optional): `rl.launcher` for train_policy, `retriever.tra
 
 from __future__ import annotations
 
+from rarft.arms import MODEL_FREE_RETRIEVERS
 from rarft.config import rule_resource
 
 RARFT = "PYTHONPATH=src python -m rarft"
@@ -50,7 +51,7 @@ def stage_gpus(config: dict, rule: str, labeler: str | None = None, retriever: s
     if rule == "label_relevance" and (labeler == "oracle" or (
             labeler == "judge" and config["labels"]["judge"]["backend"] == "openai")):
         return 0
-    if rule == "retrieve" and retriever in ("bm25", "random"):
+    if rule == "retrieve" and retriever in MODEL_FREE_RETRIEVERS:
         return 0
     if rule == "compare_labelers" and "gain" not in config["labels"]["run"]:
         return 0  # the similarity-vs-gain encoder runs only with gain labels

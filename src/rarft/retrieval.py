@@ -2,8 +2,10 @@
 
 Retrievers (names as in docs/architecture.md):
 - offshelf / finetuned: a sentence-transformers bi-encoder. The corpus is encoded once and cached on
-  disk, keyed by the model's identity and the corpus' content hash; search is an exact matrix product
-  on the available device, or FAISS (IVF, inner product) above `retriever.faiss_above` documents.
+  disk, keyed by the model's identity and the corpus' content hash; search is always exact: a matrix
+  product streamed over (corpus chunk x query chunk) blocks on the available device (`exact_topk`). No
+  approximate index: the embeddings are in host memory anyway and the blocks bound the rest, and exact
+  top-k of 256 queries over 1M 384-d vectors takes about 1.3 s on 2 CPU cores (bench/bench_search.py).
 - bm25: the `bm25s` library over the same document text.
 - random: a random corpus trace of the query's problem_type (the paper's Table 3 floor), seeded.
 - colbert / finetuned_colbert: multi-vector late interaction (MaxSim; `load_colbert`),
@@ -30,7 +32,7 @@ from typing import Sequence
 
 import numpy as np
 
-from rarft.arms import RETRIEVERS, trained_model_dir  # RETRIEVERS: the one list of retriever names
+from rarft.arms import MODEL_FREE_RETRIEVERS, RETRIEVERS, trained_model_dir  # the one list of retriever names
 from rarft.config import add_config_argument, load_config
 from rarft.contracts import read_items
 from rarft.io import DataError, atomic_path, text_sha256, write_jsonl
@@ -211,51 +213,52 @@ def encode_corpus(model, key: str, texts: Sequence[str], cache_dir: str | Path |
 
 
 def exact_topk(queries: np.ndarray, corpus: np.ndarray, k: int, device: str = "cpu",
-               query_chunk: int = 1024, corpus_chunk: int = 262144) -> tuple[np.ndarray, np.ndarray]:
-    """Exact top-k inner product, chunked over queries and corpus so memory stays bounded."""
+               query_chunk: int = 1024, corpus_chunk: int = 65536) -> tuple[np.ndarray, np.ndarray]:
+    """Exact top-k inner product, streamed: each corpus chunk goes to the device once (outer loop) and is
+    scored against the queries in chunks, merging into a running top-k per query. Device memory is one corpus
+    chunk, the queries and one (query chunk x corpus chunk) score block, whatever the corpus size (at the
+    paper's ~225k x 2560-d corpus: 0.3 GB + 0.1 GB in half precision, instead of the whole corpus at once);
+    host memory adds nothing to the embeddings (a float32 chunk on the CPU is a view, not a copy)."""
     import torch
 
     k = min(k, corpus.shape[0])
     dtype = torch.float16 if device == "cuda" else torch.float32
-    c_chunks = [torch.from_numpy(corpus[s:s + corpus_chunk]).to(device, dtype)
-                for s in range(0, corpus.shape[0], corpus_chunk)]
-    all_scores, all_idx = [], []
-    for qs in range(0, queries.shape[0], query_chunk):
-        q = torch.from_numpy(queries[qs:qs + query_chunk]).to(device, dtype)
-        best_s, best_i, offset = None, None, 0
-        for c in c_chunks:
+    q_chunks = [torch.from_numpy(queries[s:s + query_chunk]).to(device, dtype)
+                for s in range(0, queries.shape[0], query_chunk)]
+    best: list[tuple | None] = [None] * len(q_chunks)
+    for cs in range(0, corpus.shape[0], corpus_chunk):
+        c = torch.from_numpy(corpus[cs:cs + corpus_chunk]).to(device, dtype)
+        for n, q in enumerate(q_chunks):
             s, i = torch.topk(q @ c.T, min(k, c.shape[0]), dim=1)
-            i = i + offset
-            offset += c.shape[0]
-            if best_s is None:
-                best_s, best_i = s, i
-            else:  # merge this chunk's top-k with the running top-k
-                s, pos = torch.topk(torch.cat([best_s, s], 1), k, dim=1)
-                best_i, best_s = torch.gather(torch.cat([best_i, i], 1), 1, pos), s
-        all_scores.append(best_s.float().cpu().numpy())
-        all_idx.append(best_i.cpu().numpy())
-    return np.concatenate(all_scores), np.concatenate(all_idx)
+            i = i + cs
+            if best[n] is not None:  # merge this block's top-k with the running top-k
+                s, pos = torch.topk(torch.cat([best[n][0], s], 1), k, dim=1)
+                i = torch.gather(torch.cat([best[n][1], i], 1), 1, pos)
+            best[n] = (s, i)
+        del c
+    if not best:
+        return np.zeros((0, k), np.float32), np.zeros((0, k), np.int64)
+    return (np.concatenate([b[0].float().cpu().numpy() for b in best]),
+            np.concatenate([b[1].cpu().numpy() for b in best]))
 
 
-def faiss_topk(queries: np.ndarray, corpus: np.ndarray, k: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
-    """Approximate top-k with a FAISS IVF index (inner product on normalised vectors = cosine)."""
-    import faiss
+def encode_documents_offloaded(model, texts: Sequence[str], batch_size: int = 32,
+                               chunk: int = 4096) -> list:
+    """ColBERT document embeddings, one (tokens x dim) half-precision CPU tensor per text.
 
-    n, d = corpus.shape
-    nlist = max(1, int(4 * np.sqrt(n)))
-    index = faiss.index_factory(d, f"IVF{nlist},Flat", faiss.METRIC_INNER_PRODUCT)
-    index.cp.seed = seed
-    index.train(np.ascontiguousarray(corpus))
-    index.add(np.ascontiguousarray(corpus))
-    index.nprobe = max(8, nlist // 32)  # about 3% of the lists: recall@10 near 0.99 on text embeddings
-    scores, idx = index.search(np.ascontiguousarray(queries), min(k, n))
-    return scores, idx
+    `encode_document` keeps every embedding on the model's device in float32 until the call returns (about
+    30-45 GB for a 225k-item corpus; review N16), so it is called on ``chunk`` texts at a time with
+    `convert_to_numpy=True` (each batch moves to the CPU as it is encoded) and every chunk is cast to float16
+    at once: the device holds one batch, the host one chunk in float32 plus the float16 corpus (~14 GB at
+    225k x ~250 tokens x 128 dims). Half precision is safe for storage: the vectors are unit-norm (entries
+    <= 1, relative error ~5e-4) and scoring casts them back to float32."""
+    import torch
 
-
-def dense_topk(queries: np.ndarray, corpus: np.ndarray, k: int, device: str, faiss_above: int):
-    if corpus.shape[0] > faiss_above:
-        return faiss_topk(queries, corpus, k)
-    return exact_topk(queries, corpus, k, device)
+    out = []
+    for s in range(0, len(texts), chunk):
+        arrays = model.encode_document(list(texts[s:s + chunk]), batch_size=batch_size, convert_to_numpy=True)
+        out += [torch.from_numpy(a).to(torch.float16) for a in arrays]
+    return out
 
 
 # ---------------------------------------------------------------- the retrievers
@@ -268,7 +271,9 @@ class Searcher:
             raise DataError(f"unknown retriever {retriever!r}; one of {', '.join(RETRIEVERS)}")
         self.retriever, self.corpus, self.config = retriever, corpus, config
         self.seed = int(config["seed"])
-        self.device = resolve_device(config)
+        # only the model retrievers run a model: bm25 and random run anywhere, also on the CPU-only nodes their
+        # rules are scheduled to (gpu=0, rarft.launch), whatever `device` says (review N3)
+        self.device = "cpu" if retriever in MODEL_FREE_RETRIEVERS else resolve_device(config)
         self.encode_hit = None
         texts = [doc_text(c) for c in corpus]
         if retriever in ("offshelf", "finetuned"):
@@ -289,11 +294,9 @@ class Searcher:
             if retriever == "finetuned_colbert" and not Path(name).is_dir():
                 raise DataError(f"{name}: fine-tuned multi-vector retriever not found; run train-retriever first")
             self.model = load_colbert(name, self.device)
-            import torch
-
-            # one (tokens x dim) matrix per document, kept in half precision on the CPU (a 225k-item corpus at
-            # ~250 tokens x 128 dims is ~14 GB so); scoring moves one block at a time to the device
-            self.corpus_emb = [e.to("cpu", torch.float16) for e in self.model.encode_document(texts, batch_size=32)]
+            # one (tokens x dim) matrix per document, in half precision on the CPU, moved there batch by batch as
+            # it is encoded; scoring moves one block at a time to the device
+            self.corpus_emb = encode_documents_offloaded(self.model, texts)
         else:  # random: same problem_type where the type is known
             self.by_type: dict[str, list[int]] = {}
             for j, c in enumerate(corpus):
@@ -323,18 +326,43 @@ class Searcher:
             out_i.append(best_i.cpu().numpy())
         return np.concatenate(out_s), np.concatenate(out_i)
 
+    def _dense_queries(self, texts: list[str]) -> np.ndarray:
+        return self.model.encode(texts, normalize_embeddings=True, convert_to_numpy=True, batch_size=64,
+                                 prompt=query_prompt(self.config)).astype(np.float32)
+
+    def _bm25_scores(self, texts: list[str]) -> np.ndarray:
+        import bm25s
+
+        tokens = bm25s.tokenize(texts, return_ids=False, show_progress=False)
+        return np.stack([self.bm25.get_scores(t) if t else np.zeros(len(self.corpus)) for t in tokens])
+
+    def score_candidates(self, queries: Sequence[dict], candidates: Sequence[Sequence[int]]) -> list[np.ndarray]:
+        """Each query's score for each of its own candidates (corpus indices), as `search` would score them: the
+        same embeddings, query prompt and similarity. random scores every candidate 0 (a tie: the caller's
+        tie-break order is then a uniform random ranking). Used to rank each held-out query's labelled
+        candidates (rarft.evaluate_retrievers)."""
+        import torch
+
+        texts = [q["problem"] for q in queries]
+        if self.retriever in ("offshelf", "finetuned"):
+            q = self._dense_queries(texts)
+            return [self.corpus_emb[list(c)] @ q[r] for r, c in enumerate(candidates)]
+        if self.retriever == "bm25":
+            scores = self._bm25_scores(texts)
+            return [scores[r, list(c)] for r, c in enumerate(candidates)]
+        if self.retriever in ("colbert", "finetuned_colbert"):
+            q_all = self.model.encode_query(texts, batch_size=32)
+            return [self.model.similarity([q_all[r]], [self.corpus_emb[j].to(self.device, torch.float32) for j in c])
+                    .float().cpu().numpy()[0] for r, c in enumerate(candidates)]
+        return [np.zeros(len(c)) for c in candidates]
+
     def search(self, queries: Sequence[dict], k: int) -> tuple[np.ndarray, np.ndarray]:
         k = min(k, len(self.corpus))
         texts = [q["problem"] for q in queries]
         if self.retriever in ("offshelf", "finetuned"):
-            q = self.model.encode(texts, normalize_embeddings=True, convert_to_numpy=True, batch_size=64,
-                                  prompt=query_prompt(self.config)).astype(np.float32)
-            return dense_topk(q, self.corpus_emb, k, self.device, int(self.config["retriever"]["faiss_above"]))
+            return exact_topk(self._dense_queries(texts), self.corpus_emb, k, self.device)
         if self.retriever == "bm25":
-            import bm25s
-
-            tokens = bm25s.tokenize(texts, return_ids=False, show_progress=False)
-            scores = np.stack([self.bm25.get_scores(t) if t else np.zeros(len(self.corpus)) for t in tokens])
+            scores = self._bm25_scores(texts)
             idx = np.argsort(-scores, axis=1, kind="stable")[:, :k]
             return np.take_along_axis(scores, idx, 1), idx
         if self.retriever in ("colbert", "finetuned_colbert"):

@@ -4,9 +4,9 @@ The paper's stage 2: a sentence-transformers bi-encoder fine-tuned with contrast
 InfoNCE (`MultipleNegativesRankingLoss`, scale = 1 / temperature, in-batch negatives) on
 (query problem, positive corpus document) pairs, where a document is problem + trace
 (`rarft.retrieval.doc_text`). A seeded share of the labelled QUERIES is held out; a
-`RerankingEvaluator` scores, each epoch, how well the model ranks each held-out query's labelled candidates
-(MRR@10 of the ones labelled relevant among those labelled not), and the best epoch is kept
-(`load_best_model_at_end`). With `retriever.train.loss: listwise` the
+`RerankingEvaluator` scores, each epoch, how well the model ranks each held-out query's labelled candidates,
+and the epoch with the best recall@1 among them is kept (the paper's criterion; `load_best_model_at_end`,
+`HOLDOUT_METRIC`). With `retriever.train.loss: listwise` the
 graded scores (the `gain` labeler's P(correct|q,c) - P(correct|q)) are distilled listwise instead
 (`DistillKLDivLoss`: KL between the softmax of the labels and of the model's similarities).
 `rarft.evaluate_retrievers` compares the trained retrievers with the others on the held-out queries.
@@ -38,9 +38,11 @@ from rarft.config import ConfigError, add_config_argument, load_config, trainer_
 from rarft.io import DataError, atomic_path, write_json
 from rarft.retrieval import doc_text, load_items, query_prompt, resolve_device, resolve_model_path
 
-# The best-epoch criterion: MRR@10 of the held-out queries' relevant candidates among their labelled ones
-# (`holdout_samples`; the sentence-transformers evaluator named "holdout", as the trainer logs it).
-HOLDOUT_METRIC = "eval_holdout_mrr@10"
+# The best-epoch criterion (`holdout_evaluator`, named "holdout"; the trainer logs it with "eval_"): recall@1 of
+# the held-out queries among their labelled candidates, as the paper keeps its checkpoint, with ties broken by
+# MAP. recall@1 moves in steps of 1/n over n held-out queries, so on a small held-out set two epochs often tie;
+# MAP (the whole candidate ranking) then decides, instead of the trainer's silent "the earlier epoch wins".
+HOLDOUT_METRIC = "eval_holdout_recall@1_then_map"
 
 
 # ---------------------------------------------------------------- labels
@@ -68,15 +70,24 @@ def holdout_samples(labels: Sequence[dict], holdout_ids: Sequence[str], queries:
     Labels cover only each query's sampled candidates (labels.candidates_per_query), so the model is scored
     on ranking those. Over the whole corpus, unlabelled relevant items count as misses: recall@1 there was 0
     at every epoch on the world's gain labels, and the best-epoch choice had nothing to go by."""
-    held = set(holdout_ids)
     by_query: dict[str, dict[str, list[str]]] = {}
-    for r in labels:
-        if r["query_id"] in held and r["label"] is not None and r["context_id"] in corpus and r["query_id"] in queries:
-            side = "positive" if r["label"] else "negative"
-            by_query.setdefault(r["query_id"], {"positive": [], "negative": []})[side].append(
-                doc_text(corpus[r["context_id"]]))
+    for q, judged in labelled_candidates(labels, set(holdout_ids)).items():
+        for c, relevant in judged.items():
+            if c in corpus and q in queries:
+                side = "positive" if relevant else "negative"
+                by_query.setdefault(q, {"positive": [], "negative": []})[side].append(doc_text(corpus[c]))
     return [{"query": (query_prefix or "") + queries[q]["problem"], **docs} for q, docs in sorted(by_query.items())
             if docs["positive"] and docs["negative"]]
+
+
+def labelled_candidates(labels: Sequence[dict], query_ids: set[str]) -> dict[str, dict[str, bool]]:
+    """query id -> {context id: labelled relevant?} for the labelled (non-null) candidates of ``query_ids``: what
+    checkpoint selection (`holdout_samples`) and the retriever table (rarft.evaluate_retrievers) rank."""
+    out: dict[str, dict[str, bool]] = {}
+    for r in labels:
+        if r["query_id"] in query_ids and r["label"] is not None:
+            out.setdefault(r["query_id"], {})[r["context_id"]] = bool(r["label"])
+    return out
 
 
 def split_holdout(query_ids: Sequence[str], fraction: float, seed: int) -> tuple[list[str], list[str]]:
@@ -121,6 +132,37 @@ def training_lists(labels: Sequence[dict], train_ids: set[str], queries: dict[st
             cols[f"doc_{i}"].append(doc_text(corpus[c]))
         cols["label"].append([s for _, s in cands])
     return cols
+
+
+def holdout_evaluator(stack: dict, samples: list[dict]):
+    """The sentence-transformers reranking evaluator of ``stack``'s kind on the held-out samples, at k = 1.
+
+    sentence-transformers 6.2's RerankingEvaluator reports MAP, MRR@k and NDCG@k only, no accuracy@1 or
+    recall@1. At k = 1 its MRR@1 is exactly recall@1 among the labelled candidates (1 if the top-ranked one
+    is labelled relevant, else 0, averaged over the held-out queries that have a relevant and an irrelevant
+    candidate). This subclass adds it as `<name>_recall@1`, and the selection key `<name>_recall@1_then_map`
+    = recall@1 + MAP / (n + 1): MAP / (n + 1) < 1/n, the smallest step of recall@1 over n queries, so the key
+    orders epochs by recall@1 and only ties by MAP."""
+    base = stack["evaluator"]
+
+    class HoldoutEvaluator(base):
+        def __call__(self, model, *args, **kwargs) -> dict[str, float]:
+            metrics = super().__call__(model, *args, **kwargs)
+            recall, mean_ap = metrics[f"{self.name}_mrr@1"], metrics[f"{self.name}_map"]
+            metrics[f"{self.name}_recall@1"] = recall
+            metrics[f"{self.name}_recall@1_then_map"] = recall + mean_ap / (len(self.samples) + 1)
+            return metrics
+
+    return HoldoutEvaluator(samples, at_k=1, name="holdout", write_csv=False, batch_size=64)
+
+
+def loss_temperature(tc: dict, kind: str) -> float:
+    """The softmax temperature on the model's similarities: `retriever.train.temperature` for single vectors
+    (cosine in [-1, 1]), `retriever.train.multi_vector_temperature` for ColBERT's MaxSim sums (null = the
+    former; params.yaml says why they differ). The InfoNCE scale is its inverse; listwise, the student's."""
+    if kind == "multi_vector" and tc["multi_vector_temperature"] is not None:
+        return float(tc["multi_vector_temperature"])
+    return float(tc["temperature"])
 
 
 def _stack(kind: str) -> dict:
@@ -234,14 +276,17 @@ def checkpoint_dir(out_dir: Path) -> Path:
     return out_dir.with_name(f".{out_dir.name}.ckpt")
 
 
-def holdout_score(evaluator, model, key: str) -> float | None:
-    """The evaluator's ``key`` on the held-out queries, computed as the trainer does each epoch: under a
-    distributed launch every process encodes a share (sentence-transformers' distributed evaluation) and the
-    main process scores; None on the other processes. One process: a plain evaluator call."""
+def holdout_score(evaluator, model) -> dict | None:
+    """{recall@1, map} of the held-out queries among their labelled candidates, computed as the trainer does
+    each epoch: under a distributed launch every process encodes a share (sentence-transformers' distributed
+    evaluation) and the main process scores; None on the other processes. One process: a plain evaluator call."""
     from sentence_transformers.util.distributed import distributed_evaluation
 
     with distributed_evaluation(model) as scores_here:
-        return evaluator(model)[key] if scores_here else None
+        if not scores_here:
+            return None
+        metrics = evaluator(model)
+        return {"recall@1": float(metrics["holdout_recall@1"]), "map": float(metrics["holdout_map"])}
 
 
 def train_retriever(config: dict, labels: Sequence[dict], train: Sequence[dict], corpus: Sequence[dict],
@@ -268,7 +313,7 @@ def train_retriever(config: dict, labels: Sequence[dict], train: Sequence[dict],
     train_ids, holdout_ids = split_holdout(labelled, float(tc["holdout_fraction"]), seed)
     train_ids_set = set(train_ids)
     loss_name = tc["loss"]
-    temperature = float(tc["temperature"])
+    temperature = loss_temperature(tc, kind)
     if loss_name == "listwise":
         data = training_lists(labels, train_ids_set, queries, corpus_by_id, seed)
     else:
@@ -288,16 +333,13 @@ def train_retriever(config: dict, labels: Sequence[dict], train: Sequence[dict],
     # otherwise load a bf16 checkpoint in bf16 and round small updates away (review B2)
     model = stack["model"](resolve_model_path(base), device=load_on, model_kwargs={"dtype": torch.float32})
     loss = make_loss(stack, model, tc, loss_name, temperature)
-    if kind == "multi_vector" and loss_name != "listwise" and tc["multi_vector_temperature"] is not None:
-        loss.scale = 1.0 / float(tc["multi_vector_temperature"])
     # single-vector queries carry the instruction prompt (Qwen3-Embedding); ColBERT models bring their own
     # query/document prefixes in their saved `prompts`, which its encode_query/encode_document apply
     qp = query_prompt(config) if kind == "single_vector" else None
 
     held = holdout_samples(labels, holdout_ids, queries, corpus_by_id, qp)
-    evaluator = stack["evaluator"](held, at_k=10, name="holdout", write_csv=False, batch_size=64) if held else None
+    evaluator = holdout_evaluator(stack, held) if held else None
     metric = HOLDOUT_METRIC
-    key = metric.removeprefix("eval_")
     out_dir = Path(out_dir)
     ckpt = checkpoint_dir(out_dir)
     main = state.is_main_process
@@ -310,9 +352,9 @@ def train_retriever(config: dict, labels: Sequence[dict], train: Sequence[dict],
         args = training_args(stack["args"], config, str(ckpt), device, qp, bool(held), metric)
         trainer = stack["trainer"](model=model, args=args, train_dataset=Dataset.from_dict(data),
                                    loss=loss, evaluator=evaluator)
-        before = holdout_score(evaluator, model, key) if held else None
+        before = holdout_score(evaluator, model) if held else None
         trainer.train()  # ends with every process on the best epoch (load_best_model_at_end)
-        after = holdout_score(evaluator, model, key) if held else None
+        after = holdout_score(evaluator, model) if held else None
         processes = trainer.accelerator.num_processes
         trainer.accelerator.wait_for_everyone()
         if not main:
@@ -322,8 +364,9 @@ def train_retriever(config: dict, labels: Sequence[dict], train: Sequence[dict],
             model.save(str(tmp))
             write_json(tmp / "holdout.json", {"query_ids": holdout_ids, "train_query_ids": train_ids,
                                               "seed": seed, "labels": str(labels_path)})
-            summary = {"kind": kind, "base_model": base, "loss": loss_name, "temperature": 1.0 / loss.scale
-                       if hasattr(loss, "scale") else temperature, "rows": n_rows,
+            summary = {"kind": kind, "base_model": base, "loss": loss_name,
+                       # what the loss object holds (InfoNCE: 1 / its scale), not only what was asked
+                       "temperature": 1.0 / loss.scale if hasattr(loss, "scale") else temperature, "rows": n_rows,
                        "mini_batch_size": tc["mini_batch_size"], "query_prompt": qp,
                        "processes": processes, "batch_size": int(tc["batch_size"]),
                        "per_device_batch_size": args.per_device_train_batch_size,
@@ -331,15 +374,20 @@ def train_retriever(config: dict, labels: Sequence[dict], train: Sequence[dict],
                        "steps": trainer.state.global_step,
                        "train_queries": len(train_ids), "holdout_queries": len(holdout_ids),
                        "holdout_queries_ranked": len(held),
-                       "holdout_metric": "MRR@10 of the relevant among the labelled candidates",
-                       "holdout_mrr_before": before, "holdout_mrr_best": after,
-                       "per_epoch": [{"epoch": h["epoch"], "mrr@10": h[metric]} for h in history],
+                       "holdout_metric": "recall@1 among the labelled candidates (ties: MAP)",
+                       "holdout_before": before, "holdout_best": after,
+                       "per_epoch": [{"epoch": h["epoch"], "recall@1": h["eval_holdout_recall@1"],
+                                      "map": h["eval_holdout_map"]} for h in history],
                        "device": device, "train_seconds": round(time.time() - t0, 1)}
             write_json(tmp / "training_summary.json", summary)
         return summary
     finally:
         if main:
             shutil.rmtree(ckpt, ignore_errors=True)
+
+
+def _recall(score: dict | None) -> str:
+    return "n/a" if score is None else f"{score['recall@1']:.3f}"
 
 
 def cli(argv: list[str]) -> int:
@@ -361,8 +409,8 @@ def cli(argv: list[str]) -> int:
         print(f"train-retriever[{args.kind}]: {summary['rows']} {summary['loss']} rows from "
               f"{summary['train_queries']} queries, {summary['processes']} process(es) x "
               f"{summary['per_device_batch_size']} per batch, "
-              f"held-out MRR@10 among labelled candidates {summary['holdout_mrr_before']} -> "
-              f"{summary['holdout_mrr_best']} ({summary['holdout_queries_ranked']} queries), "
+              f"held-out recall@1 among labelled candidates {_recall(summary['holdout_before'])} -> "
+              f"{_recall(summary['holdout_best'])} ({summary['holdout_queries_ranked']} queries), "
               f"{summary['train_seconds']}s -> {args.out}")
     return 0
 
