@@ -130,3 +130,19 @@ def test_corpus_tells_each_strategy_in_stories_no_query_uses_for_it():
     corpus_cells = {(c["strategy"], c["story"]) for c in world["corpus"]}
     for split in ("train", "easy", "hard"):
         assert not corpus_cells & {(it["strategy"], it["story"]) for it in world[split]}, split
+
+
+def test_same_name_references_show_the_questions_strategy_at_the_configured_rate():
+    """The warm-up's planted trust: a same-name reference is right only at `same_name_reference_right`; when
+    wrong it still carries the question's name but shows another strategy of the same type."""
+    for rate in (0.4, 0.8):
+        warm = make_warmup(seed=5, n=3000, same_name_reference_right=rate)
+        with_ref = [it for it in warm if it["named_rule"] and it["contexts"]]
+        right = [it for it in with_ref if it["contexts"][0]["strategy"] == it["strategy"]]
+        share = len(right) / len(with_ref)
+        se = (rate * (1 - rate) / len(with_ref)) ** 0.5
+        assert abs(share - rate) < 4 * se, (rate, share)
+        for it in with_ref:
+            (ref,) = it["contexts"]
+            assert ref["problem_type"] == it["problem_type"]
+            assert TRACE_RULE_RE.search(ref["trace"]).group(1) == RULE_RE.search(it["problem"]).group(1)
