@@ -421,6 +421,32 @@ def test_recall_among_labelled_candidates_when_the_whole_corpus_scores_zero():
     assert min(seeds) < 1.0
 
 
+def test_table3_shows_the_candidates_recall_and_the_whole_corpus_one_apart(tmp_path):
+    """retrievers.csv as evaluate-retrievers writes it -> Table 3: its recall@1 column is the among-candidates
+    figure, the whole-corpus one a column of its own, labelled as such."""
+    from rarft import tables
+    from rarft.evaluate_retrievers import evaluate_retrievers, write_tables
+
+    queries = [_item("q1", "apples oranges bananas")]
+    corpus = [_item("u1", "apples oranges bananas grapes"), _item("p1", "apples and pears"),
+              _item("n1", "stones and rocks")]
+    labels = [{"query_id": "q1", "context_id": c, "label": int(c == "p1")} for c in ("p1", "n1")]
+    config = with_params({"seed": 0, "device": "cpu", "retriever": {"top_k": 1, "compare": ["bm25", "random"]}})
+    rows = evaluate_retrievers(config, queries, corpus, {"gain-labels": positives(labels, {"q1"})},
+                               {"gain-labels": labelled_candidates(labels, {"q1"})}, {})
+    write_tables(rows, tmp_path, "note")
+    csv = tmp_path / "retrievers.csv"
+    recall, against = tables.read_recall_at_1(csv, prefer=("oracle-strategy", "gain-labels"))
+    corpus_recall, _ = tables.read_recall_at_1(csv, prefer=(against,), column="corpus_recall@1")
+    assert against == "gain-labels" and recall["bm25"] == 100.0 and corpus_recall["bm25"] == 0.0
+    spec = next(t for t in tables.table_specs(config, False) if t.name == "table3")
+    md = tables.to_markdown(tables.build_table(spec, {}, ["b"], 0, 10, 0.95, recall, corpus_recall), spec, ["b"])
+    header = next(line for line in md.splitlines() if line.startswith("| block"))
+    assert "| recall@1 | recall@1 (whole corpus) |" in header
+    random_row = next(line for line in md.splitlines() if "random same-type trace" in line)
+    assert f"| {recall['random']:.1f} | {corpus_recall['random']:.1f} |" in random_row
+
+
 def test_table_recall_equals_the_checkpoint_evaluators_recall(world_small):
     """One protocol: evaluate-retrievers' recall@1 among the labelled candidates of the held-out queries is what
     sentence-transformers' RerankingEvaluator (the checkpoint-selection criterion) reports on the same model and

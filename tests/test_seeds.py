@@ -20,8 +20,12 @@ from rarft.io import DataError, write_json
 ROOT = Path(__file__).resolve().parents[1]
 # the RA arms' retriever and the recall ground truths, best first (params.yaml's, as the CLI passes them)
 HEADLINE = ("finetuned", ("oracle-strategy", "gain-labels"))
+# evaluate-retrievers' columns: among the labelled candidates, then over the whole corpus (corpus_*), then vs_base
 RETRIEVER_COLS = ["retriever", "against", "n_queries", "recall@1", "recall@1_low", "recall@1_high", "recall@4", "mrr",
+                  "chance@1", "corpus_n_queries", "corpus_recall@1", "corpus_recall@4", "corpus_mrr",
                   "vs_base", "vs_base_low", "vs_base_high"]
+# the columns the fakes below fill (the rest stay empty: seed-spread reads recall@1)
+FAKE_COLS = [c for c in RETRIEVER_COLS if c != "chance@1" and not c.startswith("corpus_")]
 LABELER_COLS = ["section", "labeler", "other", "metric", "value"]
 
 # Per seed: base, grpo, rarft (average@k %, mean over benchmarks), finetuned / offshelf recall@1, kappa.
@@ -48,7 +52,8 @@ def make_results(root: Path, v: dict, *, rarft: bool = True, labelers: bool = Tr
                   ["finetuned", "gain-labels", 38, 0.5, 0.3, 0.7, 0.5, 0.5, 0.0, -0.2, 0.2],
                   ["finetuned", "oracle-strategy", 48, v["fine"], 0.5, 1.0, 0.9, 0.9, v["fine"] - v["off"], 0.3, 0.9],
                   ["random", "oracle-strategy", 48, 0.375, 0.2, 0.5, 0.79, 0.59, nan, nan, nan]],
-                 columns=RETRIEVER_COLS).to_csv(root / "reports" / "retrievers.csv", index=False)
+                 columns=FAKE_COLS).reindex(columns=RETRIEVER_COLS).to_csv(root / "reports" / "retrievers.csv",
+                                                                          index=False)
     if v["probe"]:  # init-policy's report, as rarft.policy.probe_benchmarks writes it
         write_json(root / "reports" / "policy_probe.json",
                    {"temperature": 1.0, "benchmarks": {f"b{i}": {"n": n, "none": 0.3, "same_strategy": acc}

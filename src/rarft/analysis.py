@@ -106,17 +106,20 @@ def analyze(config: dict, runs: str | Path, data: str | Path, reports: str | Pat
     steps.update()
 
     # Tables 1-5
-    # The world's oracle (same hidden strategy) is its gold relevance over the whole corpus; the trained-on
-    # labels exist only for a query's few sampled candidates, so their whole-corpus recall@1 is near 0 for
-    # every retriever. At paper scale there is no oracle and the held-out judge labels are used.
+    # Table 3's recall@1 ranks each held-out query's labelled candidates (rarft.evaluate_retrievers); the
+    # whole-corpus recall@1 is its own column, meaningful against the world's oracle (same hidden strategy, gold
+    # over the whole corpus) and near 0 against sampled labels. At paper scale there is no oracle and the
+    # held-out judge labels are used.
     recall, against = tables.read_recall_at_1(reports / "retrievers.csv",
                                               prefer=("oracle-strategy", f"{config['labels']['train_on']}-labels"))
+    corpus_recall, _ = tables.read_recall_at_1(reports / "retrievers.csv", prefer=(against,) if against else (),
+                                               column="corpus_recall@1")
     if not recall:
         notes.append(f"{reports / 'retrievers.csv'} absent: Table 3 has no recall@1 values.")
     for spec in tables.table_specs(config, paper_scale):
         if spec.name == "table3" and against:
             spec.title = spec.title.replace("held-out labels", f"held-out {against.removesuffix('-labels')} labels")
-        df = tables.build_table(spec, summaries, benches, seed, resamples, level, recall)
+        df = tables.build_table(spec, summaries, benches, seed, resamples, level, recall, corpus_recall)
         for r in df[(df["status"] == "ok") & (df["benchmark"] == "mean")].to_dict("records"):
             metrics[f"avg_at_k.{r['policy']}.{r['setting']}.mean"] = round(r["score"], 4)
         stem = tdir / spec.name

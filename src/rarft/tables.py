@@ -162,7 +162,8 @@ def table_specs(config: dict, paper_scale: bool) -> list[TableSpec]:
                   "Retrieval helps RL more than SFT; RL beats SFT.",
                   [Block(ours, [Row("SFT", "sft", "none"), Row("RA-SFT", "rasft", ra),
                                   Row("GRPO", "grpo", "none"), Row("RA-RFT", "rarft", ra)]), *quoted("table2")]),
-        TableSpec("table3", "Table 3: retriever used by RA-RFT (average@k, %; recall@1 on held-out labels)",
+        TableSpec("table3", "Table 3: retriever used by RA-RFT (average@k, %; recall@1 on held-out labels: among "
+                  "each query's labelled candidates, and over the whole corpus)",
                   "A retriever that ranks by usefulness (higher recall@1) gives a better RA-RFT policy.",
                   [Block(ours, retriever_rows), *quoted("table3")], extra_columns=["recall@1"]),
         TableSpec("table4", "Table 4: retrieval only at inference (average@k, %)",
@@ -189,13 +190,16 @@ def comparison_pairs(config: dict) -> list[tuple[str, tuple[str, str], tuple[str
             ("GRPO + top-1 at inference - GRPO", ("grpo", ra), ("grpo", "none"))]
 
 
-def read_recall_at_1(path: str | Path, prefer: tuple[str, ...] = ()) -> tuple[dict[str, float], str | None]:
+def read_recall_at_1(path: str | Path, prefer: tuple[str, ...] = (),
+                     column: str | None = None) -> tuple[dict[str, float], str | None]:
     """({retriever: recall@1 in %}, the label set it is measured against) from retrievers.csv.
 
     Expected (evaluate-retrievers' file): a retriever-name column (`retriever` or `name`), a recall@1
     column (`recall@1`, `recall_at_1`, `r@1` or `recall1`, any case) and optionally `against` (the label
     set; one row per retriever and label set). The first label set of `prefer` present is used, else
     the first in the file. Values <= 1 are fractions and shown as percent. ({}, None) when absent.
+    ``column``: read that column instead (e.g. `corpus_recall@1`, the whole-corpus figure); ({}, None) when the
+    file lacks it.
     """
     path = Path(path)
     if not path.exists():
@@ -204,6 +208,10 @@ def read_recall_at_1(path: str | Path, prefer: tuple[str, ...] = ()) -> tuple[di
     cols = {c.lower().strip(): c for c in df.columns}
     name_col = next((cols[c] for c in ("retriever", "name") if c in cols), None)
     rec_col = next((cols[c] for c in ("recall@1", "recall_at_1", "r@1", "recall1") if c in cols), None)
+    if column is not None:
+        if column.lower() not in cols:
+            return {}, None
+        rec_col = cols[column.lower()]
     if name_col is None or rec_col is None:
         raise DataError(f"{path}: expected columns 'retriever' and 'recall@1'; found {list(df.columns)}")
     against = None
@@ -217,7 +225,8 @@ def read_recall_at_1(path: str | Path, prefer: tuple[str, ...] = ()) -> tuple[di
 
 
 def build_table(spec: TableSpec, summaries: dict, benches: list[str], seed: int, resamples: int,
-                level: float, recall: dict[str, float] | None = None) -> pd.DataFrame:
+                level: float, recall: dict[str, float] | None = None,
+                corpus_recall: dict[str, float] | None = None) -> pd.DataFrame:
     """The table in long form: one line per (row, column), best per block and column marked."""
     lines = []
     for block in spec.blocks:
@@ -227,6 +236,8 @@ def build_table(spec: TableSpec, summaries: dict, benches: list[str], seed: int,
             if "recall@1" in spec.extra_columns:
                 r = (recall or {}).get(row.extra.get("retriever", ""))
                 base["recall_at_1"] = r
+                if corpus_recall:  # the whole-corpus recall@1, its own column
+                    base["corpus_recall_at_1"] = corpus_recall.get(row.extra.get("retriever", ""))
             if row.quoted is not None:
                 for b in [*benches, "mean"]:
                     v = row.quoted.get(b)
@@ -290,8 +301,9 @@ def _cell(line: dict, latex: bool = False) -> str:
 
 
 def _grid(df: pd.DataFrame, benches: list[str], latex: bool) -> tuple[list[str], list[tuple[str, list[list[str]]]]]:
-    has_recall = "recall_at_1" in df.columns
-    header = ["method", *(["recall@1"] if has_recall else []), *benches, "mean"]
+    recall_cols = [c for c in ("recall_at_1", "corpus_recall_at_1") if c in df.columns]
+    names = {"recall_at_1": "recall@1", "corpus_recall_at_1": "recall@1 (whole corpus)"}
+    header = ["method", *(names[c] for c in recall_cols), *benches, "mean"]
     blocks = []
     for block, bdf in df.groupby("block", sort=False):
         rows = []
@@ -299,8 +311,8 @@ def _grid(df: pd.DataFrame, benches: list[str], latex: bool) -> tuple[list[str],
             by_bench = {r["benchmark"]: r for r in rdf.to_dict("records")}
             first = rdf.iloc[0]
             cells = [label]
-            if has_recall:
-                r = first.get("recall_at_1")
+            for c in recall_cols:
+                r = first.get(c)
                 cells.append("–" if r is None or (isinstance(r, float) and math.isnan(r)) else f"{r:.1f}")
             cells += [_cell(by_bench.get(b, {}), latex) for b in [*benches, "mean"]]
             rows.append(cells)
