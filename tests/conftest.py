@@ -131,3 +131,67 @@ def transformers_serve(model: str, env: dict, timeout_s: float = 300):
             server.wait(20)
         except subprocess.TimeoutExpired:
             server.kill()
+
+
+class FakeChatServer:
+    """A local OpenAI-compatible chat-completions endpoint (127.0.0.1, a thread) whose reply to each request
+    is ``reply(body) -> (status, payload, headers, delay_s)``: payload a dict (JSON) or a str (error text).
+    Records every request's time and body and the most requests it held at once."""
+
+    def __init__(self, reply):
+        import json
+        import threading
+        import time
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+        self.reply, self.requests, self.in_flight, self.max_in_flight = reply, [], 0, 0
+        self.lock = threading.Lock()
+        server = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self):
+                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+                with server.lock:
+                    server.requests.append((time.monotonic(), body))
+                    server.in_flight += 1
+                    server.max_in_flight = max(server.max_in_flight, server.in_flight)
+                try:
+                    status, payload, headers, delay = server.reply(body)
+                    time.sleep(delay)
+                finally:
+                    with server.lock:
+                        server.in_flight -= 1
+                data = (json.dumps(payload) if isinstance(payload, dict) else payload).encode()
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                for k, v in headers.items():
+                    self.send_header(k, v)
+                self.end_headers()
+                self.wfile.write(data)
+
+            def log_message(self, *args):
+                pass
+
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.httpd.daemon_threads = True
+        self.url = f"http://127.0.0.1:{self.httpd.server_port}/v1"
+        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+
+    def close(self):
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+@pytest.fixture()
+def fake_chat_server():
+    """``fake_chat_server(reply)`` -> a started `FakeChatServer`; all are stopped after the test."""
+    started = []
+
+    def start(reply):
+        started.append(FakeChatServer(reply))
+        return started[-1]
+
+    yield start
+    for server in started:
+        server.close()

@@ -12,7 +12,15 @@ import time
 import pytest
 from conftest import free_port, transformers_serve, with_params
 
-from rarft.generation import OpenAIBackend, Sampling, TransformersBackend, batch_plan, chat_text, make_backend
+from rarft.generation import (
+    OpenAIBackend,
+    PromptRejected,
+    Sampling,
+    TransformersBackend,
+    batch_plan,
+    chat_text,
+    make_backend,
+)
 from rarft.prompts import build_prompt
 
 # attn_implementation null: transformers' default kernel, as these contracts were written against
@@ -153,7 +161,7 @@ def test_http_client_contract_against_transformers_serve(served_tiny, tiny_polic
 def test_http_client_retries_then_fails_clearly():
     port = free_port()  # nothing listens there
     backend = OpenAIBackend("m", f"http://127.0.0.1:{port}/v1", api_key_env=None, max_retries=2, timeout_s=30.0,
-                            concurrency=8, backoff_s=0.01)
+                            concurrency=8, backoff_max_s=300.0, backoff_s=0.01)
     t = time.monotonic()
     with pytest.raises(RuntimeError, match="gave up after 3 attempts"):
         backend.generate([[{"role": "user", "content": "hi"}]], Sampling(n=1, max_new_tokens=4))
@@ -169,3 +177,86 @@ def test_flash_attention_on_cpu_is_a_config_error():
         attn_implementation(cpu)
     assert attn_implementation({"device": "cpu", "generation": {"attn_implementation": "eager"}}) == "eager"
     assert attn_implementation({"device": "cpu", "generation": {"attn_implementation": None}}) is None
+
+
+# ---- the HTTP client's pool, rate limits and rejected prompts (review N6 / C4 / N11), against a local server ----
+
+def _ok(text):
+    return 200, {"choices": [{"message": {"content": text}}]}, {}, 0.0
+
+
+def _http(url, concurrency=4, max_retries=3):
+    return OpenAIBackend("m", url, api_key_env=None, max_retries=max_retries, timeout_s=30.0,
+                         concurrency=concurrency, backoff_max_s=300.0, backoff_s=0.01)
+
+
+def test_http_keeps_concurrency_in_flight_over_all_prompts_not_chunks(fake_chat_server):
+    # one slow prompt must not hold up the rest: a chunk of 16 used to wait for its slowest reply
+    server = fake_chat_server(lambda body: (*_ok(body["messages"][-1]["content"])[:3],
+                                            2.0 if body["messages"][-1]["content"] == "p0" else 0.1))
+    backend = _http(server.url, concurrency=6)
+    prompts = [[{"role": "user", "content": f"p{i}"}] for i in range(40)]
+    order = [i for i, _ in backend.stream(prompts, Sampling(n=1, max_new_tokens=4))]
+    assert sorted(order) == list(range(40)) and order[-1] == 0  # the slow one arrives last, the others go on
+    assert server.max_in_flight == 6  # the pool is kept full, never more
+    assert backend.generate(prompts[:3], Sampling(n=1, max_new_tokens=4)) == [["p0"], ["p1"], ["p2"]]
+
+
+def test_http_honours_retry_after_on_429_then_succeeds(fake_chat_server):
+    seen = []
+
+    def reply(body):
+        seen.append(body["messages"][-1]["content"])
+        if len(seen) <= 2:  # a rate limit asking for 1 s, twice
+            return 429, "rate limit", {"Retry-After": "1"}, 0.0
+        return _ok("fine")
+
+    server = fake_chat_server(reply)
+    t = time.monotonic()
+    out = _http(server.url, concurrency=1).generate([[{"role": "user", "content": "x"}]], Sampling(n=1))
+    assert out == [["fine"]] and len(seen) == 3
+    gaps = [b - a for (a, _), (b, _) in zip(server.requests, server.requests[1:])]
+    assert all(g >= 0.95 for g in gaps)  # the server's 1 s, not the client's 0.01 s backoff
+    assert time.monotonic() - t < 10
+
+
+def test_retry_waits_are_capped_and_read_both_header_forms():
+    from email.utils import formatdate
+
+    from rarft.generation import retry_after_s
+
+    assert retry_after_s("120") == 120.0 and retry_after_s(None) is None and retry_after_s("soon") is None
+    assert 58 <= retry_after_s(formatdate(time.time() + 60, usegmt=True)) <= 60
+    backend = _http("http://127.0.0.1:9/v1")
+    backend.backoff_max_s = 0.05
+    slept = []
+    import rarft.generation as generation
+
+    real_sleep = generation.time.sleep
+    generation.time.sleep = lambda s: slept.append(s)
+    try:
+        with pytest.raises(RuntimeError, match="gave up after 4 attempts"):
+            backend._post({})
+    finally:
+        generation.time.sleep = real_sleep
+    assert slept == [0.01, 0.02, 0.04]  # doubling from backoff_s, capped at backoff_max_s (0.05)
+
+
+def test_a_prompt_too_long_for_the_server_is_a_per_item_failure(fake_chat_server):
+    # vLLM's answer to a prompt that cannot fit --max-model-len
+    too_long = (400, {"object": "error", "message": "This model's maximum context length is 16384 tokens. However, "
+                      "you requested 17000 tokens.", "type": "BadRequestError", "code": 400}, {}, 0.0)
+    server = fake_chat_server(lambda body: too_long if "long" in body["messages"][-1]["content"]
+                              else _ok(body["messages"][-1]["content"]))
+    backend = _http(server.url)
+    prompts = [[{"role": "user", "content": c}] for c in ("a", "long", "b")]
+    got = dict(backend.stream(prompts, Sampling(n=1)))
+    assert got[0] == ["a"] and got[2] == ["b"] and isinstance(got[1], PromptRejected)
+    assert "maximum context length" in str(got[1])
+    with pytest.raises(PromptRejected):  # generate() (evaluation) has no per-item result to give: it raises
+        backend.generate(prompts, Sampling(n=1))
+    # any other 400 is a configuration error: the stage stops at once, nothing retried
+    other = fake_chat_server(lambda body: (400, "unknown parameter: foo", {}, 0.0))
+    with pytest.raises(RuntimeError, match="HTTP 400"):
+        list(_http(other.url, concurrency=1).stream(prompts, Sampling(n=1)))
+    assert len(other.requests) == 1

@@ -9,8 +9,9 @@ import pytest
 
 from rarft.candidates import sample_candidates
 from rarft.config import load_config
+from rarft.generation import chunk_size_for
 from rarft.io import DataError, read_jsonl, write_jsonl
-from rarft.labels import JUDGE_CHUNK, gain_estimate, label_relevance, parse_verdict
+from rarft.labels import gain_estimate, judge_prompt, label_relevance, parse_verdict, prompt_seed
 from rarft.labels_compare import compare_labelers
 
 
@@ -126,16 +127,18 @@ def test_judge_resumes_after_quota_error_paying_only_for_missing_pairs(world_sma
     train, corpus = world_small["train"][:12], world_small["corpus"]
     cands = sample_candidates(train, corpus, 6, 0, stratify_by_strategy=True)
     n_pairs = sum(len(r["candidates"]) for r in cands)
+    chunk = chunk_size_for(config["generation"]["http_concurrency"])  # a backend without `stream`
+    assert n_pairs > 2 * chunk
     cache = tmp_path / "judge.cache.jsonl"
     with pytest.raises(RuntimeError, match="quota"):
         label_relevance("judge", train, corpus, cands, config, backend=ScriptedJudge(fail_after_calls=2),
                         cache_path=cache, progress=False)
-    assert len(read_jsonl(cache)) == 2 * JUDGE_CHUNK
+    assert len(read_jsonl(cache)) == 2 * chunk
     with open(cache, "a") as f:
         f.write('{"key": "half a li')  # killed mid-write
     judge = ScriptedJudge()
     rows = label_relevance("judge", train, corpus, cands, config, backend=judge, cache_path=cache, progress=False)
-    assert judge.prompts == n_pairs - 2 * JUDGE_CHUNK
+    assert judge.prompts == n_pairs - 2 * chunk
     fresh = label_relevance("judge", train, corpus, cands, config, backend=ScriptedJudge(),
                             cache_path=tmp_path / "fresh.jsonl", progress=False)
     assert rows == fresh
@@ -166,12 +169,14 @@ class KnownCompletions:
     candidate A in the prompt 4 in 4, with candidate B 1 in 4. Records every generate call."""
 
     def __init__(self, fail_after_calls=None):
-        self.calls, self.fail_after = [], fail_after_calls
+        self.calls, self.fail_after, self.seeds = [], fail_after_calls, []
 
     def generate(self, prompts, sampling):
         if self.fail_after is not None and len(self.calls) >= self.fail_after:
             raise RuntimeError("killed")
         self.calls.append(len(prompts))
+        assert sampling.seeds is not None and len(sampling.seeds) == len(prompts)
+        self.seeds += [(msgs[-1]["content"], seed) for msgs, seed in zip(prompts, sampling.seeds)]
         out = []
         for msgs in prompts:
             text = msgs[-1]["content"]
@@ -211,6 +216,11 @@ def test_gain_labels_known_completions_batched_and_resumable(tmp_path, monkeypat
     rows = label_relevance("gain", queries, corpus, cands, config, backend=backend, policy_dir="tiny-model-id",
                            cache_path=cache, progress=False)
     assert backend.calls == [6, 3]  # 3 remaining queries; all candidates of a query in one call
+    # review D8: every prompt of a call has its own seed (vLLM would otherwise reuse one stream for all),
+    # derived from (query, candidate) alone, so it does not depend on which call the prompt falls in
+    seeds = [seed for _, seed in backend.seeds]
+    assert len(set(seeds)) == len(seeds) == 9
+    assert seeds[:3] == [prompt_seed("q2", None), prompt_seed("q2", "A"), prompt_seed("q2", "B")]
     assert len(rows) == 10
     for r in rows:
         if r["context_id"] == "A":
@@ -252,6 +262,26 @@ class TableEncoder:
     def encode(self, texts, normalize_embeddings=True, convert_to_numpy=True):
         return np.array([[math.cos(self.angles[t.split()[0]]), math.sin(self.angles[t.split()[0]])]
                          for t in texts])
+
+
+@pytest.mark.parametrize("a,b", [([1, 1, 1, 1], [0, 0, 0, 0]),       # both constant, disagreeing (review D3)
+                                 ([1, 1, 1, 1], [1, 1, 1, 1]),       # both constant, agreeing: undefined
+                                 ([1, 1, 1, 1], [1, 0, 1, 0]),       # one constant
+                                 ([1, 0, 1, 0], [1, 0, 0, 0])])
+def test_compare_labelers_kappa_is_sklearns(a, b):
+    import warnings
+
+    from sklearn.metrics import cohen_kappa_score
+
+    rows = {name: [{"query_id": "q", "context_id": f"c{i}", "label": v, "score": None, "stderr": None}
+                   for i, v in enumerate(labels)] for name, labels in (("judge", a), ("oracle", b))}
+    metrics, _ = compare_labelers(rows, {}, {})
+    kappa = metrics.query("metric == 'cohen_kappa'")["value"].item()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        expected = cohen_kappa_score(a, b)
+    assert kappa == pytest.approx(expected, nan_ok=True)
+    assert (kappa == 0.0) if a == [1, 1, 1, 1] and b == [0, 0, 0, 0] else True
 
 
 def test_compare_labelers_agreement_auc_and_similarity():
@@ -309,3 +339,48 @@ def test_cli_chain_on_world(world_small, tmp_path):
                         "--corpus", str(corpus), "--out-dir", str(out)]) == 0
     assert "Agreement" in (out / "labelers.md").read_text()
     assert len((out / "similarity_vs_gain.csv").read_text().splitlines()) == 1 + len(gain)
+
+
+def test_judge_over_http_caches_each_reply_as_it_arrives_and_counts_a_rejected_pair(world_small, tmp_path,
+                                                                                  fake_chat_server):
+    """Reviews N6 / N11 against a local OpenAI-compatible server: http_concurrency requests in flight over all
+    pairs, every reply cached when it arrives (a crash loses only those in flight), a pair too long for the
+    judge's window left unlabelled and counted, and the rerun asks only for what is missing."""
+    train, corpus = world_small["train"][:6], world_small["corpus"]
+    cands = sample_candidates(train, corpus, 4, 0, stratify_by_strategy=True)
+    by_id = {c["id"]: c for c in corpus}
+    too_long = by_id[cands[0]["candidates"][0]]["problem"]
+    failing = by_id[cands[1]["candidates"][0]]["problem"]
+    broken = {"on": True}
+
+    def reply(body):
+        user = body["messages"][-1]["content"]
+        if too_long in user:
+            return 400, {"message": "This model's maximum context length is 128000 tokens."}, {}, 0.0
+        if failing in user and broken["on"]:
+            return 500, "internal error", {}, 2.0  # slow to fail: the other pairs' replies arrive first
+        return 200, {"choices": [{"message": {"content": "Justification: same idea.\nVerdict: yes"}}]}, {}, 0.01
+
+    server = fake_chat_server(reply)
+    cfg = tmp_path / "judge.yaml"
+    cfg.write_text(f"labels:\n  judge:\n    base_url: {server.url}\n    http_concurrency: 3\n"
+                   "generation:\n  max_retries: 0\n")
+    config = load_config(["params.yaml", str(cfg)])
+    n_pairs = sum(len(r["candidates"]) for r in cands)
+    queries = {q["id"]: q for q in train}
+    prompts = [judge_prompt(queries[r["query_id"]], by_id[c])[-1]["content"] for r in cands for c in r["candidates"]]
+    n_rejected = sum(too_long in p for p in prompts)
+    n_failing = sum(failing in p and too_long not in p for p in prompts)
+    cache = tmp_path / "judge.cache.jsonl"
+    with pytest.raises(RuntimeError, match="HTTP 500"):
+        label_relevance("judge", train, corpus, cands, config, cache_path=cache, progress=False)
+    assert server.max_in_flight == 3
+    assert len(read_jsonl(cache)) == n_pairs - n_rejected - n_failing  # every reply that came back
+    broken["on"] = False
+    before = len(server.requests)
+    rows = label_relevance("judge", train, corpus, cands, config, cache_path=cache, progress=False)
+    assert len(server.requests) - before == n_rejected + n_failing  # only what is missing is asked again
+    unlabelled = [r for r in rows if r["label"] is None]
+    assert len(unlabelled) == n_rejected >= 1 and all("maximum context length" in r["error"] for r in unlabelled)
+    assert cands[0]["candidates"][0] in {r["context_id"] for r in unlabelled}
+    assert sum(r["label"] == 1 for r in rows) == n_pairs - n_rejected

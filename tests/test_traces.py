@@ -188,3 +188,33 @@ def test_the_paper_teacher_is_asked_not_to_think(tmp_path):
         server.shutdown()
     assert len(bodies) == 5 and report["n_kept"] == 5
     assert all(b["chat_template_kwargs"] == {"enable_thinking": False} for b in bodies)
+
+
+def test_a_teacher_prompt_too_long_for_the_server_is_dropped_and_counted(tmp_path, fake_chat_server):
+    """Review N11: vLLM answers HTTP 400 for a prompt that cannot fit --max-model-len; that item is a counted
+    failure (dropped at paper scale, its original kept under keep_original_if_invalid), not the end of the job."""
+    items = _real_items(40)[:6]
+    items[2]["solution"] = "very long " * 50
+
+    def reply(body):
+        user = body["messages"][-1]["content"]
+        if "very long" in user:
+            return 400, {"message": "This model's maximum context length is 16384 tokens. However, you requested "
+                                    "17408 tokens (16384 in the messages, 1024 in the completion)."}, {}, 0.0
+        answer = user.split("which is ", 1)[1].split(".\n", 1)[0]
+        return 200, {"choices": [{"message": {"content": "Step 1 (Idea): double.\n"
+                                              f"Therefore, the final answer is: $\\boxed{{{answer}}}$"}}]}, {}, 0.0
+
+    server = fake_chat_server(reply)
+    cfg = tmp_path / "teacher.yaml"
+    cfg.write_text(f"traces:\n  mode: rewrite\n  teacher:\n    base_url: {server.url}\n    http_concurrency: 3\n")
+    config = load_config(["params.yaml", str(cfg)])
+    cache = tmp_path / "cache.jsonl"
+    kept, report = build_traces(items, config, cache_path=cache, progress=False)
+    assert report["teacher_rejected"] == 1 and report["dropped_by_reason"] == {"teacher_rejected": 1}
+    assert [k["id"] for k in kept] == [i["id"] for i in items if i["id"] != items[2]["id"]]
+    assert len(read_jsonl(cache)) == 5  # the rejection is not cached: a rerun with a larger window asks again
+    config["traces"]["keep_original_if_invalid"] = True
+    kept, report = build_traces(items, config, cache_path=cache, progress=False)
+    assert len(kept) == 6 and kept[2]["trace"] == items[2]["solution"] and report["teacher_rejected"] == 1
+    assert len(server.requests) == 6 + 1  # the second run: only the rejected prompt again

@@ -14,11 +14,14 @@ Every backend applies the model's own chat template (server-side for the HTTP cl
 
 from __future__ import annotations
 
+import email.utils
+import itertools
 import os
+import re
 import time
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 from dataclasses import dataclass, replace
-from typing import Protocol
+from typing import Iterator, Protocol
 
 from rarft.config import ConfigError
 
@@ -264,22 +267,53 @@ class VLLMBackend:
         del self.llm
 
 
-class OpenAIBackend:
-    """Chat completions over HTTP, n samples per prompt, retried with exponential backoff.
+class PromptRejected(Exception):
+    """The server refused one prompt for good: it cannot fit the model's window (HTTP 400, context length).
+    A per-item failure for the caller to count (the judge's label stays missing, the teacher's item is
+    dropped), never the end of a long job; any other 400 is a configuration error and stops the stage."""
 
-    Servers that return fewer than n choices (some ignore ``n``) are asked again for the rest.
+
+# vLLM: "This model's maximum context length is 16384 tokens. However, you requested ..." / "... is longer than
+# the maximum model length of ..."; OpenAI: code "context_length_exceeded"
+_CONTEXT_LENGTH_RE = re.compile(r"context[ _]length|maximum model length|too long", re.IGNORECASE)
+
+
+def retry_after_s(value: str | None) -> float | None:
+    """Seconds a ``Retry-After`` header asks for (delta-seconds or an HTTP date), or None."""
+    if not value:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return max(0.0, when.timestamp() - time.time())
+
+
+class OpenAIBackend:
+    """Chat completions over HTTP, n samples per prompt.
+
+    ``concurrency`` requests stay in flight over all prompts of a call (`stream`: a bounded pool, each
+    reply handed back as it arrives, so a caller caches it at once and one slow reply holds up nobody).
+    Rate limits and server errors are retried: the wait honours ``Retry-After`` and otherwise doubles from
+    ``backoff_s``, each wait capped at ``backoff_max_s``, at most ``max_retries`` times. A prompt the server
+    cannot fit is a `PromptRejected` for that prompt alone. Servers that return fewer than n choices (some
+    ignore ``n``) are asked again for the rest.
     """
 
     whole_batches = True  # a whole benchmark per call: generation.http_concurrency bounds what is in flight
     RETRY_STATUS = {408, 409, 425, 429, 500, 502, 503, 504}
 
     def __init__(self, model: str, base_url: str, *, api_key_env: str | None, max_retries: int, timeout_s: float,
-                 concurrency: int, extra_body: dict | None = None, backoff_s: float = 1.0):
+                 concurrency: int, backoff_max_s: float, extra_body: dict | None = None, backoff_s: float = 1.0):
         import requests
 
         self.model, self.url = model, base_url.rstrip("/") + "/chat/completions"
         self.max_retries, self.timeout_s, self.concurrency = max_retries, timeout_s, concurrency
-        self.extra_body, self.backoff_s = dict(extra_body or {}), backoff_s
+        self.extra_body, self.backoff_s, self.backoff_max_s = dict(extra_body or {}), backoff_s, backoff_max_s
         self.session = requests.Session()
         key = os.environ.get(api_key_env) if api_key_env else None
         if key:  # held only in the session's headers: never printed, logged or written
@@ -293,19 +327,22 @@ class OpenAIBackend:
 
         delay = self.backoff_s
         for attempt in range(self.max_retries + 1):
+            asked = None
             try:
                 r = self.session.post(self.url, json=body, timeout=self.timeout_s)
                 if r.status_code == 200:
                     return r.json()
+                if r.status_code == 400 and _CONTEXT_LENGTH_RE.search(r.text):
+                    raise PromptRejected(f"{self.url}: HTTP 400: {r.text[:300]}")
                 if r.status_code not in self.RETRY_STATUS:
                     raise RuntimeError(f"{self.url}: HTTP {r.status_code}: {r.text[:300]}")
-                error = f"HTTP {r.status_code}"
+                error, asked = f"HTTP {r.status_code}", retry_after_s(r.headers.get("Retry-After"))
             except (requests.ConnectionError, requests.Timeout) as e:
                 error = type(e).__name__
             if attempt == self.max_retries:
                 raise RuntimeError(f"{self.url}: gave up after {attempt + 1} attempts ({error})")
-            time.sleep(delay)
-            delay *= 2
+            time.sleep(min(self.backoff_max_s, delay if asked is None else max(asked, delay)))
+            delay = min(self.backoff_max_s, delay * 2)
         raise AssertionError("unreachable")
 
     def _one_prompt(self, messages: list[dict], sampling: Sampling) -> list[str]:
@@ -322,17 +359,64 @@ class OpenAIBackend:
             request += 1
         return texts[:sampling.n]
 
+    def stream(self, prompts: list[list[dict]], sampling: Sampling) -> Iterator[tuple[int, list[str] | PromptRejected]]:
+        """(prompt index, its n completions or its `PromptRejected`) for every prompt, in the order the replies
+        arrive, with ``concurrency`` requests in flight throughout. Any other failure is raised once the
+        replies before it have been handed back (a caller that caches each one loses only those in flight)."""
+        seeds = sampling.seeds or [sampling.seed] * len(prompts)
+
+        def one(i: int):
+            try:
+                return i, self._one_prompt(prompts[i], replace(sampling, seed=seeds[i], seeds=None))
+            except PromptRejected as e:
+                return i, e
+
+        pool = ThreadPoolExecutor(max(1, self.concurrency))
+        try:
+            waiting = iter(range(len(prompts)))
+            in_flight = {pool.submit(one, i) for i in itertools.islice(waiting, max(1, self.concurrency))}
+            while in_flight:
+                done, in_flight = wait(in_flight, return_when=FIRST_COMPLETED)
+                for future in done:
+                    nxt = next(waiting, None)
+                    if nxt is not None:  # refill first: the pool stays full while the caller writes
+                        in_flight.add(pool.submit(one, nxt))
+                    yield future.result()
+        finally:
+            pool.shutdown(wait=True, cancel_futures=True)
+
     def generate(self, prompts: list[list[dict]], sampling: Sampling) -> list[list[str]]:
         from tqdm.auto import tqdm
 
-        seeds = sampling.seeds or [sampling.seed] * len(prompts)
-        with ThreadPoolExecutor(max(1, self.concurrency)) as ex:
-            return list(tqdm(ex.map(lambda p, s: self._one_prompt(p, replace(sampling, seed=s, seeds=None)),
-                                    prompts, seeds), total=len(prompts),
-                             desc="generate (http)", unit="prompt", leave=False))
+        out: list[list[str]] = [[] for _ in prompts]
+        for i, texts in tqdm(self.stream(prompts, sampling), total=len(prompts), desc="generate (http)",
+                             unit="prompt", leave=False):
+            if isinstance(texts, PromptRejected):
+                raise texts
+            out[i] = texts
+        return out
 
     def close(self) -> None:
         self.session.close()
+
+
+def generate_each(backend, prompts: list[list[dict]], sampling: Sampling,
+                  chunk_size: int) -> Iterator[tuple[int, list[str] | PromptRejected]]:
+    """(prompt index, completions or `PromptRejected`) for every prompt as soon as each is ready: the
+    HTTP backend's `stream` (``concurrency`` in flight, reply by reply); other backends, ``chunk_size``
+    prompts per `generate` call (each chunk waits for its slowest)."""
+    if hasattr(backend, "stream"):
+        yield from backend.stream(prompts, sampling)
+        return
+    for start in range(0, len(prompts), chunk_size):
+        chunk = prompts[start:start + chunk_size]
+        seeds = sampling.seeds[start:start + chunk_size] if sampling.seeds else None
+        yield from enumerate(backend.generate(chunk, replace(sampling, seeds=seeds)), start)
+
+
+def chunk_size_for(concurrency: int) -> int:
+    """Prompts per call for a backend without `stream`: several per connection keep a server batched."""
+    return max(32, 4 * int(concurrency))
 
 
 def make_backend(model: str, config: dict, backend: str | None = None, *, base_url: str | None = None,
@@ -357,6 +441,7 @@ def make_backend(model: str, config: dict, backend: str | None = None, *, base_u
             base_url or config["generation"]["base_url"],
             api_key_env=api_key_env or config["generation"]["api_key_env"],
             max_retries=int(config["generation"]["max_retries"]),
+            backoff_max_s=float(config["generation"]["backoff_max_s"]),
             timeout_s=float(config["generation"]["request_timeout_s"]),
             concurrency=int(concurrency or config["generation"]["http_concurrency"]),
             extra_body=extra_body,

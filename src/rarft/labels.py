@@ -16,6 +16,7 @@ quota-limited run resumes and pays only for what is missing.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import math
 import re
@@ -26,7 +27,6 @@ from rarft.contracts import check_candidates, read_candidates, read_items
 from rarft.io import DataError, JsonlAppender, model_fingerprint, text_sha256, write_jsonl
 
 LABELERS = ("gain", "judge", "oracle")
-JUDGE_CHUNK = 16  # judge prompts per generate call: at most this many answers are lost to a crash
 
 
 # what the labelers read of an item (rarft.contracts.read_items adds id and problem)
@@ -68,14 +68,17 @@ def gain_estimate(correct_with: int, correct_base: int, n_with: int, n_base: int
 
 
 def gain_labels(pairs: list[tuple[dict, list[dict]]], backend, sampling, threshold: float, cache_path,
-                fingerprint: str, sequences_per_call: int = 256, progress: bool = True) -> list[dict]:
+                fingerprint: str, sequences_per_call: int, thinking: bool, progress: bool = True) -> list[dict]:
     """Measured Eq. 1 for every (query, candidate) pair.
 
     Per query: the plain prompt plus one prompt per candidate, each sampled ``sampling.n`` times, all in
     one generate call (several queries per call up to ``sequences_per_call`` sequences), so the backend
     batches them and vLLM's prefix cache reuses every shared prompt prefix. P(correct | q) is estimated
     once per query and shared by its candidates (their gains are therefore correlated within a query;
-    each stderr is still the right marginal one). One cache row per query, appended when it is done.
+    each stderr is still the right marginal one). Every prompt has its own seed, derived from the query and
+    the candidate (review D8: under vLLM one seed per call made the plain and the candidate prompts' samples
+    common random numbers, not the independent draws the stderr assumes). ``thinking``: the policy's
+    template thinks (rarft.reward). One cache row per query, appended when it is done.
     """
     from tqdm import tqdm
 
@@ -96,15 +99,18 @@ def gain_labels(pairs: list[tuple[dict, list[dict]]], backend, sampling, thresho
         bar = tqdm(total=len(todo), desc="gain", unit="query", disable=not progress)
         for start in range(0, len(todo), per_call):
             group = todo[start:start + per_call]
-            prompts, spans = [], []
+            prompts, spans, seeds = [], [], []
             for q, cands in group:
                 spans.append((len(prompts), len(cands) + 1))
                 prompts.append(build_prompt(q["problem"]))
                 prompts += [build_prompt(q["problem"], [c], target_id=q["id"]) for c in cands]
-            seed = int(text_sha256(group[0][0]["id"])[:8], 16)
-            completions = backend.generate(prompts, _with_seed(sampling, seed))
+                seeds += [prompt_seed(q["id"], None)] + [prompt_seed(q["id"], c["id"]) for c in cands]
+            # backends without per-prompt seeds (transformers) draw every sample from one advancing stream,
+            # seeded per call as before (the world's labels do not change)
+            call_seed = int(text_sha256(group[0][0]["id"])[:8], 16)
+            completions = backend.generate(prompts, dataclasses.replace(sampling, seed=call_seed, seeds=tuple(seeds)))
             for (q, cands), (lo, n_prompts) in zip(group, spans):
-                correct = [int(sum(math_reward(t, q["answer"]) for t in comps))
+                correct = [int(sum(math_reward(t, q["answer"], thinking=thinking) for t in comps))
                            for comps in completions[lo:lo + n_prompts]]
                 row = {"key": key(q, cands), "query_id": q["id"], "n": sampling.n, "correct_base": correct[0],
                        "correct_with": {c["id"]: k for c, k in zip(cands, correct[1:])}}
@@ -123,10 +129,9 @@ def gain_labels(pairs: list[tuple[dict, list[dict]]], backend, sampling, thresho
     return rows
 
 
-def _with_seed(sampling, seed: int):
-    import dataclasses
-
-    return dataclasses.replace(sampling, seed=seed)
+def prompt_seed(query_id: str, context_id: str | None) -> int:
+    """The sampling seed of one gain prompt: the query alone (``context_id`` None) or with one candidate."""
+    return int(text_sha256("gain", query_id, "" if context_id is None else context_id)[:8], 16)
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -184,14 +189,20 @@ def parse_verdict(text: str) -> tuple[int | None, str]:
 
 
 def judge_labels(pairs: list[tuple[dict, list[dict]]], backend, model: str, sampling, cache_path,
-                 dry_run: bool = False, progress: bool = True) -> list[dict] | None:
+                 chunk_size: int, dry_run: bool = False, progress: bool = True) -> list[dict] | None:
     """Judge every same-problem_type pair; every reply is cached keyed by (judge model, prompt).
 
     Prints the number of calls still to make and an estimate of their tokens before making any
     (prompt tokens ~ characters / 4; completion tokens at most max_new_tokens each). With ``dry_run``
-    it stops there and returns None.
+    it stops there and returns None. Requests go out through `rarft.generation.generate_each`: the HTTP
+    judge keeps labels.judge.http_concurrency in flight over all pairs and each reply is cached as it
+    arrives, so a kill loses only those in flight (other backends: ``chunk_size`` prompts per call). A pair
+    the judge's server cannot fit (`PromptRejected`) gets no label (null, like an unparsable reply), is not
+    cached (a rerun asks again) and is counted in the rows' ``error`` and the stage's summary line.
     """
     from tqdm import tqdm
+
+    from rarft.generation import PromptRejected, generate_each
 
     jobs, skipped = [], 0
     for q, cands in pairs:
@@ -210,18 +221,29 @@ def judge_labels(pairs: list[tuple[dict, list[dict]]], backend, model: str, samp
               f"{len(todo) * sampling.max_new_tokens:,} completion tokens; {skipped} cross-type pairs skipped")
         if dry_run:
             return None
-        for start in tqdm(range(0, len(todo), JUDGE_CHUNK), desc="judge", disable=not progress):
-            chunk = todo[start:start + JUDGE_CHUNK]
-            outs = backend.generate([msgs for _, _, msgs, _ in chunk], sampling)
-            for (qid, cid, _, k), comps in zip(chunk, outs):
-                cache.append({"key": k, "model": model, "query_id": qid, "context_id": cid, "output": comps[0]})
-                replies[k] = comps[0]
+        rejected: dict[str, str] = {}
+        with tqdm(total=len(todo), desc="judge", disable=not progress) as bar:
+            for i, comps in generate_each(backend, [msgs for _, _, msgs, _ in todo], sampling, chunk_size):
+                qid, cid, _, k = todo[i]
+                if isinstance(comps, PromptRejected):
+                    rejected[k] = str(comps)
+                else:
+                    cache.append({"key": k, "model": model, "query_id": qid, "context_id": cid,
+                                  "output": comps[0]})
+                    replies[k] = comps[0]
+                bar.update(1)
+    if rejected:
+        print(f"label-relevance judge: {len(rejected)} prompts rejected by the server (too long for its window); "
+              "their pairs have no label")
     rows = []
     for qid, cid, _, k in jobs:
-        label, why = parse_verdict(replies[k])
-        rows.append({"query_id": qid, "context_id": cid, "label": label,
-                     "score": None if label is None else float(label), "stderr": None, "labeler": "judge",
-                     "justification": why})
+        label, why = parse_verdict(replies[k]) if k in replies else (None, "")
+        row = {"query_id": qid, "context_id": cid, "label": label,
+               "score": None if label is None else float(label), "stderr": None, "labeler": "judge",
+               "justification": why}
+        if k in rejected:
+            row["error"] = rejected[k][:300]
+        rows.append(row)
     return rows
 
 
@@ -260,8 +282,8 @@ def label_relevance(labeler: str, queries: list[dict], corpus: list[dict], candi
         if own:
             backend = make_backend(model, config)
         try:
-            return gain_labels(pairs, backend, sampling, gcfg["threshold"], cache_path,
-                               model_fingerprint(model), config["generation"]["batch_size"], progress)
+            return gain_labels(pairs, backend, sampling, gcfg["threshold"], cache_path, model_fingerprint(model),
+                               config["generation"]["batch_size"], config["policy"]["enable_thinking"], progress)
         finally:
             if own:
                 backend.close()
@@ -274,8 +296,12 @@ def label_relevance(labeler: str, queries: list[dict], corpus: list[dict], candi
         # The judge has its own endpoint (e.g. api.openai.com); the key variable etc. stay shared.
         backend = make_backend(jcfg["model"], config, backend=jcfg["backend"], base_url=jcfg["base_url"],
                                concurrency=jcfg["http_concurrency"])
+    from rarft.generation import chunk_size_for
+
+    concurrency = jcfg["http_concurrency"] or config["generation"]["http_concurrency"]
     try:
-        return judge_labels(pairs, backend, jcfg["model"], sampling, cache_path, dry_run, progress)
+        return judge_labels(pairs, backend, jcfg["model"], sampling, cache_path, chunk_size_for(concurrency),
+                            dry_run, progress)
     finally:
         if own and backend is not None:
             backend.close()
@@ -304,6 +330,7 @@ def cli(argv: list[str]) -> int:
         return 0
     write_jsonl(args.out, rows)
     labelled = [r["label"] for r in rows if r["label"] is not None]
+    rejected = sum("error" in r for r in rows)
     print(f"label-relevance {args.labeler}: {len(rows)} pairs, {sum(labelled)} positive, "
-          f"{len(rows) - len(labelled)} unparsable -> {args.out}")
+          f"{len(rows) - len(labelled) - rejected} unparsable, {rejected} rejected by the server -> {args.out}")
     return 0

@@ -35,6 +35,19 @@ def _auc(y, score) -> float:
     return float(roc_auc_score(y, score)) if len(set(y)) == 2 else float("nan")
 
 
+def _kappa(a, b) -> float:
+    """sklearn's Cohen's kappa, its own value in every case: 0.0 when both labelers are constant and disagree
+    (p_o = p_e = 0; review D3), NaN only when it is undefined (both constant and agreeing: p_e = 1)."""
+    import warnings
+
+    from sklearn.metrics import cohen_kappa_score
+
+    with warnings.catch_warnings():  # its single-label and undefined-metric warnings: the cases named above
+        warnings.simplefilter("ignore", UserWarning)
+        warnings.simplefilter("ignore", RuntimeWarning)
+        return float(cohen_kappa_score(a, b))
+
+
 def compare_labelers(label_sets: dict[str, list[dict]], queries: dict, corpus: dict, encoder=None):
     """(metrics DataFrame in long form, similarity-vs-gain DataFrame or None).
 
@@ -46,8 +59,6 @@ def compare_labelers(label_sets: dict[str, list[dict]], queries: dict, corpus: d
     """
     import pandas as pd
     from scipy.stats import pearsonr, spearmanr
-    from sklearn.metrics import cohen_kappa_score
-
     frames = []
     for name, rows in label_sets.items():
         df = pd.DataFrame(rows)[["query_id", "context_id", "label", "score", "stderr"]]
@@ -83,9 +94,7 @@ def compare_labelers(label_sets: dict[str, list[dict]], queries: dict, corpus: d
             put("agreement", a, b, "n_pairs", len(both))
             if len(both):
                 put("agreement", a, b, "agreement_pct", 100 * (both.iloc[:, 0] == both.iloc[:, 1]).mean())
-                kappa = (cohen_kappa_score(both.iloc[:, 0], both.iloc[:, 1])
-                         if both.iloc[:, 0].nunique() + both.iloc[:, 1].nunique() > 2 else float("nan"))
-                put("agreement", a, b, "cohen_kappa", kappa)
+                put("agreement", a, b, "cohen_kappa", _kappa(both.iloc[:, 0], both.iloc[:, 1]))
     sim_df = None
     if has_gain and encoder is not None:
         g = merged.dropna(subset=["score_gain"]).reset_index(drop=True)

@@ -25,7 +25,8 @@ STEP_RE = re.compile(r"^\s*\**Step\s+(\d+)\b", re.MULTILINE)
 THINK_RE = re.compile(r"<think>.*?</think>", re.DOTALL)
 
 # Drop reasons, in the order they are checked (the report counts each item under its first failure).
-REASONS = ("no_trace", "no_steps", "too_many_steps", "steps_out_of_order", "no_final_line",
+# teacher_rejected: the teacher's server refused the prompt (the original solution cannot fit its window).
+REASONS = ("teacher_rejected", "no_trace", "no_steps", "too_many_steps", "steps_out_of_order", "no_final_line",
            "wrong_answer")
 
 TEACHER_SYSTEM = (
@@ -111,29 +112,41 @@ def validate_traces(items: list[dict], max_steps: int) -> tuple[list[dict], list
 
 
 def rewrite_traces(items: list[dict], backend, teacher_model: str, sampling, max_steps: int,
-                   cache_path: str | Path, chunk_size: int = 32, progress: bool = True) -> list[dict]:
-    """Copies of ``items`` with 'trace' set to the teacher's cleaned rewrite of their solution.
+                   cache_path: str | Path, chunk_size: int, progress: bool = True) -> tuple[list[dict], set[str]]:
+    """(copies of ``items`` with 'trace' set to the teacher's cleaned rewrite of their solution, ids of the
+    items whose prompt the teacher's server rejected: those have trace None).
 
-    Every raw teacher output is appended to ``cache_path`` keyed by (teacher model, prompt) as soon as
-    its chunk returns; a rerun sends only the prompts that have no cached output.
+    Requests go out through `rarft.generation.generate_each` (the HTTP teacher: its concurrency in flight,
+    reply by reply; other backends: ``chunk_size`` prompts per call). Every raw teacher output is appended
+    to ``cache_path`` keyed by (teacher model, prompt) as soon as it arrives; a rerun sends only the prompts
+    that have no cached output. A rejected prompt (`PromptRejected`: it cannot fit the server's window) is
+    a per-item failure, counted by build_traces, not cached (a rerun with a larger window asks again).
     """
     from tqdm import tqdm
 
+    from rarft.generation import PromptRejected, generate_each
     from rarft.prompts import prompt_text
 
     prompts = [teacher_prompt(item, max_steps) for item in items]
     keys = [text_sha256(teacher_model, prompt_text(p)) for p in prompts]
+    rejected: set[str] = set()
     with JsonlAppender(cache_path) as cache:
         outputs = {row["key"]: row["output"] for row in cache.rows}
         todo = sorted({k: i for i, k in enumerate(keys) if k not in outputs}.values())
         print(f"build-traces: {len(items) - len(todo)} teacher outputs cached, {len(todo)} to generate")
-        for start in tqdm(range(0, len(todo), chunk_size), desc="teacher", disable=not progress):
-            chunk = todo[start:start + chunk_size]
-            completions = backend.generate([prompts[i] for i in chunk], sampling)
-            for i, comps in zip(chunk, completions):
-                outputs[keys[i]] = comps[0]
-                cache.append({"key": keys[i], "model": teacher_model, "id": items[i]["id"], "output": comps[0]})
-    return [{**item, "trace": clean_teacher_output(outputs[k])} for item, k in zip(items, keys)]
+        with tqdm(total=len(todo), desc="teacher", disable=not progress) as bar:
+            for j, comps in generate_each(backend, [prompts[i] for i in todo], sampling, chunk_size):
+                i = todo[j]
+                if isinstance(comps, PromptRejected):
+                    rejected.add(items[i]["id"])
+                else:
+                    outputs[keys[i]] = comps[0]
+                    cache.append({"key": keys[i], "model": teacher_model, "id": items[i]["id"], "output": comps[0]})
+                bar.update(1)
+    if rejected:
+        print(f"build-traces: the teacher's server rejected {len(rejected)} prompts (too long for its window)")
+    return [{**item, "trace": clean_teacher_output(outputs[k]) if k in outputs else None}
+            for item, k in zip(items, keys)], rejected
 
 
 def teacher_extra_body(teacher: dict) -> dict | None:
@@ -155,7 +168,7 @@ def build_traces(items: list[dict], config: dict, backend=None, cache_path: str 
     max_steps = config["traces"]["max_steps"]
     report: dict = {"mode": mode, "max_steps": max_steps, "n_in": len(items)}
     if mode == "rewrite":
-        from rarft.generation import Sampling, make_backend
+        from rarft.generation import Sampling, chunk_size_for, make_backend
 
         teacher = config["traces"]["teacher"]
         if "model" not in teacher:
@@ -172,16 +185,21 @@ def build_traces(items: list[dict], config: dict, backend=None, cache_path: str 
                                    extra_body=teacher_extra_body(teacher))
         concurrency = int(teacher["http_concurrency"] or config["generation"]["http_concurrency"])
         try:
-            # a chunk waits for its slowest reply: several requests per connection keep the server batched
-            items = rewrite_traces(items, backend, teacher["model"], sampling, max_steps, cache_path,
-                                   chunk_size=max(32, 4 * concurrency), progress=progress)
+            items, rejected = rewrite_traces(items, backend, teacher["model"], sampling, max_steps, cache_path,
+                                             chunk_size=chunk_size_for(concurrency), progress=progress)
         finally:
             if own:
                 backend.close()
         report["teacher"] = teacher["model"]
+        report["teacher_rejected"] = len(rejected)
     elif mode != "validate":
         raise ConfigError(f"traces.mode: unknown mode {mode!r} (validate | rewrite)")
+    else:
+        rejected = set()
     kept, dropped = validate_traces(items, max_steps)
+    # an item the teacher never saw is dropped under its own reason (at paper scale an original solution
+    # too long for a 16k window is no cheatsheet); keep_original_if_invalid (rehearsal) keeps it as below
+    dropped = [{**d, "reason": "teacher_rejected"} if d["id"] in rejected else d for d in dropped]
     if mode == "rewrite" and config["traces"]["keep_original_if_invalid"]:
         # config/rehearsal.yaml only (never at paper scale): its untrained teacher writes no valid cheatsheet,
         # so the original solution stays the trace and the DAG goes on; the report still counts every failure
