@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_NO_ADVISORY_WARNINGS := 1
 
-.PHONY: run test test-fast setup clean-outputs negative-control seeds
+.PHONY: run test test-fast setup clean-outputs negative-control seeds broken-trainer-control
 
 $(BIN)/activate:
 	$(PYTHON) -m venv $(VENV)
@@ -46,6 +46,22 @@ negative-control: setup
 		$(NEGATIVE_DIR)/results/metrics_full.json $(NEGATIVE_DIR)/results/tables \
 		$(NEGATIVE_DIR)/results/reports results/.negative_control.tmp/ && \
 		rm -rf results/negative_control && mv results/.negative_control.tmp results/negative_control
+
+# Checks the check (issue #18): the same DAG in its own working directory with the policy trainers' learning
+# rate 0 (config/broken-trainer.yaml). A trainer that learns nothing must fail the positive control, so this
+# prints results/README.md's verdict and exits non-zero unless it says the control FAILS. Its results/ go to
+# results/broken_trainer/. As long as `make run` (13+ minutes on 2 cores).
+BROKEN_DIR := runs/broken_trainer
+broken-trainer-control: setup
+	mkdir -p $(BROKEN_DIR) && cp params.yaml config/broken-trainer.yaml $(BROKEN_DIR)/
+	. $(BIN)/activate && cd $(BROKEN_DIR) && snakemake -s $(CURDIR)/Snakefile --cores all --forceall \
+		--configfile params.yaml broken-trainer.yaml
+	rm -rf results/.broken_trainer.tmp && mkdir -p results/.broken_trainer.tmp && \
+		cp -r $(BROKEN_DIR)/results/README.md $(BROKEN_DIR)/results/tables results/.broken_trainer.tmp/ && \
+		rm -rf results/broken_trainer && mv results/.broken_trainer.tmp results/broken_trainer
+	@awk '/^Control verdict/ {on = 1} on && /^- / {seen = 1} on && seen && /^$$/ {exit} on' results/broken_trainer/README.md
+	@grep -q '^Control verdict (positive control.*the control FAILS' results/broken_trainer/README.md || \
+		{ echo "broken-trainer-control: a trainer with learning rate 0 did NOT fail the positive control" >&2; exit 1; }
 
 # The spread over training seeds (issue #12): the same DAG once per seed in SEEDS, each in its own working
 # directory with the override file `seed: <n>` (Snakemake refuses --config: it would not reach the stages).

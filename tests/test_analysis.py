@@ -21,7 +21,17 @@ N_PROB = 6
 STRATS = ["total", "remainder", "pairs"]
 # true accuracy level per (policy, setting): the samples are drawn from these
 LEVEL = {("base", "none"): 0.3, ("grpo", "none"): 0.45, ("rarft", "top1-finetuned"): 0.7,
-         ("grpo", "top1-finetuned"): 0.35, ("sft", "none"): 0.4}
+         ("grpo", "top1-finetuned"): 0.35, ("sft", "none"): 0.4, ("base", "top1-finetuned"): 0.5}
+CORPUS_ONLY = "pairs"  # the config fixture's data.world.corpus_only: bench items i % 3 == 2
+
+
+def curve_value(arm, step):
+    return (0.4 if arm == "grpo" else 0.3) + 0.01 * step * (2 if arm == "rarft" else 1)
+
+
+# per-problem validation accuracies around the curve's value (mean exactly the value): RA-RFT's curve has them,
+# GRPO's is an older file without them
+SPREAD = (-0.08, 0.08, -0.04, 0.04, 0.0, 0.0)
 
 
 def _summary(policy, setting, rows):
@@ -70,10 +80,11 @@ def make_tree(root: Path, seed: int = 0) -> dict:
                           "context_rank": rank, "sample": s, "completion": "", "extracted": None,
                           "reward": float(rng.random() < p)} for s in range(K)]
     _write_eval(runs, "rarft", "topk-finetuned", rows)
-    for arm, start in (("grpo", 0.4), ("rarft", 0.3)):
+    for arm in ("grpo", "rarft"):
         write_jsonl(runs / "train" / arm / "curve.jsonl",
-                    [{"step": st, "benchmark": b, "k": 4,
-                      "average_at_k": start + 0.01 * st * (2 if arm == "rarft" else 1)}
+                    [{"step": st, "benchmark": b, "k": 4, "average_at_k": curve_value(arm, st),
+                      **({"per_problem": {f"{b}-{i:05d}": curve_value(arm, st) + d for i, d in enumerate(SPREAD)}}
+                         if arm == "rarft" else {})}
                      for st in (0, 10, 20, 30) for b in BENCHES])
     corpus = [{"id": f"corpus-{j:05d}", "problem": f"problem {j}", "trace": f"Step 2 (Strategy): idea {STRATS[j % 3]}",
                "strategy": STRATS[j % 3]} for j in range(12)]
@@ -105,6 +116,7 @@ def config():
     cfg["analysis"]["dissimilarity"] = "jaccard"  # no model load in the fast tests
     cfg["analysis"]["noise_simulations"] = 50
     cfg["evaluation"]["bootstrap_resamples"] = 300
+    cfg["data"]["world"]["corpus_only"] = [CORPUS_ONLY]
     return cfg
 
 
@@ -320,25 +332,188 @@ def test_rl_signal_table_reads_each_arms_rollout_statistics(tmp_path):
     write_json(tmp_path / "train" / "sft" / "train_summary.json", {"arm": "sft", "rollout_signal": None})
     df = rl_signal_table(tmp_path)
     assert df["arm"].tolist() == ["grpo"] and df.loc[0, "pass_rate 0"] == 0.5
-    assert "| grpo | 3 | 60% | 50% |" in rl_signal_markdown(df)
+    md = rl_signal_markdown(df)
+    assert "| grpo | 3 | 60% | 50% |" in md and "frac_reward_zero_std" in md
+    assert "| arm | steps | zero reward variance | pass rate 0 (all wrong) |" in md
+    assert "pass rate 1 (all right) |" in md
     assert "no RL arm" in rl_signal_markdown(rl_signal_table(tmp_path / "nothing"))
 
 
-def test_control_verdict_reads_the_ra_rft_minus_grpo_interval():
-    import pandas as pd
+def _comp(**intervals):
+    """A comparisons table with mean rows {label: (ci_low, ci_high)} (labels as keywords: see _LABELS)."""
+    return pd.DataFrame([{"comparison": _LABELS[key], "benchmark": "mean", "diff": (lo + hi) / 2, "ci_low": lo,
+                          "ci_high": hi} for key, (lo, hi) in intervals.items()],
+                        columns=["comparison", "benchmark", "diff", "ci_low", "ci_high"])
 
-    from rarft.analysis import control_verdict
-    from rarft.config import REPO_ROOT, deep_merge, load_config
 
-    config = load_config(REPO_ROOT / "params.yaml")
+_LABELS = {"vs_grpo": "RA-RFT - GRPO", "vs_base_top1": "RA-RFT - base + top-1 at inference",
+           "corpus_only": "RA-RFT - GRPO, corpus-only strategies"}
+
+
+def test_positive_control_holds_only_when_ra_rft_beats_base_with_the_same_trace_and_grpo(config):
+    holds = _comp(vs_grpo=(2.0, 9.0), vs_base_top1=(1.0, 12.0), corpus_only=(-3.0, 20.0))
+    status = analysis.control_status(config, holds)
+    assert status["verdict"] == "holds" and status["failed"] == [] and status["not_scored"] == []
+    text = analysis.control_verdict(config, holds)
+    assert text.startswith("Control verdict (positive control") and "the control holds." in text
+    # the corpus-only split is shown, but its interval containing 0 does not fail the control
+    assert "reported, not a condition: RA-RFT - GRPO, corpus-only strategies on the mean = +8.5" in text
+
+    # RL added nothing over the context alone: the same base model with the same trace does as well
+    no_rl = analysis.control_status(config, _comp(vs_grpo=(2.0, 9.0), vs_base_top1=(-1.0, 3.0)))
+    assert no_rl["verdict"] == "fails" and no_rl["failed"] == ["RA-RFT - base + top-1 at inference"]
+    text = analysis.control_verdict(config, _comp(vs_grpo=(2.0, 9.0), vs_base_top1=(-1.0, 3.0)))
+    assert "the control FAILS (RA-RFT - base + top-1 at inference)." in text.splitlines()[0]
+    assert "interval contains 0, so this FAILS" in text and "interval lies above 0, so this holds" in text
+
+    # RA-RFT beats the base with the trace but not GRPO
+    no_grpo = analysis.control_status(config, _comp(vs_grpo=(-1.0, 3.0), vs_base_top1=(1.0, 12.0)))
+    assert no_grpo["verdict"] == "fails" and no_grpo["failed"] == ["RA-RFT - GRPO"]
+    both = analysis.control_verdict(config, _comp(vs_grpo=(-4.0, -1.0), vs_base_top1=(-2.0, 0.0)))
+    assert "the control FAILS (RA-RFT - base + top-1 at inference; RA-RFT - GRPO)." in both
+
+    # a condition not scored: no verdict either way, unless another condition fails
+    missing = analysis.control_status(config, _comp(vs_grpo=(2.0, 9.0)))
+    assert missing["verdict"] == "not scored" and missing["not_scored"] == ["RA-RFT - base + top-1 at inference"]
+    assert "cannot be judged" in analysis.control_verdict(config, _comp(vs_grpo=(2.0, 9.0)))
+    failed_and_missing = analysis.control_verdict(config, _comp(vs_grpo=(-1.0, 1.0)))
+    assert "the control FAILS (RA-RFT - GRPO); not scored: RA-RFT - base + top-1 at inference." in failed_and_missing
+    assert analysis.control_status(config, _comp())["verdict"] == "not scored"
+
+
+def test_negative_control_verdict_reads_only_the_ra_rft_minus_grpo_interval(config):
+    from rarft.config import deep_merge
+
     negative = deep_merge(config, {"data": {"world": {"control": "negative"}}})
+    # RA-RFT - base + top-1 plays no part in the negative control
+    assert analysis.control_status(negative, _comp(vs_grpo=(-1.0, 3.0)))["verdict"] == "holds"
+    text = analysis.control_verdict(negative, _comp(vs_grpo=(-1.0, 3.0), vs_base_top1=(5.0, 9.0)))
+    assert "negative control: RA-RFT must not beat GRPO): the control holds." in text
+    assert "interval contains 0, so this holds" in text and "base + top-1" not in text
+    assert "lies below 0, so this holds" in analysis.control_verdict(negative, _comp(vs_grpo=(-5.0, -1.0)))
+    assert "the control FAILS (RA-RFT - GRPO)" in analysis.control_verdict(negative, _comp(vs_grpo=(1.0, 3.0)))
+    paper = deep_merge(config, {"data": {"source": "real"}})
+    assert analysis.control_verdict(paper, _comp(vs_grpo=(1.0, 3.0))) == ""
 
-    def comp(lo, hi):
-        return pd.DataFrame([{"comparison": "RA-RFT - GRPO", "benchmark": "mean", "diff": (lo + hi) / 2,
-                              "ci_low": lo, "ci_high": hi}])
 
-    assert "interval lies above 0, so the control holds" in control_verdict(config, comp(2.0, 9.0))
-    assert "contains 0, so the control FAILS" in control_verdict(config, comp(-1.0, 3.0))
-    assert "contains 0, so the control holds" in control_verdict(negative, comp(-1.0, 3.0))
-    assert "lies above 0, so the control FAILS" in control_verdict(negative, comp(1.0, 3.0))
-    assert "not scored" in control_verdict(config, comp(1, 2).iloc[0:0])
+def test_a_trainer_that_learned_nothing_fails_the_control(config, tmp_path):
+    """The broken-trainer check (make broken-trainer-control) on synthetic runs: RA-RFT scores exactly what the
+    base model scores given the same top-1 trace (a learning rate of 0 leaves the base's weights). The README's
+    verdict must say the control fails, and why."""
+    import shutil
+
+    paths = make_tree(tmp_path)
+    base_top1, rarft = (paths["runs"] / "eval" / p / "top1-finetuned" for p in ("base", "rarft"))
+    shutil.rmtree(rarft)
+    shutil.copytree(base_top1, rarft)
+    summary = json.loads((rarft / "summary.json").read_text())
+    write_json(rarft / "summary.json", {**summary, "policy": "rarft"})
+    analysis.analyze(config, **paths)
+    comp = pd.read_csv(paths["out"] / "tables" / "comparisons.csv")
+    row = comp[(comp["comparison"] == "RA-RFT - base + top-1 at inference") & (comp["benchmark"] == "mean")].iloc[0]
+    assert row["diff"] == 0.0 and row["ci_low"] == 0.0 == row["ci_high"]
+    readme = (paths["out"] / "README.md").read_text()
+    verdict = next(line for line in readme.splitlines() if line.startswith("Control verdict"))
+    assert "the control FAILS (RA-RFT - base + top-1 at inference" in verdict
+    assert analysis.control_status(config, comp)["verdict"] == "fails"
+
+
+def test_new_comparison_rows_match_the_samples(analyzed):
+    """RA-RFT - base with the same top-1 trace, and RA-RFT - GRPO on items of training-query and of corpus-only
+    strategies, each checked against the per-problem means of the samples."""
+    paths, metrics = analyzed
+    comp = pd.read_csv(paths["out"] / "tables" / "comparisons.csv")
+
+    def per_problem(policy, setting, bench):
+        rows = [json.loads(line) for line in open(paths["runs"] / "eval" / policy / setting / "samples.jsonl")]
+        ids = sorted({r["problem_id"] for r in rows if r["benchmark"] == bench})
+        return {p: np.mean([r["reward"] for r in rows if r["benchmark"] == bench and r["problem_id"] == p])
+                for p in ids}
+
+    def row(label, bench):
+        hit = comp[(comp["comparison"] == label) & (comp["benchmark"] == bench)]
+        assert len(hit) == 1, (label, bench, sorted(set(comp["comparison"])))
+        return hit.iloc[0]
+
+    ra = {b: per_problem("rarft", "top1-finetuned", b) for b in BENCHES}
+    base = {b: per_problem("base", "top1-finetuned", b) for b in BENCHES}
+    grpo = {b: per_problem("grpo", "none", b) for b in BENCHES}
+    means = []
+    for b in BENCHES:
+        r = row("RA-RFT - base + top-1 at inference", b)
+        diff = 100 * np.mean([ra[b][p] - base[b][p] for p in ra[b]])
+        assert r["diff"] == pytest.approx(diff) and r["b"] == "base/top1-finetuned" and r["n_problems"] == N_PROB
+        means.append(diff)
+        for label, keep in (("RA-RFT - GRPO, corpus-only strategies", lambda i: i % 3 == 2),
+                            ("RA-RFT - GRPO, training-query strategies", lambda i: i % 3 != 2)):
+            ids = [f"{b}-{i:05d}" for i in range(N_PROB) if keep(i)]
+            r = row(label, b)
+            assert r["diff"] == pytest.approx(100 * np.mean([ra[b][p] - grpo[b][p] for p in ids]))
+            assert r["n_problems"] == len(ids) and r["ci_low"] <= r["diff"] <= r["ci_high"]
+    assert row("RA-RFT - base + top-1 at inference", "mean")["diff"] == pytest.approx(np.mean(means))
+    assert row("RA-RFT - GRPO, corpus-only strategies", "mean")["n_problems"] == 2 * 2
+    assert "GRPO - base" in set(comp["comparison"])  # stays
+    for key in ("diff.ra_rft_base_top_1_at_inference.mean", "diff.ra_rft_grpo_corpus_only_strategies.mean",
+                "diff.ra_rft_grpo_training_query_strategies.world_easy", "diff.grpo_base.mean"):
+        assert key in metrics, key
+    md = (paths["out"] / "tables" / "comparisons.md").read_text()
+    assert "| RA-RFT - GRPO, corpus-only strategies | mean |" in md
+
+
+def test_strategy_split_is_absent_without_hidden_strategies(config, tmp_path):
+    """Real benchmarks carry no `strategy`: no split rows, and no error."""
+    for b in BENCHES:
+        write_jsonl(tmp_path / "clean" / "bench" / f"{b}.jsonl",
+                    [{"id": f"{b}-{i:05d}", "problem": f"p {i}", "strategy": None} for i in range(3)])
+    assert analysis.strategy_groups(config, tmp_path, BENCHES) == {}
+    write_jsonl(tmp_path / "clean" / "bench" / "world_easy.jsonl",
+                [{"id": "a", "problem": "p", "strategy": CORPUS_ONLY}, {"id": "b", "problem": "q", "strategy": "x"}])
+    assert analysis.strategy_groups(config, tmp_path, BENCHES) == {"corpus_only": {"world_easy": {"a"}},
+                                                                   "training": {"world_easy": {"b"}}}
+
+
+def test_every_compared_evaluation_is_one_the_dag_produces(config):
+    """Each side of a comparison is an evaluation setting rarft.arms gives its policy (else the row never fills)."""
+    from rarft.arms import eval_settings
+
+    policies = {"base", *config["rl"]["arms"]}
+    pairs = [(label, a, b) for label, a, b in tables.comparison_pairs(config)]
+    pairs += [(label, a, b) for label, a, b, _ in tables.strategy_split_pairs(config)]
+    assert "RA-RFT - base + top-1 at inference" in {label for label, _, _ in pairs}
+    for label, *sides in pairs:
+        for policy, setting in sides:
+            if policy in policies:
+                assert setting in eval_settings(policy, config), (label, policy, setting)
+
+
+def test_curve_band_from_per_problem_accuracies(analyzed, config):
+    paths, metrics = analyzed
+    curves = analysis.load_curves(paths["runs"])
+    bands = analysis.curve_bands(curves, 300, 0.95, 0)
+    # only RA-RFT's curve file records per-problem accuracies; GRPO's (an older file) gets no band
+    assert set(bands["arm"]) == {"rarft"} and len(bands) == 4 * len(BENCHES)
+    for r in bands.to_dict("records"):
+        value = curve_value("rarft", r["step"])
+        assert r["mean"] == pytest.approx(value) and r["ci_low"] < value < r["ci_high"]
+        assert r["n_problems"] == N_PROB and r["ci_high"] - r["ci_low"] < 0.3
+    wide = pd.read_csv(paths["out"] / "plots" / "curves.csv")
+    assert {"rarft_world_easy_ci_low", "rarft_world_hard_ci_high"} <= set(wide.columns)
+    assert not any(c.startswith("grpo_") and c.endswith("_ci_low") for c in wide.columns)
+    assert (wide["rarft_world_easy_ci_low"] < wide["rarft_world_easy"]).all()
+    # last step - step 0 of each curve, in points
+    assert metrics["curve.rarft.last_minus_step0.mean"] == pytest.approx(60.0)
+    assert metrics["curve.grpo.last_minus_step0.world_easy"] == pytest.approx(30.0)
+    assert analysis.curve_bands(curves[curves["arm"] == "grpo"], 300, 0.95, 0).empty
+
+
+def test_figure_3_draws_the_band_only_where_there_is_one(analyzed, tmp_path):
+    from rarft import figures
+
+    paths, _ = analyzed
+    curves = analysis.load_curves(paths["runs"])
+    bands = analysis.curve_bands(curves, 300, 0.95, 0)
+    with_band = figures.figure_curves(curves, tmp_path / "with", {"grpo": "GRPO", "rarft": "RA-RFT"}, bands)
+    without = figures.figure_curves(curves, tmp_path / "without", {"grpo": "GRPO", "rarft": "RA-RFT"})
+    empty = figures.figure_curves(curves, tmp_path / "empty", {"grpo": "GRPO", "rarft": "RA-RFT"}, bands.iloc[0:0])
+    assert with_band[0].read_bytes() != without[0].read_bytes()
+    assert empty[0].read_bytes() == without[0].read_bytes()  # old curve files: the band is simply omitted

@@ -79,20 +79,31 @@ def _row(df, start):
     return hits.iloc[0]
 
 
+def committed(path: str) -> str:
+    """A file of the committed results/ as git holds it (HEAD), not the working tree's copy, which `make run`
+    rewrites: the test reads the same layout whatever ran before it."""
+    import subprocess
+
+    done = subprocess.run(["git", "show", f"HEAD:{path}"], cwd=ROOT, capture_output=True, text=True)
+    if done.returncode != 0:
+        pytest.skip(f"no git checkout with a committed {path}: {done.stderr.strip()}")
+    return done.stdout
+
+
 def test_fake_results_use_the_committed_layout():
     """The fakes must stay in the real formats, or the other tests prove nothing about real runs."""
-    assert list(pd.read_csv(ROOT / "results" / "reports" / "retrievers.csv").columns) == RETRIEVER_COLS
-    assert list(pd.read_csv(ROOT / "results" / "reports" / "labelers.csv").columns) == LABELER_COLS
-    probe = json.loads((ROOT / "results" / "reports" / "policy_probe.json").read_text())
-    assert all({"n", "same_strategy"} <= set(row) for row in probe["benchmarks"].values())
-    from rarft.io import read_json
+    import io
 
-    committed = read_json(ROOT / "results" / "metrics.json")
+    assert list(pd.read_csv(io.StringIO(committed("results/reports/retrievers.csv"))).columns) == RETRIEVER_COLS
+    assert list(pd.read_csv(io.StringIO(committed("results/reports/labelers.csv"))).columns) == LABELER_COLS
+    probe = json.loads(committed("results/reports/policy_probe.json"))
+    assert all({"n", "same_strategy"} <= set(row) for row in probe["benchmarks"].values())
+    metrics = json.loads(committed("results/metrics.json"))
     for key in ("avg_at_k.base.none.mean", "avg_at_k.grpo.none.mean", "avg_at_k.rarft.top1-finetuned.mean",
                 "diff.ra_rft_grpo.mean", "diff.grpo_base.mean"):
-        assert key in committed, key
+        assert key in metrics, key
     # percent, not fractions: the table keeps metrics.json's unit
-    assert committed["avg_at_k.rarft.top1-finetuned.mean"] > 1
+    assert metrics["avg_at_k.rarft.top1-finetuned.mean"] > 1
 
 
 def test_values_mean_sd_min_max_n(three):
@@ -129,6 +140,33 @@ def test_a_missing_measure_is_blank_and_counted_out(three, tmp_path):
     md = seeds.spread_markdown(df, [three[0], partial], [0, 7])
     assert "Table 1: RA-RFT (top1-finetuned), average@k, mean over benchmarks (seed 7)" in md
     assert "counts only the seeds that have it" in md and "Only 2 seed(s)" in md
+
+
+def test_the_controls_rows_appear_when_some_seed_has_them(three):
+    """RA-RFT - base + top-1, RA-RFT - GRPO on corpus-only items, the curve's gain and the zero-variance share:
+    rows only when a seed's metrics have them (absent from these fakes' first table: test_cli's 11 rows). analyze
+    writes them to metrics_full.json (every number; metrics.json keeps the headline), read in preference."""
+    from rarft.io import read_json
+
+    extra = {"diff.ra_rft_base_top_1_at_inference.mean": (12.0, 14.0),
+             "diff.ra_rft_grpo_corpus_only_strategies.mean": (20.0, 10.0),
+             "curve.rarft.last_minus_step0.mean": (15.0, 11.0), "rl_signal.rarft.zero_variance_share": (40.0, 50.0)}
+    for i, folder in enumerate(three[:2]):  # seed 2 ran without them, and has only the older single metrics.json
+        metrics = read_json(folder / "metrics.json") | {key: values[i] for key, values in extra.items()}
+        write_json(folder / "metrics_full.json", metrics)
+        write_json(folder / "metrics.json", {"diff.ra_rft_grpo.mean": 0.0})  # the headline: not read
+    df = seeds.spread_table(three, [0, 1, 2], *HEADLINE)
+    assert len(df) == 11 + 4
+    for start, key in (("comparisons: RA-RFT - base + top-1 at inference", "diff.ra_rft_base_top_1_at_inference.mean"),
+                       ("comparisons: RA-RFT - GRPO, corpus-only strategies",
+                        "diff.ra_rft_grpo_corpus_only_strategies.mean"),
+                       ("Figure 3: RA-RFT validation curve", "curve.rarft.last_minus_step0.mean"),
+                       ("RL signal: RA-RFT rollout groups", "rl_signal.rarft.zero_variance_share")):
+        row = _row(df, start)
+        assert [row["seed_0"], row["seed_1"]] == list(extra[key]) and math.isnan(row["seed_2"]) and row["n"] == 2
+        assert row["mean"] == pytest.approx(sum(extra[key]) / 2) and row["source"] == f"metrics_full.json: {key}"
+    md = seeds.spread_markdown(df, three, [0, 1, 2])
+    assert "| comparisons: RA-RFT - base + top-1 at inference (mean) | points | 12.00 | 14.00 |  | 13.00 |" in md
 
 
 def test_a_folder_without_metrics_json_is_an_error_naming_it(three, tmp_path):

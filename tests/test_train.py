@@ -172,6 +172,11 @@ def test_two_ra_rft_steps_change_weights_and_record(world_small, tiny_policy_dir
     curve = read_jsonl(run_dir / "curve.jsonl")
     assert {(r["step"], r["benchmark"]) for r in curve} == {(s, b) for s in (0, 1, 2) for b in BENCHES}
     assert all(r["k"] == 2 and 0.0 <= r["average_at_k"] <= 1.0 for r in curve)
+    # per problem, the mean reward of its eval_k samples (Figure 3's band): every validation problem, and
+    # equal problems' means average to TRL's eval_reward
+    for r in curve:
+        assert set(r["per_problem"]) == {item["id"] for item in world_small[r["benchmark"]][:2]}
+        assert sum(r["per_problem"].values()) / 2 == pytest.approx(r["average_at_k"], abs=1e-5)
     logs = json.loads((run_dir / "log_history.json").read_text())
     train_logs = [h for h in logs if "reward" in h]
     assert len(train_logs) == 2 and all("frac_reward_zero_std" in h and "completions/mean_length" in h
@@ -199,6 +204,38 @@ def test_pass_rate_bins_and_group_stats():
                                                log_metric=lambda k, v: logged.__setitem__(k, v))
     assert rewards == [1.0, 0.0, 1.0, 1.0]
     assert logged["pass_rate/(0.25,0.5]"] == 0.5 and logged["pass_rate/1"] == 0.5 and logged["pass_rate/0"] == 0
+
+
+def test_validation_rewards_are_recorded_per_problem_only_for_eval_batches(tmp_path):
+    from types import SimpleNamespace
+
+    from rarft.train import CURVE_ID_COLUMN, ProblemRewards, _curve_callback_class
+
+    seen = []
+
+    def reward(completions, answer, **kwargs):
+        seen.append(sorted(kwargs))
+        return [float(c == a) for c, a in zip(completions, answer)]
+
+    recorder = ProblemRewards()
+    wrapped = recorder.wrap(reward)
+    assert wrapped.__name__ == "reward"  # TRL names the logged reward after the function
+    # a training batch (no id column): scored, not recorded
+    assert wrapped(completions=["1", "2"], answer=["1", "1"], prompts=["p", "p"]) == [1.0, 0.0]
+    assert recorder.samples == []
+    # a validation batch: the id column is taken off before the reward function sees it
+    wrapped(completions=["1", "2", "3", "3"], answer=["1", "1", "3", "4"], prompts=["p"] * 4,
+            **{CURVE_ID_COLUMN: ["a", "a", "b", "b"]})
+    assert seen[-1] == ["prompts"]
+    callback = _curve_callback_class()(tmp_path / "curve.partial.jsonl", 2, recorder)
+    state = SimpleNamespace(global_step=5, is_world_process_zero=True)
+    callback.on_log(None, state, None, logs={"loss": 0.1})  # a training log: nothing taken
+    assert len(recorder.samples) == 4
+    callback.on_log(None, state, None, logs={"eval_reward": 0.5, "eval_bench_easy_runtime": 1.0})
+    callback.on_train_end(None, state, None)
+    assert read_jsonl(tmp_path / "curve.partial.jsonl") == [
+        {"step": 5, "benchmark": "bench_easy", "average_at_k": 0.5, "k": 2, "per_problem": {"a": 0.5, "b": 0.5}}]
+    assert recorder.samples == []  # taken: the next benchmark's evaluation starts empty
 
 
 def test_same_seed_same_result_and_resume_after_kill(world_small, tiny_policy_dir, config, tmp_path):
@@ -353,7 +390,7 @@ def test_paper_validation_curves_batch_several_problems_per_round(paper):
 # ---- rl.trainer / rl.sft.trainer / retriever.train.trainer go verbatim to the trainers' config classes ----
 SHIPPED = [["params.yaml"], ["params.yaml", "config/qwen3-1.7b.yaml"], ["params.yaml", "config/qwen3-4b.yaml"],
            ["params.yaml", "config/qwen3-1.7b.yaml", "config/rehearsal.yaml"],
-           ["params.yaml", "config/negative-control.yaml"]]
+           ["params.yaml", "config/negative-control.yaml"], ["params.yaml", "config/broken-trainer.yaml"]]
 
 
 @pytest.mark.parametrize("files", SHIPPED, ids=lambda fs: "+".join(f.split("/")[-1] for f in fs))

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import math
-import re
 from pathlib import Path
 
 import numpy as np
@@ -27,7 +26,7 @@ from rarft.contracts import read_curve, read_items, read_retrieval
 from rarft.device import resolve_device
 from rarft.diversity import context_accuracy, diversity_markdown, diversity_per_problem, diversity_summary
 from rarft.io import DataError, read_json, write_json, write_text
-from rarft.stats import paired_difference, rng_for
+from rarft.stats import bootstrap_mean_ci, paired_difference, rng_for
 
 # ---------------------------------------------------------------- inputs
 
@@ -47,12 +46,65 @@ def load_curves(runs: Path) -> pd.DataFrame:
         if not path.exists():
             continue
         frames.append(pd.DataFrame(read_curve(path)).assign(arm=arm))
+    columns = ["arm", "step", "benchmark", "average_at_k", "k", "per_problem"]
     if not frames:
-        return pd.DataFrame(columns=["arm", "step", "benchmark", "average_at_k", "k"])
+        return pd.DataFrame(columns=columns)
     df = pd.concat(frames, ignore_index=True)
-    if "k" not in df:
-        df["k"] = np.nan
-    return df[["arm", "step", "benchmark", "average_at_k", "k"]]
+    for col in ("k", "per_problem"):  # per_problem: absent in curve files written before it was recorded
+        if col not in df:
+            df[col] = np.nan
+    return df[columns]
+
+
+def curve_bands(curves: pd.DataFrame, resamples: int, level: float, seed: int) -> pd.DataFrame:
+    """Figure 3's interval: per (arm, benchmark, step), a bootstrap over problems of the mean of the
+    per-problem validation accuracies (curve.jsonl's `per_problem`). Points without them get no row."""
+    rows = []
+    for r in curves.to_dict("records"):
+        per_problem = r.get("per_problem")
+        if not isinstance(per_problem, dict) or not per_problem:
+            continue
+        b = str(r["benchmark"])
+        mean, lo, hi = bootstrap_mean_ci({b: per_problem}, [b], resamples, level,
+                                         rng_for(seed, "curve", r["arm"], b, str(r["step"])))
+        rows.append({"arm": r["arm"], "benchmark": b, "step": int(r["step"]), "mean": mean, "ci_low": lo,
+                     "ci_high": hi, "n_problems": len(per_problem)})
+    return pd.DataFrame(rows, columns=["arm", "benchmark", "step", "mean", "ci_low", "ci_high", "n_problems"])
+
+
+def curve_gains(curves: pd.DataFrame) -> dict[tuple[str, str], float]:
+    """{(arm, benchmark or 'mean'): last step's - step 0's validation average@k, in points}, for the arms whose
+    curve has step 0 and a later step on every benchmark it shows ('mean': the mean over those benchmarks)."""
+    out = {}
+    for arm, adf in curves.groupby("arm", sort=False):
+        gains = {}
+        for b, bdf in adf.groupby("benchmark", sort=False):
+            by_step = bdf.groupby("step")["average_at_k"].last()
+            if 0 in by_step.index and by_step.index.max() > 0:
+                gains[str(b)] = 100 * (float(by_step[by_step.index.max()]) - float(by_step[0]))
+        if gains and len(gains) == adf["benchmark"].nunique():
+            out |= {(str(arm), b): g for b, g in gains.items()}
+            out[(str(arm), "mean")] = float(np.mean(list(gains.values())))
+    return out
+
+
+def strategy_groups(config: dict, data: Path, benches: list[str]) -> dict[str, dict[str, set[str]]]:
+    """{group: {benchmark: problem ids}} for tables.STRATEGY_GROUPS: 'corpus_only' = items whose hidden
+    `strategy` (data/clean/bench/<b>.jsonl) is in data.world.corpus_only, 'training' = the other items with a
+    strategy. Empty where no item has one (real benchmarks): the split rows are then simply absent."""
+    corpus_only = set(config["data"]["world"]["corpus_only"])
+    groups: dict[str, dict[str, set[str]]] = {g: {} for g in tables.STRATEGY_GROUPS}
+    for b in benches:
+        for pid, item in _by_id(data / "clean" / "bench" / f"{b}.jsonl").items():
+            if item.get("strategy") is None:
+                continue
+            group = "corpus_only" if item["strategy"] in corpus_only else "training"
+            groups[group].setdefault(b, set()).add(pid)
+    return {g: by_bench for g, by_bench in groups.items() if by_bench}
+
+
+def _restrict(per_problem: dict[str, dict[str, float]], ids: dict[str, set[str]]) -> dict[str, dict[str, float]]:
+    return {b: {p: v for p, v in per_problem.get(b, {}).items() if p in keep} for b, keep in ids.items()}
 
 
 def _by_id(path: Path) -> dict[str, dict]:
@@ -139,13 +191,24 @@ def analyze(config: dict, runs: str | Path, data: str | Path, reports: str | Pat
             for r in paired_difference(summaries[pa]["per_problem"], summaries[pb]["per_problem"], benches,
                                        resamples, level, rng_for(seed, label)):
                 comp_rows.append({"comparison": label, "a": "/".join(pa), "b": "/".join(pb), **r})
-                metrics[f"diff.{_slug(label)}.{r['benchmark']}"] = round(r["diff"], 4)
+                metrics[tables.diff_key(label, r["benchmark"])] = round(r["diff"], 4)
+    groups = strategy_groups(config, data, benches)
+    for label, pa, pb, group in tables.strategy_split_pairs(config):
+        if pa in summaries and pb in summaries and group in groups:
+            for r in paired_difference(_restrict(summaries[pa]["per_problem"], groups[group]),
+                                       _restrict(summaries[pb]["per_problem"], groups[group]), benches,
+                                       resamples, level, rng_for(seed, label)):
+                comp_rows.append({"comparison": label, "a": "/".join(pa), "b": "/".join(pb), **r})
+                metrics[tables.diff_key(label, r["benchmark"])] = round(r["diff"], 4)
     comp = pd.DataFrame(comp_rows, columns=["comparison", "a", "b", "benchmark", "diff", "ci_low", "ci_high",
                                             "p_le_0", "n_problems"])
     write_text(tdir / "comparisons.md", tables.comparisons_markdown(comp))
     _write_csv(comp, tdir / "comparisons.csv")
-    artifacts.append(("tables/comparisons.{md,csv}", "Paired-bootstrap differences (RA-RFT - GRPO and the other "
-                                                     "key pairs) per benchmark and for the mean."))
+    artifacts.append(("tables/comparisons.{md,csv}", "Paired-bootstrap differences (RA-RFT - GRPO, RA-RFT - base "
+                                                     "with the same top-1 trace at inference, GRPO - base and the "
+                                                     "other key pairs; in the world also RA-RFT - GRPO on items of "
+                                                     "training-query and of corpus-only strategies) per benchmark "
+                                                     "and for the mean."))
     steps.update()
 
     # RL signal: how many rollout groups could teach anything (a group with one reward has no advantage)
@@ -154,6 +217,8 @@ def analyze(config: dict, runs: str | Path, data: str | Path, reports: str | Pat
     _write_csv(signal, tdir / "rl_signal.csv")
     for r in signal.to_dict("records"):
         metrics[f"rl_signal.{r['arm']}.zero_variance_share"] = round(100 * r["zero_variance_share"], 4)
+        metrics[f"rl_signal.{r['arm']}.all_wrong_share"] = round(100 * r["pass_rate 0"], 4)
+        metrics[f"rl_signal.{r['arm']}.all_right_share"] = round(100 * r["pass_rate 1"], 4)
     artifacts.append(("tables/rl_signal.{md,csv}", "Per RL arm: share of prompt groups with zero reward variance "
                                                    "and the per-prompt pass-rate histogram of the training rollouts."))
 
@@ -163,16 +228,31 @@ def analyze(config: dict, runs: str | Path, data: str | Path, reports: str | Pat
     if curves.empty:
         placeholder_figure(stem, "Figure 3: validation accuracy vs step", "no runs/train/{grpo,rarft}/curve.jsonl")
         notes.append("Figure 3: no training curves found (runs/train/{grpo,rarft}/curve.jsonl).")
-    else:
-        figures.figure_curves(curves, stem, CURVE_ARMS)
+    bands = curve_bands(curves, resamples, level, seed)
+    if not curves.empty:
+        figures.figure_curves(curves, stem, CURVE_ARMS, bands)
+        if bands.empty:
+            notes.append("Figure 3: the curve files hold no per-problem accuracies (written before they were "
+                         "recorded): no interval band.")
+    for (arm, bench), gain in curve_gains(curves).items():
+        metrics[f"curve.{arm}.last_minus_step0.{bench}"] = round(gain, 4)
     wide = curves.assign(col=curves["arm"] + "_" + curves["benchmark"].astype(str),
                          pct=100 * curves["average_at_k"].astype(float))
     wide = wide.pivot_table(index="step", columns="col", values="pct").reset_index() if len(wide) else \
         pd.DataFrame(columns=["step"])
+    if not bands.empty:
+        band = bands.assign(col=bands["arm"] + "_" + bands["benchmark"])
+        for end in ("ci_low", "ci_high"):
+            cols = band.pivot_table(index="step", columns="col", values=end) * 100
+            wide = wide.merge(cols.add_suffix(f"_{end}").reset_index(), on="step", how="left")
     _write_csv(wide, pdir / "curves.csv")
     artifacts += [("figures/fig3_training_curves.{png,pdf}", "Figure 3: validation average@k vs training step, "
-                                                           "GRPO vs RA-RFT, one panel per benchmark."),
-                  ("plots/curves.csv", "Figure 3's data for `dvc plots`: step, then one column <arm>_<benchmark> (%).")]
+                                                           f"GRPO vs RA-RFT, one panel per benchmark; shaded: "
+                                                           f"{level:.0%} bootstrap interval over problems at each "
+                                                           "step."),
+                  ("plots/curves.csv", "Figure 3's data for `dvc plots`: step, then one column <arm>_<benchmark> (%) "
+                                       "and, where per-problem accuracies were recorded, <arm>_<benchmark>_ci_low / "
+                                       "_ci_high.")]
     steps.update()
 
     # Figure 4 + diversity
@@ -282,33 +362,92 @@ def rl_signal_table(runs: Path) -> pd.DataFrame:
 
 def rl_signal_markdown(df: pd.DataFrame) -> str:
     lines = ["# RL signal of the training rollouts", "",
-             "Share of prompt groups (one prompt's rollouts in a step) by pass rate, averaged over training steps. "
-             "Groups at 0 or 1 have zero reward variance: GRPO/RLOO advantages are 0 and they teach nothing.", ""]
+             "Per RL arm, averaged over its training steps: the share of prompt groups (one prompt's rollouts in a "
+             "step) with zero reward variance (TRL's `frac_reward_zero_std`), whose GRPO/RLOO advantages are 0 so "
+             "they teach nothing, then the share of groups by pass rate: `0` = all rollouts wrong, `1` = all "
+             "right (with 0/1 rewards those two make up the zero-variance groups).", ""]
     if df.empty:
         return "\n".join(lines + ["(no RL arm has a train_summary.json with rollout statistics)", ""])
     cols = [c for c in df.columns if c != "arm"]
-    lines += ["| arm | " + " | ".join(cols) + " |", "|---" * (len(cols) + 1) + "|"]
+    names = {"zero_variance_share": "zero reward variance", "pass_rate 0": "pass rate 0 (all wrong)",
+             "pass_rate 1": "pass rate 1 (all right)"}
+    lines += ["| arm | " + " | ".join(names.get(c, c.replace("_", " ")) for c in cols) + " |",
+              "|---" * (len(cols) + 1) + "|"]
     for r in df.to_dict("records"):
         cells = [str(r["steps"])] + [f"{100 * r[c]:.0f}%" for c in cols[1:]]
         lines.append(f"| {r['arm']} | " + " | ".join(cells) + " |")
     return "\n".join(lines + [""])
 
 
-def control_verdict(config: dict, comp: pd.DataFrame) -> str:
-    """World only: what the RA-RFT - GRPO interval on the mean says about the positive or negative control."""
+def _mean_row(comp: pd.DataFrame, label: str) -> dict | None:
+    row = comp[(comp["comparison"] == label) & (comp["benchmark"] == "mean")]
+    return None if row.empty else row.iloc[0].to_dict()
+
+
+def _interval_text(label: str, r: dict) -> str:
+    where = "lies above 0" if r["ci_low"] > 0 else "lies below 0" if r["ci_high"] < 0 else "contains 0"
+    return (f"{label} on the mean = {r['diff']:+.1f} points [{r['ci_low']:+.1f}, {r['ci_high']:+.1f}]: "
+            f"the interval {where}")
+
+
+def control_conditions(config: dict) -> list[tuple[str, str, bool]]:
+    """The control's conditions as (comparison label, what it shows, True = its interval must lie above 0 |
+    False = it must contain 0 or lie below). The positive control tests the RL stage: a trainer that learns
+    nothing leaves RA-RFT where the base model given the same trace is, and fails the first condition."""
+    if config["data"]["world"]["control"] == "positive":
+        return [(tables.RA_RFT_VS_BASE_TOP1, "RL with the trace, not the trace alone, carries the effect", True),
+                (tables.RA_RFT_VS_GRPO, "RA-RFT beats GRPO", True)]
+    return [(tables.RA_RFT_VS_GRPO, "RA-RFT does not beat GRPO when retrieval cannot help", False)]
+
+
+def control_status(config: dict, comp: pd.DataFrame) -> dict:
+    """World only (None at paper scale): {"verdict": "holds" | "fails" | "not scored", "failed": [labels],
+    "not_scored": [labels], "lines": [one line per condition]} from the comparisons' mean rows.
+
+    The control holds when every condition holds; it fails when a scored condition fails (even if another
+    was not scored); with no failure but a condition not scored it cannot be judged."""
     if config["data"]["source"] != "world":
+        return None
+    failed, not_scored, lines = [], [], []
+    for label, meaning, above in control_conditions(config):
+        need = "above 0" if above else "containing 0 or below 0"
+        r = _mean_row(comp, label)
+        if r is None:
+            not_scored.append(label)
+            lines.append(f"- {label} ({meaning}; needed: an interval {need}): not scored (both arms are needed).")
+            continue
+        ok = r["ci_low"] > 0 if above else r["ci_low"] <= 0
+        if not ok:
+            failed.append(label)
+        lines.append(f"- {meaning} (needed: an interval {need}): {_interval_text(label, r)}, "
+                     f"so this {'holds' if ok else 'FAILS'}.")
+    for group in ("corpus_only",):  # reported beside the conditions, not one of them
+        label = f"{tables.RA_RFT_VS_GRPO}, {tables.STRATEGY_GROUPS[group]}"
+        r = _mean_row(comp, label)
+        if r is not None and config["data"]["world"]["control"] == "positive":
+            lines.append(f"- reported, not a condition: {_interval_text(label, r)}.")
+    verdict = "fails" if failed else "not scored" if not_scored else "holds"
+    return {"verdict": verdict, "failed": failed, "not_scored": not_scored, "lines": lines}
+
+
+def control_verdict(config: dict, comp: pd.DataFrame) -> str:
+    """World only: results/README.md's verdict on the positive or negative control (control_status), one
+    headline line naming what failed, then one line per condition."""
+    status = control_status(config, comp)
+    if status is None:
         return ""
-    row = comp[(comp["comparison"] == "RA-RFT - GRPO") & (comp["benchmark"] == "mean")]
-    if row.empty:
-        return "Control verdict: RA-RFT - GRPO was not scored (both arms are needed)."
-    r = row.iloc[0]
-    where = ("lies above 0" if r["ci_low"] > 0 else "lies below 0" if r["ci_high"] < 0 else "contains 0")
     positive = config["data"]["world"]["control"] == "positive"
-    expected = (r["ci_low"] > 0) if positive else (r["ci_low"] <= 0)
-    kind = "positive control: RA-RFT must beat GRPO" if positive else "negative control: RA-RFT must not beat GRPO"
-    return (f"Control verdict ({kind}): RA-RFT - GRPO on the mean = {r['diff']:+.1f} points "
-            f"[{r['ci_low']:+.1f}, {r['ci_high']:+.1f}]; the interval {where}, so the control "
-            f"{'holds' if expected else 'FAILS'}.")
+    kind = ("positive control: RA-RFT must beat the base model given the same top-1 trace at inference, and GRPO"
+            if positive else "negative control: RA-RFT must not beat GRPO")
+    if status["verdict"] == "holds":
+        head = "the control holds."
+    elif status["verdict"] == "fails":
+        head = f"the control FAILS ({'; '.join(status['failed'])})."
+        if status["not_scored"]:
+            head = head[:-1] + f"; not scored: {'; '.join(status['not_scored'])}."
+    else:
+        head = f"the control cannot be judged: not scored: {'; '.join(status['not_scored'])}."
+    return "\n".join([f"Control verdict ({kind}): {head}", "", *status["lines"]])
 
 
 def run_source(config: dict) -> str:
@@ -346,10 +485,6 @@ def readme(artifacts: list[tuple[str, str]], notes: list[str], summaries: dict, 
               "arms and differences, the retrievers' recall@1 and the labelers' kappa (`rarft seed-spread`).", ""]
     lines += ["## Missing inputs", ""] + ([f"- {n}" for n in notes] or ["- none: every input was present."]) + [""]
     return "\n".join(lines)
-
-
-def _slug(s: str) -> str:
-    return re.sub(r"[^a-z0-9]+", "_", s.lower()).strip("_")
 
 
 def _write_csv(df: pd.DataFrame, path: Path) -> None:

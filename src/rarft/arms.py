@@ -77,8 +77,10 @@ def eval_settings(policy: str, config: dict) -> list[str]:
     """Evaluation settings of a policy: 'none', 'top1-<R>' or 'topk-<R>' (Figure 4).
 
     Each policy is scored as it was trained (RA arms with their retriever's top-1 trace). On top:
-    the base model both ways (Figure 3's step 0), the GRPO checkpoint with the top-1 trace added only
-    at inference (Table 4), and RA-RFT under each of its top-k traces separately (Figure 4).
+    the base model both ways (Figure 3's step 0; with the main retriever's top-1 trace it is the
+    comparison "RA-RFT - base + top-1 at inference", the positive control's test that RL, not the
+    context alone, carries the effect), the GRPO checkpoint with the top-1 trace added only at
+    inference (Table 4), and RA-RFT under each of its top-k traces separately (Figure 4).
     """
     main = config["rl"]["retriever"]
     if policy == "base":

@@ -60,7 +60,8 @@ SAMPLE_NEED = ("benchmark", "problem_id", "reward")
 SUMMARY = {"policy": str, "setting": str, "k": int, "benchmarks": dict, "per_problem": dict}
 SUMMARY_NEED = ("k", "benchmarks", "per_problem")
 SUMMARY_FRACTIONS = ("average_at_k", "ci_low", "ci_high")
-CURVE = {"step": int, "benchmark": str, "average_at_k": NUMBER, "k": (int, NONE)}
+# per_problem: problem id -> mean reward over its k samples (Figure 3's band); absent in older curve files
+CURVE = {"step": int, "benchmark": str, "average_at_k": NUMBER, "k": (int, NONE), "per_problem": dict}
 CURVE_NEED = ("step", "benchmark", "average_at_k")
 
 

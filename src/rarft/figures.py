@@ -46,15 +46,19 @@ def _panels(n: int, width: float = 4.6, height: float = 3.4):
     return fig, list(axes.flat[:n])
 
 
-def figure_curves(curves: pd.DataFrame, stem: str | Path, labels: dict[str, str]) -> list[Path]:
+def figure_curves(curves: pd.DataFrame, stem: str | Path, labels: dict[str, str],
+                  bands: pd.DataFrame | None = None) -> list[Path]:
     """Figure 3: validation average@k against step, one line per arm, one panel per benchmark.
 
     `curves` columns: arm, step, benchmark, average_at_k (fraction), k. Step-0 values are given in the
-    legend (the paper's point: RA-RFT starts lower and overtakes).
+    legend (the paper's point: RA-RFT starts lower and overtakes). `bands` (analysis.curve_bands: arm,
+    benchmark, step, ci_low, ci_high as fractions) shades each arm's interval over problems; an arm or
+    step without a row has no band (curve files written before per-problem accuracies were recorded).
     """
     benches = list(dict.fromkeys(curves["benchmark"]))
     fig, axes = _panels(len(benches))
     colors = {"grpo": GRPO_COLOR, "rarft": RARFT_COLOR}
+    banded = bands is not None and not bands.empty
     for ax, bench in zip(axes, benches):
         sub = curves[curves["benchmark"] == bench]
         step0 = sub[sub["step"] == 0].groupby("arm")["average_at_k"].first()
@@ -65,6 +69,11 @@ def figure_curves(curves: pd.DataFrame, stem: str | Path, labels: dict[str, str]
             start = f" (step 0: {100 * step0[arm]:.1f})" if arm in step0.index else ""
             ax.plot(adf["step"], y, marker="o", ms=4, lw=2, color=colors.get(arm),
                     label=labels.get(arm, arm) + start)
+            band = bands[(bands["arm"] == arm) & (bands["benchmark"] == bench)].sort_values("step") if banded \
+                else None
+            if band is not None and len(band):
+                ax.fill_between(band["step"], 100 * band["ci_low"], 100 * band["ci_high"], color=colors.get(arm),
+                                alpha=0.18, lw=0)
         ax.margins(y=0.15)
         steps = sorted(sub["step"].unique())
         if len(steps) <= 12:
@@ -77,7 +86,8 @@ def figure_curves(curves: pd.DataFrame, stem: str | Path, labels: dict[str, str]
         ax.set_ylabel(f"validation average@{k} (%)" if k else "validation average@k (%)")
         ax.grid(alpha=0.3)
         ax.legend(loc="best", fontsize=8)
-    fig.suptitle("Figure 3: validation accuracy during training (step-0 values in the legend)")
+    fig.suptitle("Figure 3: validation accuracy during training (step-0 values in the legend"
+                 + ("; shaded: interval over problems)" if banded else ")"))
     fig.tight_layout()
     return save_figure(fig, stem)
 

@@ -8,6 +8,8 @@ sample standard deviation (n - 1), min, max and n over seeds:
 
   Table 1      average@k on the mean over benchmarks of base (none), GRPO (none), RA-RFT (top1-<rl.retriever>),
                and the paired differences RA-RFT - GRPO and GRPO - base           (metrics.json, points %)
+  when present RA-RFT - base + top-1 at inference, RA-RFT - GRPO on corpus-only-strategy items, RA-RFT's
+               validation curve last step - step 0, RA-RFT's zero-variance rollout groups (metrics.json)
   retrievers   recall@1 of rl.retriever and offshelf on the held-out queries, and their difference
                (reports/retrievers.csv, against oracle-strategy, else <labels.train_on>-labels; a fraction)
   labelers     Cohen's kappa of the gain labeler vs the oracle (reports/labelers.csv)
@@ -36,7 +38,7 @@ import yaml
 
 from rarft.config import add_config_argument, load_config
 from rarft.io import DataError, atomic_path, read_json, write_text
-from rarft.tables import main_retriever
+from rarft.tables import RA_RFT_VS_BASE_TOP1, RA_RFT_VS_GRPO, STRATEGY_GROUPS, diff_key, main_retriever
 
 STATS = ("mean", "sd", "min", "max", "n")
 
@@ -57,8 +59,8 @@ def measures(retriever: str, against: str) -> list[Measure]:
         Measure("Table 1: GRPO, average@k, mean over benchmarks", "%", "metrics.json: avg_at_k.grpo.none.mean"),
         Measure(f"Table 1: RA-RFT ({ra}), average@k, mean over benchmarks", "%",
                 f"metrics.json: avg_at_k.rarft.{ra}.mean"),
-        Measure("Table 1: RA-RFT - GRPO (mean)", "points", "metrics.json: diff.ra_rft_grpo.mean"),
-        Measure("Table 1: GRPO - base (mean)", "points", "metrics.json: diff.grpo_base.mean"),
+        Measure("Table 1: RA-RFT - GRPO (mean)", "points", f"metrics.json: {diff_key(RA_RFT_VS_GRPO, 'mean')}"),
+        Measure("Table 1: GRPO - base (mean)", "points", f"metrics.json: {diff_key('GRPO - base', 'mean')}"),
         Measure(f"retrievers: {retriever} recall@1", "fraction", f"{recall}, {retriever}"),
         Measure("retrievers: offshelf recall@1", "fraction", f"{recall}, offshelf"),
         Measure(f"retrievers: {retriever} - offshelf recall@1", "fraction", f"{recall}, difference"),
@@ -70,12 +72,31 @@ def measures(retriever: str, against: str) -> list[Measure]:
     ]
 
 
+def optional_measures() -> list[tuple[Measure, str]]:
+    """Rows shown only when some seed's metrics have them (metrics_full.json), with their key: the control's
+    tests of the RL stage (analyze writes the strategy split in the embedded world only, the curve and rollout
+    rows when those arms ran)."""
+    corpus_only = f"{RA_RFT_VS_GRPO}, {STRATEGY_GROUPS['corpus_only']}"
+    rows = [(f"comparisons: {RA_RFT_VS_BASE_TOP1} (mean)", "points", diff_key(RA_RFT_VS_BASE_TOP1, "mean")),
+            (f"comparisons: {corpus_only} (mean)", "points", diff_key(corpus_only, "mean")),
+            ("Figure 3: RA-RFT validation curve, last step - step 0 (mean)", "points",
+             "curve.rarft.last_minus_step0.mean"),
+            ("RL signal: RA-RFT rollout groups with zero reward variance", "%", "rl_signal.rarft.zero_variance_share")]
+    return [(Measure(name, unit, f"metrics_full.json: {key}"), key) for name, unit, key in rows]
+
+
 # ---------------------------------------------------------------- reading one seed's results/
 
+# analyze writes every number to metrics_full.json and the headline to metrics.json; a folder written before
+# that split holds metrics.json only, with every number
+METRICS_FILES = ("metrics_full.json", "metrics.json")
+
+
 def read_metrics(results: Path) -> dict[str, float]:
-    path = results / "metrics.json"
-    if not path.is_file():
-        raise DataError(f"{results}: no metrics.json (expected {path}; is this a results/ folder of a finished run?)")
+    path = next((results / name for name in METRICS_FILES if (results / name).is_file()), None)
+    if path is None:
+        raise DataError(f"{results}: no metrics.json (expected {results / 'metrics.json'}; is this a results/ folder "
+                        "of a finished run?)")
     return {k: float(v) for k, v in read_json(path).items() if isinstance(v, (int, float))}
 
 
@@ -144,7 +165,7 @@ def seed_values(metrics: dict[str, float], recalls: dict[tuple[str, str], float]
     """One seed's value of every measure (NaN where its files lack it), in the order of `measures`."""
     ra = f"top1-{retriever}"
     keys = ("avg_at_k.base.none.mean", "avg_at_k.grpo.none.mean", f"avg_at_k.rarft.{ra}.mean",
-            "diff.ra_rft_grpo.mean", "diff.grpo_base.mean")
+            diff_key(RA_RFT_VS_GRPO, "mean"), diff_key("GRPO - base", "mean"))
     out = [metrics.get(k, math.nan) for k in keys]
     fine, off = recalls.get((retriever, against), math.nan), recalls.get(("offshelf", against), math.nan)
     out += [fine, off, fine - off, math.nan if kappa is None else kappa, *probe]
@@ -175,8 +196,11 @@ def spread_table(results: list[str | Path], seeds: list[int], retriever: str,
     probes = [read_probe(r / "reports" / "policy_probe.json") for r in results]
     against = choose_against(recalls, prefer)
     rows = measures(retriever, against)
-    values = np.array([seed_values(m, rc, k, retriever, against, p)
-                       for m, rc, k, p in zip(metrics, recalls, kappas, probes)], dtype=float).T  # measures x seeds
+    values = [seed_values(m, rc, k, retriever, against, p) for m, rc, k, p in zip(metrics, recalls, kappas, probes)]
+    present = [(measure, key) for measure, key in optional_measures() if any(key in m for m in metrics)]
+    rows += [measure for measure, _ in present]
+    values = np.array([v + [m.get(key, math.nan) for _, key in present] for v, m in zip(values, metrics)],
+                      dtype=float).T  # measures x seeds
     records = []
     for measure, vals in zip(rows, values):
         have = vals[~np.isnan(vals)]
@@ -216,14 +240,18 @@ def spread_markdown(df: pd.DataFrame, results: list[str | Path], seeds: list[int
         lines.append("| " + " | ".join(cells) + " |")
     missing = [f"{r['measure']} (seed {', '.join(c.removeprefix('seed_') for c in seed_cols if math.isnan(r[c]))})"
                for r in df.to_dict("records") if r["n"] < len(seeds)]
-    lines += ["", "Units: % = average@k in percent; points = paired difference in percentage points (the "
-                  "`diff.*` of metrics.json); fraction = recall@1 as in reports/retrievers.csv; kappa = Cohen's kappa.",
+    lines += ["", "Units: % = average@k (or a share of rollout groups) in percent; points = a difference in "
+                  "percentage points (the `diff.*` and `curve.*` of metrics.json); fraction = recall@1 as in "
+                  "reports/retrievers.csv; kappa = Cohen's kappa.",
               "Blank cells: the measure is missing from that seed's files (arm, retriever or labeler not run); "
               "n counts only the seeds that have it, and the statistics are over those. "
               + (f"Missing here: {'; '.join(missing)}." if missing else "None is missing here."), "",
-              "Sources: each seed's metrics.json (`avg_at_k.<arm>.<setting>.mean`, `diff.ra_rft_grpo.mean`, "
-              "`diff.grpo_base.mean`), reports/retrievers.csv (recall@1), reports/labelers.csv (agreement) and "
-              "reports/policy_probe.json (init-policy's probe); the `source` column of seeds.csv names each row's.",
+              "Sources: each seed's metrics_full.json, else metrics.json (`avg_at_k.<arm>.<setting>.mean`, "
+              "`diff.<comparison>.mean`, "
+              "`curve.rarft.last_minus_step0.mean`, `rl_signal.rarft.zero_variance_share`), reports/retrievers.csv "
+              "(recall@1), reports/labelers.csv (agreement) and reports/policy_probe.json (init-policy's probe); the "
+              "`source` column of seeds.csv names each row's. The comparisons', curve's and RL-signal rows appear "
+              "only when some seed's metrics.json has them.",
               ""]
     return "\n".join(lines)
 

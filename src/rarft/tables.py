@@ -10,6 +10,7 @@ block is marked. Every table is written as Markdown (reading), CSV in long form 
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -179,15 +180,39 @@ def table_specs(config: dict, paper_scale: bool) -> list[TableSpec]:
     ]
 
 
+# RA-RFT against the base model given the same top-1 trace at inference only: what RL with the trace adds
+# over the context alone (the positive control's test of the RL stage, analysis.control_status).
+RA_RFT_VS_BASE_TOP1 = "RA-RFT - base + top-1 at inference"
+RA_RFT_VS_GRPO = "RA-RFT - GRPO"
+# Benchmark items split by their hidden strategy (world only; analysis.strategy_groups): group -> label suffix.
+STRATEGY_GROUPS = {"training": "training-query strategies", "corpus_only": "corpus-only strategies"}
+
+
 def comparison_pairs(config: dict) -> list[tuple[str, tuple[str, str], tuple[str, str]]]:
-    """The key paired comparisons: (label, A, B) for A - B."""
+    """The key paired comparisons: (label, A, B) for A - B, over every benchmark problem."""
     ra = f"top1-{main_retriever(config)}"
-    return [("RA-RFT - GRPO", ("rarft", ra), ("grpo", "none")),
+    return [(RA_RFT_VS_GRPO, ("rarft", ra), ("grpo", "none")),
+            (RA_RFT_VS_BASE_TOP1, ("rarft", ra), ("base", ra)),
             ("GRPO - base", ("grpo", "none"), ("base", "none")),
             ("RA-SFT - SFT", ("rasft", ra), ("sft", "none")),
             ("RA-RLOO - RLOO", ("rarloo", ra), ("rloo", "none")),
             ("RA-DAPO - DAPO", ("radapo", ra), ("dapo", "none")),
             ("GRPO + top-1 at inference - GRPO", ("grpo", ra), ("grpo", "none"))]
+
+
+def diff_key(label: str, benchmark: str) -> str:
+    """metrics.json key of a paired difference: 'RA-RFT - GRPO', 'mean' -> 'diff.ra_rft_grpo.mean'."""
+    return f"diff.{re.sub(r'[^a-z0-9]+', '_', label.lower()).strip('_')}.{benchmark}"
+
+
+def strategy_split_pairs(config: dict) -> list[tuple[str, tuple[str, str], tuple[str, str], str]]:
+    """RA-RFT - GRPO on a subset of the benchmark items: (label, A, B, group of STRATEGY_GROUPS).
+
+    'training': items whose hidden strategy some training query has; 'corpus_only': items of the strategies
+    only the corpus holds (data.world.corpus_only), which RL never sees and only a retrieved trace names."""
+    ra = f"top1-{main_retriever(config)}"
+    return [(f"{RA_RFT_VS_GRPO}, {suffix}", ("rarft", ra), ("grpo", "none"), group)
+            for group, suffix in STRATEGY_GROUPS.items()]
 
 
 def read_recall_at_1(path: str | Path, prefer: tuple[str, ...] = (),
@@ -354,7 +379,12 @@ def to_latex(df: pd.DataFrame, spec: TableSpec, benches: list[str]) -> str:
 def comparisons_markdown(df: pd.DataFrame) -> str:
     out = ["### Paired differences (A - B, percentage points)", "",
            "Paired bootstrap over the problems both arms were scored on; `P(diff<=0)` is the share of "
-           "resamples in which A does not beat B.", "",
+           "resamples in which A does not beat B. "
+           f"`{RA_RFT_VS_BASE_TOP1}`: the base model given the same top-1 trace only at inference, so the row "
+           "is what RL with the trace adds over the context alone. "
+           f"`{RA_RFT_VS_GRPO}, <strategies>` (embedded world only): the same difference on the benchmark items "
+           f"whose hidden strategy some training query has (`{STRATEGY_GROUPS['training']}`) and on those of the "
+           f"strategies only the corpus holds (`{STRATEGY_GROUPS['corpus_only']}`, data.world.corpus_only).", "",
            "| comparison | benchmark | diff | 95% interval | P(diff<=0) | problems |", "|---|---|---|---|---|---|"]
     if df.empty:
         out.append("| (no pair of arms both evaluated) | | | | | |")

@@ -286,29 +286,86 @@ def rollout_signal(log_history: list[dict]) -> dict | None:
     return out
 
 
+# Column of the eval datasets only: the problem id, which TRL hands to the reward functions as a keyword
+# (remove_unused_columns is False for GRPO and RLOO), so ProblemRewards sees which problem a validation
+# sample belongs to. Training rows do not carry it: its presence marks a validation batch.
+CURVE_ID_COLUMN = "curve_problem_id"
+
+
+class ProblemRewards:
+    """Per-problem rewards of the validation samples, for Figure 3's interval band (bootstrap over problems).
+
+    ``wrap(reward_func)`` records (problem id, reward) for every sample of a batch whose rows carry
+    ``CURVE_ID_COLUMN``; the curve callback takes them when TRL logs one benchmark's evaluation.
+    """
+
+    def __init__(self):
+        self.samples: list[tuple[str, float]] = []
+
+    def wrap(self, reward_func):
+        import functools
+
+        @functools.wraps(reward_func)
+        def wrapped(completions, **kwargs) -> list[float]:
+            ids = kwargs.pop(CURVE_ID_COLUMN, None)
+            rewards = reward_func(completions=completions, **kwargs)
+            if ids is not None:
+                self.samples += [(str(i), float(r)) for i, r in zip(ids, rewards) if r is not None]
+            return rewards
+
+        return wrapped
+
+    def take(self) -> list[tuple[str, float]]:
+        samples, self.samples = self.samples, []
+        return samples
+
+
+def per_problem_means(samples: list[tuple[str, float]]) -> dict[str, float]:
+    """{problem id: mean reward over its samples} (eval_k samples each: that problem's average@k)."""
+    sums: dict[str, list[float]] = {}
+    for pid, r in samples:
+        acc = sums.setdefault(pid, [0.0, 0])
+        acc[0] += r
+        acc[1] += 1
+    return {pid: total / n for pid, (total, n) in sorted(sums.items())}
+
+
 def _curve_callback_class():
     from transformers import TrainerCallback
 
     class CurveCallback(TrainerCallback):
-        """Turns TRL's per-benchmark eval logs into curve rows {step, benchmark, average_at_k, k}.
+        """Turns TRL's per-benchmark eval logs into curve rows {step, benchmark, average_at_k, k, per_problem}.
 
         With a dict of eval datasets the Trainer evaluates each under the prefix `eval_<name>_` and
         TRL adds the mean sampled reward as `eval_reward`: with eval_k samples per problem and 0/1
-        rewards, that is average@k.
+        rewards, that is average@k. `per_problem` (problem id -> mean reward over its eval_k samples)
+        comes from ``rewards`` (ProblemRewards), gathered from every process.
         """
 
-        def __init__(self, path: Path, k: int):
-            self.path, self.k, self.appender = path, k, None
+        def __init__(self, path: Path, k: int, rewards: ProblemRewards | None = None):
+            self.path, self.k, self.rewards, self.appender = path, k, rewards, None
 
         def on_log(self, args, state, control, logs=None, **kwargs):
-            if not logs or "eval_reward" not in logs or not state.is_world_process_zero:
+            if not logs or "eval_reward" not in logs:
+                return
+            samples = None
+            if self.rewards is not None:
+                # every process logs each evaluation (Trainer.log), so every process joins the gather;
+                # a process scored only its share of the samples. Multi-process: not run here (no GPUs).
+                from accelerate.utils import gather_object
+
+                samples = gather_object(self.rewards.take())
+            if not state.is_world_process_zero:
                 return
             if self.appender is None:  # opened on the main process only
                 self.appender = JsonlAppender(self.path)
             names = [m.group(1) for key in logs if (m := re.fullmatch(r"eval_(.+)_runtime", key))]
             if len(names) == 1:
-                self.appender.append({"step": int(state.global_step), "benchmark": names[0],
-                                      "average_at_k": float(logs["eval_reward"]), "k": self.k})
+                row = {"step": int(state.global_step), "benchmark": names[0],
+                       "average_at_k": float(logs["eval_reward"]), "k": self.k}
+                if samples:
+                    row["per_problem"] = per_problem_means(samples)
+                self.appender.append(row)
 
         def on_train_end(self, args, state, control, **kwargs):
             if self.appender is not None:
@@ -468,8 +525,11 @@ def train_policy(arm: str, base_dir: str | os.PathLike, train_items: list[dict],
         args = rl_args(trainer_kind, config, run_dir, [len(v) for v in eval_rows.values()], resume=bool(last))
         columns = ("prompt", "answer")
         train_ds = Dataset.from_list([{c: r[c] for c in columns} for r in train_rows])
-        eval_ds = {b: Dataset.from_list([{c: r[c] for c in columns} for r in rows]) for b, rows in eval_rows.items()}
-        callbacks.append(_curve_callback_class()(run_dir / CURVE_PARTIAL, k))
+        eval_ds = {b: Dataset.from_list([{**{c: r[c] for c in columns}, CURVE_ID_COLUMN: r["id"]} for r in rows])
+                   for b, rows in eval_rows.items()}
+        curve_rewards = ProblemRewards()  # the validation samples' per-problem rewards (Figure 3's band)
+        reward_funcs = [curve_rewards.wrap(reward_funcs[0]), *reward_funcs[1:]]
+        callbacks.append(_curve_callback_class()(run_dir / CURVE_PARTIAL, k, curve_rewards))
         if trainer_kind == "rloo":
             from trl import RLOOTrainer as Trainer
         else:
