@@ -41,6 +41,19 @@ def test_candidates_same_type_no_self_stratified_and_seeded(world_small):
     assert draw(train[5:9], corpus, 6, seed=3) == draw(train, corpus, 6, seed=3)[5:9]
 
 
+def test_candidates_normalise_each_item_once(world_small, monkeypatch):
+    """Review N12: every corpus item was normalised once per query (~8e8 regex calls at paper scale)."""
+    import rarft.candidates
+    from rarft.prompts import normalise_text
+
+    train, corpus = world_small["train"], world_small["corpus"]
+    expected = sample_candidates(train, corpus, m=6, seed=3, stratify_by_strategy=False)
+    calls = []
+    monkeypatch.setattr(rarft.candidates, "normalise_text", lambda t: calls.append(t) or normalise_text(t))
+    assert sample_candidates(train, corpus, m=6, seed=3, stratify_by_strategy=False) == expected
+    assert len(calls) == len(corpus) + len(train)
+
+
 def test_candidates_uniform_without_strategy_and_short_pools():
     corpus = [{"id": f"c{i}", "problem": f"p{i}", "problem_type": "algebra" if i < 3 else "geometry"}
               for i in range(10)]
