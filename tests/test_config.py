@@ -218,8 +218,8 @@ PARAMETER_DEFAULTS_ALLOWED = {
         ("retrieval.py", "exact_topk", "device")],
     "a memory chunk, not generation.batch_size": [
         ("retrieval.py", "encode_corpus", "batch_size"), ("policy.py", "probe_accuracy", "batch_size")],
-    "a fixed seed of a helper (evaluate passes the config's to bootstrap_ci; FAISS's k-means seed is fixed)": [
-        ("stats.py", "bootstrap_ci", "seed"), ("retrieval.py", "faiss_topk", "seed")],
+    "a fixed seed of a helper (evaluate passes the config's to bootstrap_ci)": [
+        ("stats.py", "bootstrap_ci", "seed")],
     "only the name matches a key": [
         ("analysis.py", "readme", "source"),               # a text line, not data.real.*.source
         ("data.py", "normalise_rows", "schema"),           # 'auto' detects; stages pass data.real.*.schema

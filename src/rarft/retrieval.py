@@ -242,8 +242,7 @@ def exact_topk(queries: np.ndarray, corpus: np.ndarray, k: int, device: str = "c
             np.concatenate([b[1].cpu().numpy() for b in best]))
 
 
-def encode_documents_offloaded(model, texts: Sequence[str], batch_size: int = 32,
-                               chunk: int = 4096) -> list:
+def encode_documents_offloaded(model, texts: Sequence[str], batch_size: int, chunk: int = 4096) -> list:
     """ColBERT document embeddings, one (tokens x dim) half-precision CPU tensor per text.
 
     `encode_document` keeps every embedding on the model's device in float32 until the call returns (about
@@ -296,7 +295,7 @@ class Searcher:
             self.model = load_colbert(name, self.device)
             # one (tokens x dim) matrix per document, in half precision on the CPU, moved there batch by batch as
             # it is encoded; scoring moves one block at a time to the device
-            self.corpus_emb = encode_documents_offloaded(self.model, texts)
+            self.corpus_emb = encode_documents_offloaded(self.model, texts, batch_size=32)
         else:  # random: same problem_type where the type is known
             self.by_type: dict[str, list[int]] = {}
             for j, c in enumerate(corpus):
