@@ -218,3 +218,34 @@ def test_a_teacher_prompt_too_long_for_the_server_is_dropped_and_counted(tmp_pat
     kept, report = build_traces(items, config, cache_path=cache, progress=False)
     assert len(kept) == 6 and kept[2]["trace"] == items[2]["solution"] and report["teacher_rejected"] == 1
     assert len(server.requests) == 6 + 1  # the second run: only the rejected prompt again
+
+
+MODELS_SERVER = """
+import http.server, json, sys
+class H(http.server.BaseHTTPRequestHandler):
+    def do_GET(self):
+        data = json.dumps({"object": "list", "data": [{"id": sys.argv[2], "object": "model"}]}).encode()
+        self.send_response(200); self.end_headers(); self.wfile.write(data)
+    def log_message(self, *a): pass
+http.server.HTTPServer(("127.0.0.1", int(sys.argv[1])), H).serve_forever()
+"""
+
+
+def test_the_teacher_servers_health_check_wants_the_teacher_model(tmp_path):
+    """Review N11: any server answering /v1/models used to pass, e.g. someone else's on the same port."""
+    import socket
+    import sys
+
+    from rarft.serve import running_server
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    url = f"http://127.0.0.1:{port}/v1"
+    with pytest.raises(RuntimeError, match="serves \\['other/model'\\], not the teacher 'Qwen/Qwen3-235B-A22B'"):
+        with running_server([sys.executable, "-c", MODELS_SERVER, str(port), "other/model"], url, tmp_path / "log",
+                            60, poll_s=0.2, served_model="Qwen/Qwen3-235B-A22B"):
+            pass
+    with running_server([sys.executable, "-c", MODELS_SERVER, str(port), "Qwen/Qwen3-235B-A22B"], url,
+                        tmp_path / "log", 60, poll_s=0.2, served_model="Qwen/Qwen3-235B-A22B") as proc:
+        assert proc.poll() is None

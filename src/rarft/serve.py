@@ -6,7 +6,8 @@ nothing else would start it on a cluster node. With `traces.teacher.serve` set, 
     vllm serve <teacher.model> --host 127.0.0.1 --port <port> --tensor-parallel-size <tp>
         --max-model-len <len> --served-model-name <teacher.model> [extra_args...]
 
-waits until `GET /v1/models` answers, points `traces.teacher.base_url` at it, rewrites, and stops it
+waits until `GET /v1/models` answers and lists the teacher (so a server of someone else's on the port is
+caught), points `traces.teacher.base_url` at it, rewrites, and stops it
 (also on failure). Its output goes to a log file next to the stage's outputs. Without `serve`, the
 teacher is whatever answers at `traces.teacher.base_url` (a server started by hand, or a hosted API).
 """
@@ -48,8 +49,10 @@ def server_command(model: str, serve: dict) -> list[str]:
 
 @contextlib.contextmanager
 def running_server(command: list[str], base_url: str, log_path: str | os.PathLike, timeout_s: float,
-                   poll_s: float = 5.0) -> Iterator[subprocess.Popen]:
-    """Run ``command`` until the block ends; enter once ``base_url``/models answers 200."""
+                   poll_s: float = 5.0, served_model: str | None = None) -> Iterator[subprocess.Popen]:
+    """Run ``command`` until the block ends; enter once ``base_url``/models answers 200 (and lists
+    ``served_model``, when given: a server of someone else's on the port answers too, and the job would
+    rewrite with the wrong model)."""
     import requests
 
     log_path = Path(log_path)
@@ -63,10 +66,15 @@ def running_server(command: list[str], base_url: str, log_path: str | os.PathLik
                     raise RuntimeError(f"teacher server exited with code {proc.returncode} before it answered; "
                                        f"see {log_path}")
                 try:
-                    if requests.get(base_url.rstrip("/") + "/models", timeout=5).status_code == 200:
-                        break
+                    reply = requests.get(base_url.rstrip("/") + "/models", timeout=5)
                 except requests.RequestException:
-                    pass
+                    reply = None
+                if reply is not None and reply.status_code == 200:
+                    served = _model_ids(reply)
+                    if served_model is None or served_model in served:
+                        break
+                    raise RuntimeError(f"the server at {base_url} serves {served}, not the teacher {served_model!r}: "
+                                       "another server holds the port; set traces.teacher.serve.port to a free one")
                 if time.monotonic() > deadline:
                     raise RuntimeError(f"teacher server did not answer at {base_url} within {timeout_s:.0f} s; "
                                        f"see {log_path}")
@@ -82,6 +90,14 @@ def running_server(command: list[str], base_url: str, log_path: str | os.PathLik
                     proc.wait()
 
 
+def _model_ids(reply) -> list[str]:
+    """The model ids of an OpenAI-compatible `GET /models` reply ({"data": [{"id": ...}, ...]})."""
+    try:
+        return [str(m.get("id")) for m in reply.json().get("data") or [] if isinstance(m, dict)]
+    except (ValueError, AttributeError):
+        return []
+
+
 @contextlib.contextmanager
 def teacher_server(config: dict, log_dir: str | os.PathLike) -> Iterator[dict]:
     """The config to rewrite with: unchanged, or pointing at a teacher server started for the block."""
@@ -95,5 +111,5 @@ def teacher_server(config: dict, log_dir: str | os.PathLike) -> Iterator[dict]:
     served["traces"]["teacher"]["base_url"] = url
     print(f"build-traces: starting the teacher server ({model}, tensor parallel {serve['tensor_parallel_size']})")
     with running_server(server_command(model, serve), url, Path(log_dir) / "teacher_server.log",
-                        float(serve["startup_timeout_s"])):
+                        float(serve["startup_timeout_s"]), served_model=model):
         yield served
