@@ -206,6 +206,17 @@ def test_pass_rate_bins_and_group_stats():
     assert logged["pass_rate/(0.25,0.5]"] == 0.5 and logged["pass_rate/1"] == 0.5 and logged["pass_rate/0"] == 0
 
 
+def test_the_broken_trainer_config_leaves_the_weights_of_the_base(world_small, tiny_policy_dir, tmp_path):
+    """make broken-trainer-control's premise: with config/broken-trainer.yaml's learning rate, RL samples and
+    scores but the policy stays the base model, so RA-RFT must fail the positive control."""
+    broken = load_config(["params.yaml", "config/broken-trainer.yaml"])
+    cfg = tiny_config(broken, learning_rate=broken["rl"]["trainer"]["learning_rate"])
+    summary = run("rarft", world_small, tiny_policy_dir, cfg, tmp_path, "broken")
+    assert summary["global_step"] == 2 and summary["rollout_signal"]["steps"] == 2
+    assert max_diff(weights(tiny_policy_dir), weights(tmp_path / "broken" / "model")) == 0.0
+    assert broken["rl"]["sft"]["trainer"]["learning_rate"] == 0.0  # the SFT arms too
+
+
 def test_validation_rewards_are_recorded_per_problem_only_for_eval_batches(tmp_path):
     from types import SimpleNamespace
 
