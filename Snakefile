@@ -16,9 +16,12 @@ configfile: "params.yaml"
 
 
 sys.path.insert(0, f"{workflow.basedir}/src")  # rarft.config is pure Python: `key: null` deletes a mapping entry
-from rarft.config import prune_deleted
+from rarft.config import check_trainer_fields, prune_deleted
 prune_deleted(config, ["params.yaml", *workflow.overwrite_configfiles])
 validate(config, "workflow/schemas/config.schema.yaml")
+# rl.trainer, rl.sft.trainer, retriever.train.trainer go verbatim to TRL / sentence-transformers: a misspelt key
+# fails here, before the DAG runs, not when train-policy starts after the labels and the retriever
+check_trainer_fields(config, ["params.yaml", *workflow.overwrite_configfiles])
 
 
 include: "workflow/rules/common.smk"

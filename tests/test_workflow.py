@@ -221,3 +221,72 @@ def test_dvc_stages_depend_on_the_code_they_import():
     assert {"labels_compare.py", "labels.py", "contracts.py", "retrieval.py"} <= code["compare_labelers"]
     assert "labels_compare.py" not in code["label_relevance-oracle"]
     assert all(code[name] for name in stages)
+
+
+# Keys a stage module reads that are in no job's params, each with the reason (rarft.stage_keys' docstring).
+NOT_PARAMS = {
+    "rl.arms": "shapes the DAG: adding an arm adds jobs and changes analyze's inputs",
+    "labels.run": "shapes the DAG (which labelers run)",
+    "resources": "the scheduler's request, not what a job writes",
+    "generation.batch_size": "inference batching: how fast, not what",
+    "generation.http_concurrency": "requests in flight: how fast, not what",
+    "evaluation.temperature": "train-policy only prints a note when rl.trainer.temperature differs from it",
+}
+# rule -> the CLI module whose `config[...]` reads the test checks against the rule's keys
+RULE_MODULES = {"prepare_data": "data", "decontaminate": "decontam", "build_traces": "traces",
+                "init_policy": "policy", "sample_candidates": "candidates", "label_relevance": "labels",
+                "compare_labelers": "labels_compare", "train_retriever": "train_retriever",
+                "train_colbert_retriever": "train_retriever", "evaluate_retrievers": "evaluate_retrievers",
+                "retrieve": "retrieval", "train_policy": "train", "evaluate": "evaluate", "analyze": "analysis"}
+
+
+def test_every_config_key_a_stage_module_reads_is_in_its_params():
+    """rarft.stage_keys drifts from the code when a stage starts reading a new key: a literal
+    `config["a"]["b"]` in the stage's module must be under (or above) a key of one of the rule's jobs (any
+    wildcards), in the embedded default or the paper config, or in NOT_PARAMS with a reason."""
+    import re
+
+    from rarft.arms import PLAIN_ARMS, RA_ARMS, RETRIEVERS
+    from rarft.labels import LABELERS
+    from rarft.stage_keys import stage_keys
+
+    wildcards = {"label_relevance": [{"labeler": name} for name in LABELERS],
+                 "retrieve": [{"retriever": name} for name in RETRIEVERS],
+                 "train_policy": [{"arm": arm} for arm in [*PLAIN_ARMS, *RA_ARMS]],
+                 "evaluate": [{"setting": s} for s in ("none", "top1-finetuned", "topk-finetuned")]}
+    configs = [load_config(ROOT / "params.yaml"), load_config([ROOT / "params.yaml", ROOT / "config/qwen3-1.7b.yaml"])]
+    for module in sorted(set(RULE_MODULES.values())):
+        rules = [r for r, m in RULE_MODULES.items() if m == module]  # train_retriever.py: both retriever rules
+        keys = set(NOT_PARAMS)
+        for config in configs:
+            for rule in rules:
+                for wc in wildcards.get(rule, [{}]):
+                    keys |= set(stage_keys(config, rule, **wc))
+        rule = " / ".join(rules)
+        text = (ROOT / "src" / "rarft" / f"{module}.py").read_text()
+        for m in re.finditer(r'config((?:\["\w+"\])+)', text):
+            read = ".".join(re.findall(r'\["(\w+)"\]', m.group(1)))
+            assert any(read == k or read.startswith(k + ".") or k.startswith(read + ".") for k in keys), (
+                f"src/rarft/{module}.py reads config key {read!r}, which is in no {rule} job's params: add it to "
+                "rarft.stage_keys (or to NOT_PARAMS here with the reason)")
+
+
+def test_dvc_params_and_snakemake_params_are_the_same_keys(jobs):
+    """dvc.yaml's `params:` spell out the same keys as the Snakemake jobs' params; no stage lists a whole
+    section or a key that only shapes the DAG, and commands name config files relative to the project."""
+    from rarft.stage_keys import is_how_key
+
+    stages = yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"]
+    for job in jobs:
+        listed = stages[stage_name(job)].get("params", [])
+        assert listed == job["params"]
+        assert not {"rl", "rl.arms", "rl.launcher", "evaluation", "analysis", "retriever", "generation"} & set(listed)
+        assert not [k for k in listed if is_how_key(k)]
+        assert "/work" not in job["shell"] and str(ROOT) not in job["shell"]
+    grpo = stages["train_policy-grpo"]["params"]
+    assert "rl.trainer.learning_rate" in grpo and "rl.dapo.epsilon_high" not in grpo
+    assert "rl.trainer.save_steps" not in grpo and "rl.curve_arms" in grpo
+    assert "rl.dapo.epsilon_high" in stages["train_policy-dapo"]["params"]
+    assert "analysis.diversity_top_k" not in stages["evaluate-grpo-none"]["params"]
+    assert "analysis.diversity_top_k" in stages["evaluate-rarft-topk-finetuned"]["params"]
+    assert "params" not in stages["label_relevance-oracle"]

@@ -126,10 +126,143 @@ def validate_config(config: dict, source: str = "config", fill_defaults: bool = 
 
 
 def load_config(paths: list[str | Path] | str | Path = "params.yaml") -> dict:
-    """Read and deep-merge the given YAML files in order, then validate the result."""
+    """Read and deep-merge the given YAML files in order, then validate the result (the schema, then the
+    trainer blocks' keys against their library classes: check_trainer_fields)."""
     if isinstance(paths, (str, Path)):
         paths = [paths]
-    return validate_config(merge_files(paths), source=" + ".join(str(p) for p in paths))
+    config = validate_config(merge_files(paths), source=" + ".join(str(p) for p in paths))
+    check_trainer_fields(config, paths)
+    return config
+
+
+# The pass-through trainer blocks -> the config classes their keys go to verbatim ("module:Class"), per trainer
+# kind (rarft.arms.trainer_of) where it depends on the arm: RLOO arms take rl.trainer into RLOOConfig, the
+# GRPO and DAPO arms into GRPOConfig.
+TRAINER_CLASSES = {
+    "rl.trainer": {"grpo": "trl.trainer.grpo_config:GRPOConfig", "dapo": "trl.trainer.grpo_config:GRPOConfig",
+                   "rloo": "trl.trainer.rloo_config:RLOOConfig"},
+    "rl.sft.trainer": {"sft": "trl.trainer.sft_config:SFTConfig"},
+    "retriever.train.trainer": {None: "sentence_transformers.sentence_transformer.training_args:"
+                                      "SentenceTransformerTrainingArguments"},
+}
+
+
+def _module_file(module: str) -> Path | None:
+    """The source file of ``module``, found without importing it (or its package: trl and sentence-transformers
+    import torch, 7-14 s here, and the check must answer in the first second)."""
+    import importlib.util
+
+    top, *rest = module.split(".")
+    spec = importlib.util.find_spec(top)
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    base = Path(next(iter(spec.submodule_search_locations))).joinpath(*rest)
+    for candidate in (base.with_suffix(".py"), base / "__init__.py"):
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+@functools.lru_cache(maxsize=None)
+def dataclass_fields(target: str) -> frozenset[str] | None:
+    """Field names of the dataclass ``"module:Class"``, its bases' included, read from the sources (`ast`) rather
+    than by importing the library; None when the library is not installed (the trainer checks at start then)."""
+    import ast
+
+    module, _, name = target.partition(":")
+    path = _module_file(module)
+    if path is None:
+        return None
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    cls = next((n for n in tree.body if isinstance(n, ast.ClassDef) and n.name == name), None)
+    if cls is None:
+        return None
+    fields = {n.target.id for n in cls.body if isinstance(n, ast.AnnAssign) and isinstance(n.target, ast.Name)}
+    imported = {}  # local name -> "module:Name"
+    package = module.rsplit(".", 1)[0]
+    for node in tree.body:
+        if isinstance(node, ast.ImportFrom):
+            parts = package.split(".")
+            source = node.module or ""
+            if node.level:
+                source = ".".join(parts[: len(parts) - node.level + 1] + ([source] if source else []))
+            for alias in node.names:
+                imported[alias.asname or alias.name] = f"{source}:{alias.name}"
+    for base in cls.bases:
+        if isinstance(base, ast.Name):
+            ref = imported.get(base.id, f"{module}:{base.id}")
+            fields |= dataclass_fields(ref) or _reexported_fields(ref) or set()
+    return frozenset(fields)
+
+
+def _reexported_fields(ref: str) -> frozenset[str] | None:
+    """Fields of a class imported from a package that re-exports it (``from transformers import
+    TrainingArguments``): look in the package's modules named like it (transformers/training_args.py)."""
+    module, _, name = ref.partition(":")
+    path = _module_file(module)
+    if path is None or path.name != "__init__.py":
+        return None
+    import re
+
+    snake = re.sub(r"(?<!^)(?=[A-Z])", "_", name).lower()
+    for candidate in sorted(path.parent.glob("*.py")):
+        if candidate.stem != "__init__" and (candidate.stem == snake or
+                                             f"class {name}" in candidate.read_text(encoding="utf-8")):
+            found = dataclass_fields(f"{module}.{candidate.stem}:{name}")
+            if found:
+                return found
+    return None
+
+
+def _file_setting(paths: list[str | Path], dotted: str) -> str:
+    """The last of ``paths`` that sets ``dotted`` (later files win), for an error message."""
+    for p in reversed([str(p) for p in paths]):
+        node: Any = _read_yaml(Path(p)) if Path(p).exists() else {}
+        for part in dotted.split("."):
+            node = node.get(part) if isinstance(node, dict) else None
+        if node is not None:
+            return p
+    return " + ".join(str(p) for p in paths)
+
+
+def check_trainer_fields(config: dict, paths: list[str | Path]) -> None:
+    """Raise ConfigError for a key of a pass-through trainer block (TRAINER_CLASSES) that its class has no field
+    for, naming the file that sets it, the key and the closest field: `rl: {trainer: {max_stepz: 5}}` fails here,
+    at load time (rarft plan, the Snakefile), not when train-policy starts hours later."""
+    import difflib
+
+    from rarft.arms import trainer_of
+
+    kinds = set()
+    for arm in config.get("rl", {}).get("arms") or []:
+        try:
+            kinds.add(trainer_of(arm))
+        except ValueError:
+            pass  # an unknown arm is reported by the stage that reads it
+    problems: dict[str, list[str]] = {}  # "file: key" -> the classes without that field (and a hint)
+    for block, classes in TRAINER_CLASSES.items():
+        node: Any = config
+        for part in block.split("."):
+            node = node.get(part) if isinstance(node, dict) else None
+        if not isinstance(node, dict):
+            continue
+        targets = sorted({target for kind, target in classes.items() if kind is None or kind in kinds})
+        for target in targets:
+            fields = dataclass_fields(target)
+            if fields is None:
+                continue
+            for key in node:
+                if key not in fields:
+                    close = difflib.get_close_matches(key, sorted(fields), n=1)
+                    where = f"{_file_setting(paths, f'{block}.{key}')}: {block}.{key}"
+                    problems.setdefault(where, []).append(target.split(":")[1])
+                    if close:
+                        problems[where].append(f"did you mean {close[0]}?")
+    if problems:
+        lines = [f"  {where}: not a field of {', '.join(c for c in dict.fromkeys(what) if ' ' not in c)}"
+                 + "".join(f" ({h})" for h in dict.fromkeys(what) if " " in h) for where, what in problems.items()]
+        raise ConfigError("unknown trainer setting(s) (these blocks go verbatim to the library's config class):\n"
+                          + "\n".join(lines))
 
 
 def rule_resource(config: dict, rule: str, key: str) -> Any:

@@ -19,8 +19,9 @@ from pathlib import Path
 import yaml
 
 from rarft.cli import STAGES
-from rarft.config import ConfigError, load_config
+from rarft.config import ConfigError, load_config, merge_files
 from rarft.io import write_text
+from rarft.stage_keys import is_how_key, lookup
 
 HEADER = (
     "# GENERATED from the Snakemake DAG by `python -m rarft export-dvc`; do not edit by hand.\n"
@@ -51,6 +52,7 @@ def snakemake_jobs(snakefile: str | Path = "Snakefile", configfiles: list[str] |
         workflow = workflow_api._workflow
         workflow._prepare_dag(forceall=True, ignore_incomplete=True, lock_warn_only=True)
         workflow._build_dag()
+        present = merge_files(["params.yaml", *(configfiles or [])])
         jobs = []
         for job in workflow.dag.jobs:
             if job.rule.norun:  # `rule all`: a target list, not a stage
@@ -62,9 +64,36 @@ def snakemake_jobs(snakefile: str | Path = "Snakefile", configfiles: list[str] |
                 "input": sorted(str(f) for f in job.input),
                 "output": [str(f) for f in job.output],
                 "shell": job.shellcmd,
-                "params": list(cfg.keys()),
+                "params": dvc_param_keys(cfg, present),
             })
     return sorted(jobs, key=lambda j: (j["rule"], sorted(j["wildcards"].items())))
+
+
+def dvc_param_keys(keys, present: dict) -> list[str]:
+    """DVC `params:` for a job's Snakemake params keys (rarft.stage_keys): the same keys, a mapping spelt out as
+    its leaves less rarft.stage_keys.HOW_KEYS, so that DVC (which compares a listed key's whole value) reruns a
+    stage for the same edits as Snakemake, and not for `rl.trainer.save_steps`. Leaves are those of the params
+    files (``present``): a key a schema default fills is not listed, as DVC cannot read it (it changes only by
+    being written into params.yaml, after which `rarft export-dvc --check` asks for a regenerated dvc.yaml)."""
+    def leaves(key: str, node):
+        if is_how_key(key):
+            return
+        if isinstance(node, dict) and node:
+            for k, v in node.items():
+                yield from leaves(f"{key}.{k}", v)
+        else:
+            yield key
+
+    return [leaf for key in keys if _has_key(present, key) for leaf in leaves(key, lookup(present, key))]
+
+
+def _has_key(config: dict, dotted: str) -> bool:
+    node = config
+    for part in dotted.split("."):
+        if not isinstance(node, dict) or part not in node:
+            return False
+        node = node[part]
+    return True
 
 
 def stage_name(job: dict) -> str:

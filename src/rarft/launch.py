@@ -32,6 +32,13 @@ MODEL_RULES = ("build_traces", "init_policy", "label_relevance", "compare_labele
                "train_colbert_retriever", "evaluate_retrievers", "retrieve", "train_policy", "evaluate", "analyze")
 
 
+# Nodes every job asks for (the rules' `nodes` resource): one. A job's processes expect all of its GPUs on the
+# node its batch script runs on (`accelerate launch --num_machines 1`, `vllm serve --tensor-parallel-size 8`);
+# snakemake-executor-plugin-slurm maps `gpu: 8` to `--gpus=8`, a total SLURM may spread over several nodes,
+# and passes `--nodes` only from this resource (submit_string.py).
+JOB_NODES = 1
+
+
 def rule_gpus(config: dict, rule: str) -> int:
     """GPUs a rule's job asks the scheduler for: `resources.<rule>.gpu`, else `resources.default.gpu`."""
     return int(rule_resource(config, rule, "gpu"))

@@ -21,6 +21,7 @@ import math
 import os
 import re
 import shutil
+import signal as posix_signal  # `signal` is the rollout signal in train_policy
 import time
 from pathlib import Path
 
@@ -383,21 +384,88 @@ def final_curve(rows: list[dict]) -> list[dict]:
 
 # ---------------------------------------------------------------- entry point
 
-def _last_checkpoint(run_dir: Path) -> str | None:
-    from transformers.trainer_utils import get_last_checkpoint
+def _complete(checkpoint: Path) -> bool:
+    """Whether transformers finished writing ``checkpoint``: Trainer._save_checkpoint writes trainer_state.json
+    last (after the weights, optimizer, scheduler and RNG states; transformers 5.17 trainer.py:3215-3270)."""
+    try:
+        json.loads((checkpoint / "trainer_state.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    return True
 
+
+def _last_checkpoint(run_dir: Path) -> str | None:
+    """The highest-numbered complete checkpoint under ``run_dir``, or None. A torn one (a kill during its save:
+    no trainer_state.json, or a cut one) is skipped, where transformers' get_last_checkpoint would take it and
+    the resumed run fail to load it; the next save at that step writes it again."""
     ckpt_dir = run_dir / CHECKPOINT_DIR
-    return get_last_checkpoint(str(ckpt_dir)) if ckpt_dir.is_dir() else None
+    if not ckpt_dir.is_dir():
+        return None
+    steps = {int(m.group(1)): d for d in ckpt_dir.iterdir()
+             if d.is_dir() and (m := re.fullmatch(r"checkpoint-(\d+)", d.name))}
+    for step in sorted(steps, reverse=True):
+        if _complete(steps[step]):
+            return str(steps[step])
+        print(f"train-policy: {steps[step]} is incomplete (killed while saving?); skipped")
+    return None
+
+
+class Preempted(RuntimeError):
+    """Training stopped at a checkpoint on SIGTERM (SLURM's warning before a time limit or preemption)."""
+
+
+def _sigterm_callback_class():
+    from transformers import TrainerCallback
+
+    class SaveOnSigterm(TrainerCallback):
+        """On SIGTERM, save a checkpoint at the end of the current step and stop, so the retried or requeued
+        job resumes there, not at the last `save_steps` checkpoint hours earlier. The SLURM profile asks for
+        SIGTERM 10 minutes before the time limit (`--signal=TERM@600`); the step in progress and the save
+        must fit in them.
+
+        Every process decides at the same step: the flag is max-reduced across processes (the signal reaches
+        the processes at slightly different times, and a save under ZeRO-3 / FSDP needs all of them)."""
+
+        def __init__(self):
+            self.requested = False  # set by the signal handler
+            self.stopped = False    # training was stopped for it
+
+        def handle(self, signum, frame):
+            self.requested = True
+
+        def any_requested(self) -> bool:
+            import torch
+            from accelerate import PartialState
+
+            state = PartialState()
+            if state.num_processes == 1:
+                return self.requested
+            flag = torch.tensor([int(self.requested)], device=state.device)
+            torch.distributed.all_reduce(flag, op=torch.distributed.ReduceOp.MAX)
+            return bool(flag.item())
+
+        def on_step_end(self, args, state, control, **kwargs):
+            if self.any_requested():
+                control.should_save = True
+                control.should_training_stop = True
+                self.stopped = True
+            return control
+
+    return SaveOnSigterm
 
 
 def run_fingerprint(arm: str, base_dir, train_rows: list[dict], eval_rows: dict, config: dict) -> str:
     """What a checkpoint must have been trained with to be resumed: arm, base (path AND weights: a
-    re-initialised base at the same path must not resume an arm trained from the old one), data, settings."""
+    re-initialised base at the same path must not resume an arm trained from the old one), data, and the
+    settings this arm's training reads (rarft.stage_keys, the train_policy rule's params): not `rl.arms`, the
+    other arms' settings, `rl.launcher`, the process count, checkpoint/logging cadence or evaluation-only keys,
+    whose edits must not delete a 70-hour arm's checkpoints."""
     import json
 
-    keys = {"arm": arm, "base": str(base_dir), "base_weights": model_fingerprint(base_dir), "rl": config["rl"],
-            "seed": config["seed"],
-            "thinking": config["policy"]["enable_thinking"], "device": config["device"]}
+    from rarft.stage_keys import stage_values
+
+    keys = {"arm": arm, "base": str(base_dir), "base_weights": model_fingerprint(base_dir),
+            "settings": stage_values(config, "train_policy", arm=arm)}
     return text_sha256(json.dumps(keys, sort_keys=True, default=str),
                        json.dumps([train_rows, eval_rows], sort_keys=True))
 
@@ -507,7 +575,8 @@ def train_policy(arm: str, base_dir: str | os.PathLike, train_items: list[dict],
 
     model = AutoModelForCausalLM.from_pretrained(name, dtype=policy_dtype(config),
                                                  attn_implementation=attn_implementation(config))
-    callbacks = []
+    preempt = _sigterm_callback_class()()
+    callbacks = [preempt]
     k = int(config["rl"]["eval_k"])
     if trainer_kind == "sft":
         from trl import SFTTrainer
@@ -515,7 +584,8 @@ def train_policy(arm: str, base_dir: str | os.PathLike, train_items: list[dict],
         args = sft_args(config, run_dir, resume=bool(last))
         train_ds = Dataset.from_list([{key: r[key] for key in ("prompt", "completion", "chat_template_kwargs")}
                                       for r in train_rows])
-        trainer = SFTTrainer(model=model, args=args, train_dataset=train_ds, processing_class=tokenizer)
+        trainer = SFTTrainer(model=model, args=args, train_dataset=train_ds, processing_class=tokenizer,
+                             callbacks=callbacks)
     else:
         if reward_funcs is None:
             from rarft.reward import accuracy_reward_for
@@ -538,8 +608,15 @@ def train_policy(arm: str, base_dir: str | os.PathLike, train_items: list[dict],
                           eval_dataset=eval_ds or None, processing_class=tokenizer, callbacks=callbacks)
 
     start = time.time()
-    result = trainer.train(resume_from_checkpoint=last)
+    previous = posix_signal.signal(posix_signal.SIGTERM, preempt.handle)
+    try:
+        result = trainer.train(resume_from_checkpoint=last)
+    finally:
+        posix_signal.signal(posix_signal.SIGTERM, previous)
     elapsed = time.time() - start
+    if preempt.stopped:
+        raise Preempted(f"train-policy {arm}: SIGTERM; saved checkpoint-{trainer.state.global_step} under "
+                        f"{run_dir / CHECKPOINT_DIR} and stopped; the next run resumes from it")
 
     # Every process takes part in save_model (ZeRO-3 / FSDP gather the sharded weights); the main one
     # then moves the finished directory into place, so out_dir is either complete or absent.
@@ -602,8 +679,13 @@ def cli(argv: list[str]) -> int:
     retrieval = load_retrieval(args.retrieval) if retriever is not None and args.retrieval else None
     corpus = read_jsonl(args.corpus)
     benchmarks = {Path(b).stem: read_jsonl(b) for b in args.benchmarks}
-    summary = train_policy(args.arm, args.base, read_jsonl(args.train), {c["id"]: c for c in corpus}, retrieval,
-                           benchmarks, config, args.out, args.run_dir, retrieval_name=args.retrieval or "retrieval")
+    try:
+        summary = train_policy(args.arm, args.base, read_jsonl(args.train), {c["id"]: c for c in corpus}, retrieval,
+                               benchmarks, config, args.out, args.run_dir,
+                               retrieval_name=args.retrieval or "retrieval")
+    except Preempted as e:
+        print(e)
+        return 128 + posix_signal.SIGTERM  # the shell's code for a SIGTERM: a failure, so Snakemake retries the job
     if summary:
         curve = ", ".join(f"{b} {v:.3f}" for b, v in summary["final_curve"].items()) or "no curve"
         print(f"train-policy {args.arm}: {summary['global_step']} steps in {summary['seconds']}s, "

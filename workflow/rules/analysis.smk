@@ -23,7 +23,7 @@ rule analyze:
         plots=["results/plots/curves.csv", "results/plots/context_accuracy.csv"],
         manifest="runs/analyze/manifest.json",
     params:
-        **stage_params("analysis", "evaluation", "rl", "data", "policy", "retriever", "labels", "seed"),
+        **stage_params("analyze"),
     log:
         "logs/analyze.log",
     benchmark:

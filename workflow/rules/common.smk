@@ -1,4 +1,5 @@
 # Shared names for the rules: file lists expanded from the config, resources, params and input functions.
+import os
 import sys
 from pathlib import Path
 
@@ -17,8 +18,9 @@ from rarft.arms import (
     trainer_of,
 )
 from rarft.labels import LABELERS as LABELER_NAMES  # the one list of labeler names
-from rarft.launch import conda_env, stage_gpus, train_command
+from rarft.launch import JOB_NODES, conda_env, stage_gpus, train_command
 from rarft.policy import probes_benchmarks
+from rarft.stage_keys import stage_values
 from rarft.traces import train_traces_needed
 
 if workflow.config_settings.config:
@@ -27,9 +29,11 @@ if workflow.config_settings.config:
         "and pass it with --configfile (see config/*.yaml)."
     )
 
-# params.yaml first, then --configfile overrides, as the stages merge them (later files win).
+# params.yaml first, then --configfile overrides, as the stages merge them (later files win). Relative to the
+# working directory (Snakemake gives them absolute), so a moved or re-cloned checkout runs the same commands.
 CONFIG_FILES = " ".join(
-    ["params.yaml"] + [str(p) for p in workflow.overwrite_configfiles if Path(p).name != "params.yaml"]
+    ["params.yaml"]
+    + [os.path.relpath(p) for p in workflow.overwrite_configfiles if Path(p).name != "params.yaml"]
 )
 # Every stage is this CLI. PYTHONPATH=src makes the same command work in the project venv (where
 # rarft is installed) and inside --use-conda envs (which carry the dependencies but not the package;
@@ -72,11 +76,13 @@ def res(rule):
     """A rule's cluster resources (local runs ignore them unless --resources is given): `resources: **res(rule)`.
 
     mem_mb and runtime come from config `resources.<rule>`, else `resources.default` (params.yaml, the one
-    default); gpu from rarft.launch.stage_gpus (none for jobs that run no model on a GPU).
+    default); gpu from rarft.launch.stage_gpus (none for jobs that run no model on a GPU); nodes: one, so a
+    cluster never splits a job's GPUs over nodes (rarft.launch.JOB_NODES).
     """
     table = config["resources"]
     return {
         "gpu": gpus(rule),
+        "nodes": JOB_NODES,
         **{key: table.get(rule, {}).get(key, table["default"][key]) for key in ("mem_mb", "runtime")},
     }
 
@@ -86,10 +92,21 @@ def gpus(rule):
     return lambda wildcards: stage_gpus(config, rule, **dict(wildcards.items()))
 
 
-def stage_params(*sections, rarft=RARFT):
-    """A job's params: the config sections it depends on (Snakemake reruns the job when they change), the CLI
-    and the config files (passed as params, so the shell command uses nothing from outside the rule)."""
-    return {"cfg": {k: config.get(k) for k in sections}, "rarft": rarft, "configs": CONFIG_FILES}
+def stage_params(rule, rarft=RARFT):
+    """A job's params: `cfg`, the config keys its stage reads that change what it writes (rarft.stage_keys, per
+    job: Snakemake reruns the job when they change), then the CLI and the config files, passed as params so the
+    shell command uses nothing from outside the rule.
+
+    `rarft` (the launcher: plain, or `accelerate launch` over the job's GPUs) and `configs` (which files hold
+    the values, not the values) are functions of the job's `resources`: Snakemake does not record such params
+    as a rerun trigger (snakemake/rules.py `_is_deriving_function`, persistence `params_changed`). Switching
+    to ZeRO-2, changing the GPU count, moving the checkout or adding an override file then reruns no finished
+    job; the values the stage reads are in `cfg`."""
+    return {
+        "cfg": lambda wildcards: stage_values(config, rule, **dict(wildcards.items())),
+        "rarft": lambda wildcards, resources: rarft,
+        "configs": lambda wildcards, resources: CONFIG_FILES,
+    }
 
 
 def bench_files(stage_dir):

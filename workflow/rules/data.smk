@@ -10,7 +10,7 @@ rule prepare_data:
         report="data/prepared/report.json",
         report_md="results/reports/data_report.md",
     params:
-        **stage_params("data"),
+        **stage_params("prepare_data"),
     log:
         "logs/prepare_data.log",
     benchmark:
@@ -37,7 +37,7 @@ rule decontaminate:
         report="results/reports/decontamination.json",
         report_md="results/reports/decontamination.md",
     params:
-        **stage_params("data"),
+        **stage_params("decontaminate"),
     log:
         "logs/decontaminate.log",
     benchmark:
@@ -70,7 +70,7 @@ rule build_traces:
         report="results/reports/traces.json",
         **({"train": "data/traces/train.jsonl"} if TRAIN_TRACE_IO else {}),
     params:
-        **stage_params("traces"),
+        **stage_params("build_traces"),
         train=lambda wc, input, output: (
             f"--train {input.train} --solutions {input.solutions} --train-out {output.train}" if TRAIN_TRACE_IO else ""
         ),

@@ -16,7 +16,7 @@ rule evaluate:
         policy="|".join(POLICIES),
         setting=SETTING_PATTERN,
     params:
-        **stage_params("evaluation", "generation", "analysis", "seed"),
+        **stage_params("evaluate"),
         retrieval=lambda wc, input: f"--retrieval {input.retrieval}" if input.retrieval else "",
     log:
         "logs/evaluate/{policy}/{setting}.log",

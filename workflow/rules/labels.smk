@@ -9,7 +9,7 @@ rule sample_candidates:
     output:
         candidates="data/labels/candidates.jsonl",
     params:
-        **stage_params("labels", "seed"),
+        **stage_params("sample_candidates"),
     log:
         "logs/sample_candidates.log",
     benchmark:
@@ -36,7 +36,7 @@ rule label_relevance:
     wildcard_constraints:
         labeler="|".join(LABELER_NAMES),
     params:
-        **stage_params("labels", "generation", "seed"),
+        **stage_params("label_relevance"),
         policy=lambda wc, input: f"--policy-dir {input.policy}" if input.policy else "",
     log:
         "logs/label_relevance/{labeler}.log",
@@ -64,7 +64,7 @@ rule compare_labelers:
         csv="results/reports/labelers.csv",
         similarity="results/reports/similarity_vs_gain.csv",
     params:
-        **stage_params("labels", "retriever"),
+        **stage_params("compare_labelers"),
     log:
         "logs/compare_labelers.log",
     benchmark:

@@ -12,7 +12,7 @@ rule init_policy:
         # the world's tiny policy is probed on the benchmarks before any retrieval is trained
         **({"probe": "results/reports/policy_probe.json"} if TINY_WORLD_POLICY else {}),
     params:
-        **stage_params("policy", "seed", "data", "evaluation"),
+        **stage_params("init_policy"),
         probe=lambda wc, output: f"--probe-report {output.probe}" if TINY_WORLD_POLICY else "",
     log:
         "logs/init_policy.log",

@@ -13,7 +13,7 @@ rule train_retriever:
         model=directory("models/retriever/finetuned"),
     params:
         # `accelerate launch` for a multi-GPU train_retriever (rarft.launch.train_command)
-        **stage_params("retriever", "seed", rarft=TRAIN_RETRIEVER_RARFT),
+        **stage_params("train_retriever", rarft=TRAIN_RETRIEVER_RARFT),
     log:
         "logs/train_retriever.log",
     benchmark:
@@ -37,7 +37,7 @@ rule train_colbert_retriever:
     output:
         model=directory("models/retriever/finetuned_colbert"),
     params:
-        **stage_params("retriever", "seed", rarft=TRAIN_RETRIEVER_RARFT),
+        **stage_params("train_colbert_retriever", rarft=TRAIN_RETRIEVER_RARFT),
     log:
         "logs/train_colbert_retriever.log",
     benchmark:
@@ -71,7 +71,7 @@ rule evaluate_retrievers:
         table="results/reports/retrievers.md",
         csv="results/reports/retrievers.csv",
     params:
-        **stage_params("retriever", "evaluation", "seed"),
+        **stage_params("evaluate_retrievers"),
         oracle=lambda wc, input: f"--oracle-labels {input.oracle}" if input.oracle else "",
         colbert=lambda wc, input: f"--finetuned-colbert {input.colbert}" if input.colbert else "",
     log:
@@ -100,7 +100,7 @@ rule retrieve:
     wildcard_constraints:
         retriever="|".join(RETRIEVER_NAMES),
     params:
-        **stage_params("retriever", "seed"),
+        **stage_params("retrieve"),
         model=lambda wc, input: f"--model-dir {input.model}" if input.model else "",
     log:
         "logs/retrieve/{retriever}.log",

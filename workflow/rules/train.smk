@@ -16,7 +16,7 @@ rule train_policy:
         arm="|".join(ARMS),
     params:
         # `accelerate launch` for a multi-GPU train_policy (rarft.launch.train_command)
-        **stage_params("rl", "generation", "evaluation", "seed", rarft=TRAIN_RARFT),
+        **stage_params("train_policy", rarft=TRAIN_RARFT),
         retrieval=lambda wc, input: f"--retrieval {input.retrieval}" if input.retrieval else "",
     log:
         "logs/train_policy/{arm}.log",
