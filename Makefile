@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_NO_ADVISORY_WARNINGS := 1
 
-.PHONY: run test test-fast setup clean-outputs negative-control seeds broken-trainer-control
+.PHONY: run test test-fast setup clean-outputs negative-control seeds broken-trainer-control gpu-smoke
 
 $(BIN)/activate:
 	$(PYTHON) -m venv $(VENV)
@@ -91,6 +91,12 @@ test: setup
 
 test-fast: setup
 	. $(BIN)/activate && pytest -m "not slow" -q -x
+
+# The GPU smoke check (config/rehearsal-gpu.yaml): the rehearsal with vLLM rollouts and vLLM evaluation on one GPU,
+# and the 2-process accelerate launch where 2 GPUs are visible; needs the GPU stack in the venv (pip install -e
+# '.[gpu]') and skips without CUDA or vLLM. Not yet run on a GPU.
+gpu-smoke:
+	. $(BIN)/activate && pytest -m gpu tests/test_rehearsal.py -q -p no:cacheprovider
 
 clean-outputs:
 	rm -rf data models runs logs benchmarks .snakemake

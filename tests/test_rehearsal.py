@@ -118,5 +118,98 @@ def test_rehearsal_runs_the_paper_dag_on_cpu(rehearsal):
     assert judge and all(r["labeler"] == "judge" for r in judge)
 
 
+# ---- the GPU smoke check (config/rehearsal-gpu.yaml, `make gpu-smoke`) ----------------------------------------
+
+GPU_SMOKE = [*PAPER, "config/rehearsal.yaml", "config/rehearsal-gpu.yaml"]
+
+
+def test_gpu_smoke_config_validates(tmp_path):
+    """What can be checked here of the GPU smoke check (no GPU): its override loads over the rehearsal (schema,
+    trainer fields), `rarft plan` accepts it, and it asks for vLLM rollouts, vLLM sampling and one process per
+    GPU: a plain process on one GPU, `accelerate launch --num_processes 2` on two."""
+    from rarft.config import load_config
+    from rarft.launch import RARFT, train_command
+
+    config = load_config([ROOT / f for f in GPU_SMOKE])
+    assert config["device"] == "cuda" and config["generation"]["backend"] == "vllm"
+    assert config["rl"]["trainer"]["use_vllm"] and config["rl"]["trainer"]["vllm_mode"] == "colocate"
+    assert train_command(config) == RARFT  # one GPU: one process
+    two = tmp_path / "two-gpus.yaml"
+    two.write_text("resources: {train_policy: {gpu: 2}}\n")
+    launch = train_command(load_config([*(ROOT / f for f in GPU_SMOKE), two]))
+    assert "accelerate launch --config_file" in launch and "--num_processes 2 " in launch  # the paper's launcher
+    plan = subprocess.run([sys.executable, "-m", "rarft", "plan", "--config", *GPU_SMOKE], cwd=ROOT,
+                          capture_output=True, text=True, env=dict(os.environ, PYTHONPATH=str(ROOT / "src")))
+    assert plan.returncode == 0, plan.stderr[-2000:]
+    assert re.search(r"\| train-policy rarft \|.*\(1 processes\)", plan.stdout)
+
+
+def _cuda_devices() -> int:
+    import torch
+
+    return torch.cuda.device_count() if torch.cuda.is_available() else 0
+
+
+@pytest.fixture(scope="module")
+def gpu_stack():
+    """Skip (before the rehearsal's set-up) without vLLM or a CUDA device. Cheap checks first: importing torch
+    takes seconds here."""
+    import importlib.util
+
+    if importlib.util.find_spec("vllm") is None:
+        pytest.skip("vLLM is not installed (GPU stack: pip install -e '.[gpu]')")
+    if not _cuda_devices():
+        pytest.skip("no CUDA device")
+
+
+@pytest.mark.gpu
+@pytest.mark.slow  # minutes: not in the fast suite, even on a GPU machine
+def test_rehearsal_on_one_gpu_with_vllm(gpu_stack, rehearsal):
+    """The rehearsal DAG on one GPU: TRL's colocated vLLM rollouts (rl.trainer.use_vllm) and vLLM sampling for
+    the probe, the gain labeler and evaluate (generation.backend: vllm), budget 8 minutes.
+
+    NOT YET RUN ON A GPU: written where no GPU was lent; only test_gpu_smoke_config_validates ran (on CPU)."""
+    work, env = rehearsal
+    configs = [*GPU_SMOKE, "rehearsal-port.yaml"]
+    jobs = ["--cores", str(os.cpu_count() or 2), "--resources", "gpu=1"]  # GPU jobs one at a time
+    dry = subprocess.run([cli_path("snakemake"), "-n", "-p", "--forceall", *jobs, "--configfile", *configs],
+                         cwd=work, env=env, capture_output=True, text=True)
+    assert dry.returncode == 0, dry.stderr[-3000:]
+    train = [line for line in dry.stdout.splitlines() if "train-policy --config" in line]
+    assert train and not any("torchrun" in c or "accelerate launch" in c for c in train)  # one process
+    t0 = time.monotonic()
+    run = subprocess.run([cli_path("snakemake"), "--forceall", *jobs, "--configfile", *configs],
+                         cwd=work, env=env, capture_output=True, text=True)
+    took = time.monotonic() - t0
+    assert run.returncode == 0, run.stderr[-5000:]
+    print(f"GPU rehearsal DAG: {took:.0f} s")
+    assert (work / "results/tables/table1.md").exists()
+    for log in ("logs/train_policy/rarft.log", "logs/train_policy/grpo.log"):
+        assert re.search("vllm", (work / log).read_text(), re.IGNORECASE), f"{log}: no sign of vLLM rollouts"
+    assert took < 480, f"the GPU smoke check took {took:.0f} s, over its 8-minute budget"
+
+
+@pytest.mark.gpu
+@pytest.mark.slow
+def test_two_process_accelerate_launch_on_gpus(gpu_stack, rehearsal, tmp_path):
+    """train_policy for GRPO under `accelerate launch --num_processes 2` (the paper's launcher config, NCCL),
+    one process per GPU.
+    Needs 2 GPUs: NCCL refuses two ranks on one device and accelerate puts rank 1 on cuda:1.
+
+    NOT YET RUN ON A GPU."""
+    if _cuda_devices() < 2:
+        pytest.skip("the 2-process launch needs 2 GPUs (NCCL: one rank per device)")
+    work, env = rehearsal
+    (work / "two-gpus.yaml").write_text("resources: {train_policy: {gpu: 2}}\n")
+    configs = [*GPU_SMOKE, "rehearsal-port.yaml", "two-gpus.yaml"]
+    args = ["--cores", str(os.cpu_count() or 2), "--resources", "gpu=2", "--forcerun", "train_policy",
+            "--configfile", *configs, "--", "models/policy/grpo"]
+    dry = subprocess.run([cli_path("snakemake"), "-n", "-p", *args], cwd=work, env=env, capture_output=True, text=True)
+    assert dry.returncode == 0, dry.stderr[-3000:]
+    assert re.search(r"accelerate launch --config_file \S+ --num_processes 2 ", dry.stdout)
+    run = subprocess.run([cli_path("snakemake"), *args], cwd=work, env=env, capture_output=True, text=True)
+    assert run.returncode == 0, run.stderr[-5000:]
+
+
 # The SLURM dry run of the paper config (GPU requests on every GPU stage, accelerate launch on 8 GPUs) is
 # tests/test_paper_scale.py::test_paper_dry_run_gives_every_gpu_stage_a_gpu and its neighbours.
