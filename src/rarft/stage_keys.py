@@ -89,7 +89,7 @@ def _retrieve_keys(retriever: str) -> list[str]:
         return keys + ["seed"]
     if retriever == "bm25":
         return keys
-    keys += ["device", "retriever.faiss_above"]
+    keys.append("device")
     if retriever == "offshelf":
         keys += ["retriever.base_model", "retriever.query_prompt"]
     elif retriever == "finetuned":
@@ -136,7 +136,7 @@ def stage_keys(config: dict, rule: str, **wildcards: str) -> list[str]:
             "retriever.colbert.base_model"]
         return [*model, "retriever.train", "seed", "device"]
     if rule == "evaluate_retrievers":
-        return ["retriever.compare", "retriever.top_k", "retriever.near_duplicate_jaccard", "retriever.faiss_above",
+        return ["retriever.compare", "retriever.top_k", "retriever.near_duplicate_jaccard",
                 "retriever.base_model", "retriever.query_prompt", "retriever.colbert.base_model",
                 "labels.train_on", "evaluation.bootstrap_resamples", "evaluation.ci_level", "seed", "device"]
     if rule == "retrieve":
