@@ -349,3 +349,61 @@ def test_keys_the_stages_read_are_required():
             assert path[-1] in str(e), (path, str(e))
         else:
             raise AssertionError(f"{'.'.join(path)} missing, yet the config validates")
+
+
+def test_a_misspelt_trainer_key_fails_rarft_plan_and_the_dag_build_at_once(tmp_path):
+    """`rl: {trainer: {max_stepz: 5}}` goes verbatim to TRL: it fails when the config is loaded (rarft plan,
+    every stage) and when Snakemake builds the DAG, naming the file, the key and the field meant; not when
+    train-policy starts after the labels and the retriever (review 2, issue 19)."""
+    import time
+
+    typo = tmp_path / "typo.yaml"
+    typo.write_text("rl:\n  trainer:\n    max_stepz: 5\n")
+    start = time.time()
+    plan = subprocess.run([sys.executable, "-m", "rarft", "plan", "--config", str(ROOT / "params.yaml"), str(typo)],
+                          cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert plan.returncode == 2 and "Traceback" not in plan.stderr, plan.stderr
+    assert f"{typo}: rl.trainer.max_stepz: not a field of GRPOConfig, RLOOConfig (did you mean max_steps?)" \
+        in plan.stderr
+    assert time.time() - start < 60  # trl (and torch) are not imported: seconds, not the 8-14 s of an import
+    dag = subprocess.run([SNAKEMAKE, "-n", "--configfile", str(typo)], cwd=ROOT, capture_output=True, text=True,
+                         timeout=120)
+    assert dag.returncode != 0 and "rl.trainer.max_stepz" in dag.stdout + dag.stderr
+
+
+def test_trainer_blocks_are_checked_against_their_own_class(tmp_path):
+    """rl.sft.trainer against SFTConfig, the retriever's against SentenceTransformerTrainingArguments, and
+    rl.trainer against RLOOConfig only when an RLOO arm runs (a GRPO-only field is fine without one)."""
+    import pytest
+
+    from rarft.config import ConfigError
+
+    def load(text: str):
+        over = tmp_path / "over.yaml"
+        over.write_text(text)
+        return load_config([ROOT / "params.yaml", over])
+
+    with pytest.raises(ConfigError, match=r"rl\.sft\.trainer\.num_train_epoch: not a field of SFTConfig "
+                                          r"\(did you mean num_train_epochs\?\)"):
+        load("rl:\n  sft:\n    trainer: {num_train_epoch: 1}\n")
+    with pytest.raises(ConfigError, match=r"retriever\.train\.trainer\.batch_sampler_: not a field of "
+                                          r"SentenceTransformerTrainingArguments"):
+        load("retriever:\n  train:\n    trainer: {batch_sampler_: no_duplicates}\n")
+    grpo_only = "vllm_importance_sampling_correction"  # a GRPOConfig field RLOOConfig does not have
+    with pytest.raises(ConfigError, match=rf"rl\.trainer\.{grpo_only}: not a field of RLOOConfig"):
+        load(f"rl:\n  trainer: {{{grpo_only}: true}}\n")
+    assert load(f"rl:\n  arms: [grpo, rarft]\n  curve_arms: [grpo]\n  trainer: {{{grpo_only}: true}}\n")
+
+
+def test_trainer_fields_read_from_the_sources_are_the_dataclass_fields():
+    """rarft.config reads the fields with `ast` (no torch import at load time); they must be exactly what
+    dataclasses.fields gives for the installed TRL and sentence-transformers."""
+    import dataclasses
+    import importlib
+
+    from rarft.config import TRAINER_CLASSES, dataclass_fields
+
+    for target in {t for classes in TRAINER_CLASSES.values() for t in classes.values()}:
+        module, _, name = target.partition(":")
+        cls = getattr(importlib.import_module(module), name)
+        assert dataclass_fields(target) == {f.name for f in dataclasses.fields(cls) if f.init}, target
