@@ -457,7 +457,7 @@ def run_source(config: dict) -> str:
     if config["data"]["source"] == "world":
         control = config["data"]["world"]["control"]
         what = ("a POSITIVE control: the world is built so that retrieving the right analogue helps, so the "
-                "pipeline can be checked against a known answer (README, 'The embedded analogy world')"
+                "pipeline can be checked against a known answer (docs/world.md)"
                 if control == "positive" else
                 "the NEGATIVE control: the corpus traces show no rule and no computation, so retrieval cannot "
                 "help and RA-RFT must not beat GRPO")

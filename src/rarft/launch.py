@@ -16,7 +16,7 @@ Launcher settings (all optional): `rl.launcher` for train_policy, `retriever.tra
   zero3.yaml or fsdp.yaml.
 - `num_processes`: null = the rule's GPU count (1 on the CPU); an integer forces it, e.g. 2 with
   `device: cpu` for a CPU rehearsal of the multi-process path (`torchrun --nproc_per_node 2`, gloo).
-- `num_machines` (policy only): 1. Multi-node runs need one launch per node (see README "Multi-node"); the
+- `num_machines` (policy only): 1. Multi-node runs need one launch per node (see docs/paper-scale.md, "Multi-node"); the
   rule launches on one node.
 """
 
