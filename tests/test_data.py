@@ -205,9 +205,9 @@ def test_unknown_layout_fails_naming_file_and_column(tmp_path):
     path = write_jsonl(tmp_path / "weird.jsonl", [{"text": "What is 1+1?", "label": "2"}])
     with pytest.raises(DataError, match=r"weird\.jsonl.*'problem'"):
         data.load_source({"path": str(path), "schema": "auto"}, "x", "test")
-    no_id = write_jsonl(tmp_path / "aime_no_id.jsonl", [{"problem": "What is 1+1?", "answer": "2"}])
-    with pytest.raises(DataError, match=r"aime_no_id\.jsonl.*'id'"):
-        data.load_source({"path": str(no_id), "schema": "aime"}, "x", "test")
+    no_problem = write_jsonl(tmp_path / "aime_no_problem.jsonl", [{"id": 1, "question": "1+1?", "answer": "2"}])
+    with pytest.raises(DataError, match=r"aime_no_problem\.jsonl.*'problem'"):
+        data.load_source({"path": str(no_problem), "schema": "aime"}, "x", "test")
     with pytest.raises(DataError, match="file not found"):
         data.load_source({"path": str(tmp_path / "missing.parquet")}, "x", "test")
 
@@ -221,7 +221,7 @@ def test_hub_sources_call_load_dataset_with_id_config_split(monkeypatch):
         calls.append((hf_id, config, split))
         if hf_id == "nobody/nothing":
             raise FileNotFoundError("no such dataset")
-        return openr1_rows()
+        return datasets.Dataset.from_list(openr1_rows())
 
     monkeypatch.setattr(datasets, "load_dataset", fake_load_dataset)
     items, report = data.load_source({"hf_id": "open-r1/OpenR1-Math-220k", "config": "default", "split": "train",
@@ -231,6 +231,62 @@ def test_hub_sources_call_load_dataset_with_id_config_split(monkeypatch):
     assert items[0]["source"] == "open-r1/OpenR1-Math-220k"
     with pytest.raises(DataError, match=r"nobody/nothing.*data\.real\.train"):
         data.load_source({"hf_id": "nobody/nothing", "split": "train"}, "train", "data.real.train")
+
+
+def test_aime_without_an_id_column_gets_ids_from_row_positions(tmp_path):
+    """Review N17: yentinglin/aime_2025's columns are unconfirmed; the aime schema uses `id` when present and
+    otherwise derives a stable one from the row's position, instead of failing the stage."""
+    rows = [{k: v for k, v in r.items() if k != "id"} for r in aime_rows()]
+    path = write_jsonl(tmp_path / "aime25.jsonl", rows)
+    items, report = data.load_source({"path": str(path), "schema": "aime"}, "aime25", "data.real.benchmarks.aime25")
+    assert report["schema"] == "aime" and "id" not in report["columns"]
+    assert [it["id"] for it in items] == ["aime25-00000", "aime25-00001"]
+    with_ids, _ = data.load_source({"path": str(write_jsonl(tmp_path / "a24.jsonl", aime_rows())), "schema": "aime"},
+                                   "aime24", "data.real.benchmarks.aime24")
+    assert [it["id"] for it in with_ids] == ["aime24-60", "aime24-61"]
+
+
+OPENR1_READ = ["problem", "solution", "answer", "problem_type", "uuid"]  # what the openr1 schema reads
+
+
+@pytest.mark.parametrize("fmt", ["jsonl", "parquet"])
+def test_only_the_schemas_columns_are_read(tmp_path, fmt):
+    """Review N7: the R1 `generations`, `messages` and other columns never become Python rows, from a local file
+    and (next test) from the hub; the items are the same as from the full rows."""
+    path = (write_jsonl if fmt == "jsonl" else write_parquet)(tmp_path / f"openr1.{fmt}", openr1_rows())
+    rows, _ = data.read_rows({"path": str(path), "schema": "openr1"}, "data.real.corpus")
+    assert all(sorted(r) == sorted(OPENR1_READ) for r in rows) and len(rows) == 3
+    auto, _ = data.read_rows({"path": str(path), "schema": "auto"}, "data.real.corpus")
+    assert all(sorted(r) == sorted(OPENR1_READ) for r in auto)
+    items, report = data.load_source({"path": str(path), "schema": "auto"}, "corpus", "data.real.corpus")
+    full, _ = data.normalise_rows(openr1_rows(), name="corpus", origin=str(path), schema="openr1",
+                                  source_label=path.name)
+    assert report["schema"] == "openr1" and items == full
+
+
+def test_hub_rows_are_selected_before_conversion(monkeypatch):
+    import datasets
+
+    converted = []
+
+    class Spy(datasets.Dataset):
+        def __iter__(self):
+            converted.append(list(self.column_names))
+            return super().__iter__()
+
+    def fake_load_dataset(hf_id, config, split):
+        ds = datasets.Dataset.from_list(openr1_rows())
+        return Spy(ds.data, ds.info, ds.split)
+
+    monkeypatch.setattr(datasets, "load_dataset", fake_load_dataset)
+    rows, _ = data.read_rows({"hf_id": "open-r1/OpenR1-Math-220k", "config": "all", "split": "train",
+                              "schema": "openr1"}, "data.real.corpus")
+    assert converted and all(sorted(c) == sorted(OPENR1_READ) for c in converted)
+    assert all(sorted(r) == sorted(OPENR1_READ) for r in rows)
+    with pytest.raises(DataError, match=r"hf://nobody/x\[train\].*'problem_type'"):
+        monkeypatch.setattr(datasets, "load_dataset",
+                            lambda *a, **k: datasets.Dataset.from_list([{"problem": "1+1?", "answer": "2"}]))
+        data.read_rows({"hf_id": "nobody/x", "split": "train", "schema": "openr1"}, "data.real.corpus")
 
 
 # ------------------------------------------------------------------------------------ world + CLI

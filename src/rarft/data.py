@@ -10,12 +10,15 @@ Real sources are read by Hugging Face dataset id (`datasets.load_dataset`, needs
 local JSONL / Parquet file. Their column layouts, as published:
 - questa   foreverlasting1202/QuestA (config default, split train): problem, answer
 - openr1   open-r1/OpenR1-Math-220k: problem, solution, answer, problem_type, question_type, source, uuid, ...
-- aime     HuggingFaceH4/aime_2024, yentinglin/aime_2025: id, problem, solution, answer, url, year
+- aime     HuggingFaceH4/aime_2024 (id, problem, solution, answer, url, year), yentinglin/aime_2025 (its columns
+           could not be confirmed from here: an `id` is used when present, else the row's position)
 - matharena  MathArena/hmmt_feb_2025, MathArena/brumo_2025: problem_idx, problem, answer, problem_type (list)
 - math     the MATH test set / MATH-500: problem, solution (answer boxed inside) or answer, type / subject,
            idx / unique_id
 - rarft    this project's own item schema (a prepared split read back)
-`auto` picks the first of these whose required columns are all present.
+`auto` picks the first of these whose required columns are all present. Only the columns a schema reads are
+turned into Python rows (`columns_to_read`): OpenR1-Math-220k `all` holds 9.7 GB of Arrow data, most of it R1
+`generations` and `messages` that rarft never reads (review N7).
 """
 
 from __future__ import annotations
@@ -48,7 +51,8 @@ SCHEMAS: dict[str, dict[str, tuple[str, ...]]] = {
 REQUIRED: dict[str, tuple[str, ...]] = {
     "questa": ("problem", "answer"),
     "openr1": ("problem", "answer", "problem_type"),
-    "aime": ("problem", "answer", "id"),
+    # no `id`: yentinglin/aime_2025's columns are unconfirmed (review N17); a row without one gets its position
+    "aime": ("problem", "answer"),
     "matharena": ("problem", "answer", "id"),
     "math": ("problem", "answer"),
     "rarft": ("problem", "answer", "id", "problem_type"),
@@ -71,6 +75,8 @@ ALIASES: dict[str, tuple[str, ...]] = {
     "problem_type": ("problem_type", "type", "subject"),
 }
 REQUIRED_AUTO = ("problem", "answer")
+# Row fields normalise_rows reads besides the SCHEMAS mapping (the project's own prepared layout).
+ROW_EXTRAS: dict[str, tuple[str, ...]] = {"rarft": ("trace", "strategy", "story", "difficulty", "named_rule")}
 
 # Answers that mark "no final answer" in the real data (OpenR1 uses 'proof' and 'notfound').
 PLACEHOLDER_ANSWERS = {"proof", "notfound", "not found", "none", "n/a", "null", "-"}
@@ -184,22 +190,38 @@ def answers_parse(answers: list[str], desc: str) -> list[bool]:
 
 
 # ------------------------------------------------------------------------------------------- loading
+def columns_to_read(columns: Iterable[str], schema: str, origin: str) -> list[str]:
+    """The source's columns its schema reads, in the source's order: the mapped ones, those `auto` recognises
+    the layout by (so the kept rows resolve to the same schema) and the project's own extras. A source that
+    lacks a required column fails here, before any row is read (DataError naming it)."""
+    columns = list(columns)
+    resolved, mapping = resolve_columns(set(columns), schema, origin)
+    keep = {c for c in mapping.values() if c} | AUTO_SIGNATURE.get(resolved, set()) | set(ROW_EXTRAS.get(resolved, ()))
+    return [c for c in columns if c in keep]
+
+
 def read_rows(source: dict, where: str) -> tuple[list[dict], str]:
-    """Rows of a source as plain dicts, and a description of where they came from."""
+    """Rows of a source as plain dicts of the columns its schema reads, and where they came from."""
+    schema = source.get("schema", "auto")
     if source.get("path"):
         path = Path(source["path"])
         if not path.exists():
             raise DataError(f"{path}: file not found ({where})")
         suffix = path.suffix.lower()
         if suffix in (".jsonl", ".json"):
-            return read_jsonl(path), str(path)
+            rows = read_jsonl(path)
+            if not rows:
+                return rows, str(path)
+            keep = columns_to_read(dict.fromkeys(k for r in rows for k in r), schema, str(path))
+            return [{k: r[k] for k in keep if k in r} for r in rows], str(path)
         if suffix == ".parquet":
             import pyarrow.parquet as pq
 
             try:
-                return pq.read_table(path).to_pylist(), str(path)
+                names = pq.read_schema(path).names
             except Exception as e:  # pyarrow's own message says what is wrong with the file
                 raise DataError(f"{path}: not a readable Parquet file ({e})") from None
+            return pq.read_table(path, columns=columns_to_read(names, schema, str(path))).to_pylist(), str(path)
         raise DataError(f"{path}: unsupported file type {suffix!r} ({where}); use .jsonl or .parquet")
     # Hugging Face hub (or its local cache). Needs network access the first time.
     import datasets
@@ -210,6 +232,8 @@ def read_rows(source: dict, where: str) -> tuple[list[dict], str]:
         ds = datasets.load_dataset(hf_id, config, split=split)
     except Exception as e:  # no network, unknown id, bad split: one clear message
         raise DataError(f"{origin}: could not load ({type(e).__name__}: {e}) ({where})") from None
+    # only the schema's columns become Python objects (Arrow keeps the rest on disk, memory-mapped)
+    ds = ds.select_columns(columns_to_read(ds.column_names, schema, origin))
     return [dict(r) for r in ds], origin
 
 
