@@ -332,8 +332,8 @@ def train_retriever(config: dict, labels: Sequence[dict], train: Sequence[dict],
     # fp32 parameters and AdamW state (master weights), bf16 autocast on a GPU: transformers 5 would
     # otherwise load a bf16 checkpoint in bf16 and round small updates away (review B2). Under DeepSpeed ZeRO
     # (retriever.train.launcher zero2.yaml, the paper configs: the 4B embedder's fp32 state does not fit 80 GB
-    # under DDP, `rarft plan`) DeepSpeed casts the module to bf16 and keeps these fp32 weights as its sharded master
-    # copy with the AdamW state: the same fp32 updates.
+    # under DDP, `rarft plan`) DeepSpeed casts the module to bf16 and builds its sharded fp32 master copy and AdamW
+    # state from it (the checkpoint's own bf16 values): the updates stay fp32.
     model = stack["model"](resolve_model_path(base), device=load_on, model_kwargs={"dtype": torch.float32})
     loss = make_loss(stack, model, tc, loss_name, temperature)
     # single-vector queries carry the instruction prompt (Qwen3-Embedding); ColBERT models bring their own
