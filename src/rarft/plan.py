@@ -274,9 +274,11 @@ def plan(config: dict) -> list[StageCost]:
 # ------------------------------------------------------------------------------------------------ memory
 # Peak memory per GPU (per process) of every GPU stage, host memory of prepare-data, and disk. Arithmetic from
 # the model's shape and the config, not a measurement: bench/bench_memory.py checks the training formula
-# against measured peaks of CPU training steps (the tiny policy and SmolLM2-135M's shape: the estimate was
-# 0.69-1.31x the measured peak, 0.84-0.93x for the cases with checkpointing or SmolLM2's shape, so keep ~20%
-# headroom). Nothing here has been measured on a GPU: the CUDA-only terms (context, allocator fragmentation,
+# against measured peaks of CPU training steps (the tiny policy and SmolLM2-135M's shape). The estimate was
+# 0.84-0.98x the measured peak with gradient checkpointing or SmolLM2's shape, 0.69-0.77x for the tiny policy
+# without checkpointing (the CPU's sdpa falls back to its math kernel with a padding mask and keeps the attention
+# scores; measured peaks vary ~10% between runs): it undercounts, so a config should keep ~20% headroom.
+# Nothing here has been measured on a GPU: the CUDA-only terms (context, allocator fragmentation,
 # the memory-efficient kernel's mask copy, vLLM asleep) are stated assumptions. Units: GiB (2**30 bytes), as
 # torch and nvidia-smi's MiB count them; `resources.gpu_memory_gb` is the GPU's memory in the same unit.
 GIB = 2 ** 30
