@@ -30,8 +30,13 @@ def test_every_multi_gpu_job_is_pinned_to_one_node(slurm_dry_run):
 
 def test_training_gets_sigterm_before_its_time_limit_and_jobs_are_requeued(slurm_dry_run):
     _, jobs = slurm_dry_run
+    from rarft.launch import SIGTERM_GRACE_S
+
     train = [j for j in jobs if j["rule"] == "train_policy"]
-    assert train and all(j["resources"]["slurm_extra"] == "--signal=TERM@600" for j in train)
+    # no `B:`: the signal goes to the job step's processes (the training), not only to the batch shell
+    assert train and all(j["resources"]["slurm_extra"] == f"--signal=TERM@{SIGTERM_GRACE_S}" for j in train)
+    # the job's shell survives it and the launcher's agent waits as long for the workers' save
+    assert all(j["shell"].startswith(f"trap : TERM; TORCH_ELASTIC_SHUTDOWN_TIMEOUT={SIGTERM_GRACE_S} ") for j in train)
     profile = yaml.safe_load(PROFILE.read_text())
     assert profile["slurm-requeue"] is True and profile["retries"] >= 1
 

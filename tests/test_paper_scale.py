@@ -269,8 +269,9 @@ def test_paper_dry_run_launches_training_with_accelerate_on_8_gpus(paper_dry_run
     for j in train:
         assert j["resources"]["gpu"] == "8"
         # ZeRO-2: rl.launcher in the paper configs (fp32 master weights do not fit 80 GB under DDP, rarft plan)
-        assert j["shell"].startswith("PYTHONPATH=src accelerate launch --config_file config/accelerate/zero2.yaml "
-                                     "--num_processes 8 "), j["shell"]
+        # the shell outlives SIGTERM and the launcher waits for the save (rarft.launch.SIGTERM_GRACE_S, review 2 N8)
+        assert j["shell"].startswith("trap : TERM; TORCH_ELASTIC_SHUTDOWN_TIMEOUT=600 PYTHONPATH=src accelerate launch "
+                                     "--config_file config/accelerate/zero2.yaml --num_processes 8 "), j["shell"]
         assert "-m rarft train-policy" in j["shell"]
     # the retriever trains in one process per GPU of resources.train_retriever (4), both kinds (review A11)
     retriever = [j for j in jobs if j["rule"] in ("train_retriever", "train_colbert_retriever")]

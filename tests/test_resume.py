@@ -100,3 +100,59 @@ def test_cli_exits_143_on_sigterm_so_the_job_is_retried(monkeypatch, tmp_path):
     rc = train.cli(["--arm", "grpo", "--base", "b", "--train", str(tmp_path / "train.jsonl"),
                     "--corpus", str(tmp_path / "corpus.jsonl"), "--out", "o", "--run-dir", "r"])
     assert rc == 143
+
+
+@pytest.mark.slow
+def test_sigterm_to_a_two_process_launch_saves_and_the_rerun_resumes(world_small, tiny_policy_dir, tmp_path):
+    """What SLURM's `--signal=TERM@600` does to a train_policy job, rehearsed on the CPU: the rule's shell command
+    (the trap, the launcher's grace, 2 gloo processes under torchrun) gets SIGTERM in every process mid-training.
+    Both processes stop at the same step (the flag is max-reduced), checkpoint it, and the job fails with no
+    final model; the rerun resumes from that checkpoint and finishes (~1 min)."""
+    import subprocess
+    import sys
+    import time
+    from pathlib import Path
+
+    from rarft.io import write_jsonl
+    from rarft.launch import SIGTERM_GRACE_S, train_command
+
+    root = Path(__file__).resolve().parents[1]
+    over = tmp_path / "over.yaml"
+    over.write_text("device: cpu\nrl:\n  curve_arms: []\n  launcher: {num_processes: 2}\n"
+                    "  trainer: {max_steps: 30, save_steps: 1000, num_generations: 2,\n"
+                    "            per_device_train_batch_size: 4, max_completion_length: 8}\n")
+    write_jsonl(tmp_path / "train.jsonl", world_small["train"][:16])
+    write_jsonl(tmp_path / "corpus.jsonl", world_small["corpus"])
+    cmd = train_command(load_config([root / "params.yaml", over]))
+    log = tmp_path / "train.log"
+    shell = (f"set -euo pipefail; trap : TERM; TORCH_ELASTIC_SHUTDOWN_TIMEOUT={SIGTERM_GRACE_S} {cmd} train-policy"
+             f" --config params.yaml {over} --arm grpo --base {tiny_policy_dir} --train {tmp_path}/train.jsonl"
+             f" --corpus {tmp_path}/corpus.jsonl --out {tmp_path}/model --run-dir {tmp_path}/run > {log} 2>&1")
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}
+
+    job = subprocess.Popen(["bash", "-c", shell], cwd=root, env=env, start_new_session=True)
+    deadline = time.time() + 600
+    while "'reward'" not in (log.read_text() if log.exists() else "") and job.poll() is None:
+        assert time.time() < deadline, "training never logged a step"
+        time.sleep(1)
+    os.killpg(job.pid, signal.SIGTERM)  # SLURM signals every process of the job step
+    # a failure, so Snakemake retries the job: each worker exits 143, torchrun / accelerate launch then re-raise
+    # the signal as an error of their own
+    assert job.wait(timeout=600) != 0, log.read_text()[-3000:]
+    text = log.read_text()
+    checkpoints = sorted((tmp_path / "run" / CHECKPOINT_DIR).glob("checkpoint-*"))
+    assert len(checkpoints) == 1 and (checkpoints[0] / "trainer_state.json").exists(), text[-3000:]
+    step = int(checkpoints[0].name.split("-")[1])
+    assert 1 <= step < 30 and not (tmp_path / "model").exists()
+    assert f"saved checkpoint-{step}" in text
+
+    # The retry, here in one process: transformers 5.17 cannot resume a multi-process CPU run (it loads the
+    # optimizer state with map_location 'cpu:0', which torch refuses; on GPUs it is 'cuda:<rank>'). That the
+    # process count is not part of the resume fingerprint is what lets it resume at all.
+    over.write_text(over.read_text().replace("  launcher: {num_processes: 2}\n", ""))
+    assert train_command(load_config([root / "params.yaml", over])) == "PYTHONPATH=src python -m rarft"
+    rerun = subprocess.run(["bash", "-c", shell.replace(cmd, "PYTHONPATH=src python -m rarft")], cwd=root, env=env,
+                           timeout=900)
+    assert rerun.returncode == 0, log.read_text()[-3000:]
+    summary = json.loads((tmp_path / "run" / "train_summary.json").read_text())
+    assert summary["resumed_from"].endswith(f"checkpoint-{step}") and summary["global_step"] == 30

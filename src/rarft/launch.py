@@ -37,6 +37,12 @@ MODEL_RULES = ("build_traces", "init_policy", "label_relevance", "compare_labele
 # snakemake-executor-plugin-slurm maps `gpu: 8` to `--gpus=8`, a total SLURM may spread over several nodes,
 # and passes `--nodes` only from this resource (submit_string.py).
 JOB_NODES = 1
+# Seconds train-policy has, after SIGTERM, to finish its step and save a checkpoint (rarft.train SaveOnSigterm).
+# The SLURM profile sends SIGTERM this long before the time limit (`--signal=TERM@600`; tests/test_cluster.py
+# checks they agree), and the train_policy rule lets the launcher's agent (torch elastic, under `accelerate
+# launch` and torchrun) wait this long for its workers before it SIGKILLs them (its default is 30 s:
+# TORCH_ELASTIC_SHUTDOWN_TIMEOUT).
+SIGTERM_GRACE_S = 600
 
 
 def rule_gpus(config: dict, rule: str) -> int:

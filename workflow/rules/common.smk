@@ -18,7 +18,7 @@ from rarft.arms import (
     trainer_of,
 )
 from rarft.labels import LABELERS as LABELER_NAMES  # the one list of labeler names
-from rarft.launch import JOB_NODES, conda_env, stage_gpus, train_command
+from rarft.launch import JOB_NODES, SIGTERM_GRACE_S, conda_env, stage_gpus, train_command
 from rarft.policy import probes_benchmarks
 from rarft.stage_keys import stage_values
 from rarft.traces import train_traces_needed

@@ -18,6 +18,9 @@ rule train_policy:
         # `accelerate launch` for a multi-GPU train_policy (rarft.launch.train_command)
         **stage_params("train_policy", rarft=TRAIN_RARFT),
         retrieval=lambda wc, input: f"--retrieval {input.retrieval}" if input.retrieval else "",
+        # seconds the launcher's agent waits for the workers to save after SIGTERM (rarft.launch.SIGTERM_GRACE_S);
+        # a function of resources, so not a rerun trigger (common.smk stage_params)
+        grace=lambda wc, resources: SIGTERM_GRACE_S,
     log:
         "logs/train_policy/{arm}.log",
     benchmark:
@@ -28,6 +31,9 @@ rule train_policy:
     resources:
         **res("train_policy"),
     shell:
-        "{params.rarft} train-policy --config {params.configs} --arm {wildcards.arm} --base {input.base}"
+        # `trap : TERM`: on SLURM's SIGTERM before the time limit this shell waits for train-policy to save a
+        # checkpoint and exit (143), instead of dying at once and ending the job step with the save half done
+        "trap : TERM; TORCH_ELASTIC_SHUTDOWN_TIMEOUT={params.grace} {params.rarft} train-policy --config {params.configs}"
+        " --arm {wildcards.arm} --base {input.base}"
         " --train {input.train} --corpus {input.corpus} {params.retrieval} --benchmarks {input.bench}"
         " --out {output.model} --run-dir runs/train/{wildcards.arm} > {log} 2>&1"
