@@ -128,7 +128,8 @@ def stage_keys(config: dict, rule: str, **wildcards: str) -> list[str]:
             return []  # the world's hidden strategy labels
         if labeler == "gain":
             return ["labels.gain", "seed", *generation_keys(config)]
-        return ["labels.judge", "seed"]
+        judge = config["labels"]["judge"]["backend"]  # a local judge runs like a policy backend
+        return ["labels.judge", "seed", *(generation_keys(config, judge) if judge != "openai" else [])]
     if rule == "compare_labelers":
         return ["retriever.base_model", "retriever.query_prompt", "device"]
     if rule in ("train_retriever", "train_colbert_retriever"):
