@@ -12,6 +12,7 @@ peak (train_activation_gb).
 
   python bench/bench_memory.py              # every case; ~2 min on 2 cores
   python bench/bench_memory.py --case tiny-sdpa
+  python bench/bench_memory.py --tiny       # one small case, seconds: checks the script runs (tests/test_bench.py)
 
 The CPU allocator (glibc) is not the CUDA caching allocator and the CPU sdpa kernel is not the CUDA one, so
 this checks the counting of weights, optimiser state, kept activations and recomputation, not CUDA-specific
@@ -44,6 +45,7 @@ CASES = {
     "smollm-sdpa": (SMOLLM, 2, 512, False, "sdpa"),
     "smollm-sdpa-ckpt": (SMOLLM, 2, 512, True, "sdpa"),
 }
+TINY_CASE = ("tiny-smallest", ("tiny", 2, 128, False, "eager"))  # --tiny only, not one of the measured cases
 
 
 def rss_kib(field: str) -> int:
@@ -57,7 +59,7 @@ def arch_for(model: str):
     from rarft.config import load_config
     from rarft.plan import arch_of
 
-    arch, source = arch_of(model, load_config("params.yaml"))
+    arch, source = arch_of(model, load_config(Path(__file__).resolve().parents[1] / "params.yaml"))
     return arch, source
 
 
@@ -112,7 +114,12 @@ def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--case", choices=sorted(CASES), action="append", help="default: every case")
     p.add_argument("--child", help=argparse.SUPPRESS)
+    p.add_argument("--tiny", action="store_true",
+                   help="smallest sizes, seconds: checks that the script runs (tests/test_bench.py), not its ratios")
     args = p.parse_args()
+    if args.tiny:
+        CASES.update([TINY_CASE])
+        args.case = [TINY_CASE[0]]
     if args.child:  # the measuring process
         print(json.dumps(measure(args.child)))
         return 0
@@ -120,7 +127,8 @@ def main() -> int:
           "| estimate / measured |")
     print("|---|---|---|---|---|---|---|---|")
     for case in args.case or list(CASES):
-        out = subprocess.run([sys.executable, __file__, "--child", case], capture_output=True, text=True,
+        out = subprocess.run([sys.executable, __file__, "--child", case, *(["--tiny"] if args.tiny else [])],
+                             capture_output=True, text=True,
                              check=True, env={**os.environ, "OMP_NUM_THREADS": "2"})
         m = json.loads(out.stdout.strip().splitlines()[-1])
         e = estimate(case)
@@ -130,7 +138,7 @@ def main() -> int:
                   f"{m['params']:,}", file=sys.stderr)
         print(f"| {case} | {model_name} ({e['source']}) | {b} x {s} | {'on' if ckpt else 'off'} | {attn} | "
               f"{e['estimate_gib']:.3f} (state {e['state_gib']:.3f} + activations {e['activations_gib']:.3f}) | "
-              f"{m['measured_gib']:.3f} | {e['estimate_gib'] / m['measured_gib']:.2f} |")
+              f"{m['measured_gib']:.3f} | {e['estimate_gib'] / max(m['measured_gib'], 1e-9):.2f} |")
     return 0
 
 

@@ -21,6 +21,7 @@ RESULT_LINE = {
     "bench_gain_labeling.py": "speed-up",
     "bench_generation.py": "throughput (tokens/s) relative to per-sample",
     "bench_grpo_step.py": "slowest:",
+    "bench_memory.py": "| tiny-smallest |",
     "bench_reward.py": "memoised / plain throughput",
     "bench_search.py": "encode 8 docs",
 }
