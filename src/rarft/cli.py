@@ -7,7 +7,15 @@ Errors the user must fix (bad config, bad data) are printed as one clear message
 from __future__ import annotations
 
 import importlib
+import os
 import sys
+
+# CPU kernels pinned to AVX2, set before any stage imports torch: torch's own kernels (ATEN_CPU_CAPABILITY), MKL
+# (MKL_CBWR) and oneDNN (ONEDNN_MAX_CPU_ISA) otherwise pick them by the CPU's instruction set, and a tiny warm-up
+# on this machine's AVX-512 gave other weights than the same run capped at AVX2 (ATEN_CPU_CAPABILITY alone made
+# the difference; docs/reproducibility.md). With the cap, runs on any x86-64 CPU with AVX2 use the same kernels
+# (not checked on a second machine here). Set a variable yourself to override it (e.g. ATEN_CPU_CAPABILITY=avx512).
+PINNED_CPU_KERNELS = {"ATEN_CPU_CAPABILITY": "avx2", "MKL_CBWR": "AVX2", "ONEDNN_MAX_CPU_ISA": "AVX2"}
 
 STAGES = {
     "prepare-data": "rarft.data",
@@ -43,6 +51,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"rarft: unknown stage {stage!r}; one of: {', '.join(STAGES)}", file=sys.stderr)
         return 2
     module, _, func = STAGES[stage].partition(":")
+    for key, value in PINNED_CPU_KERNELS.items():
+        os.environ.setdefault(key, value)
     from rarft.config import ConfigError
     from rarft.io import DataError
 
