@@ -395,7 +395,8 @@ def test_paper_validation_curves_batch_several_problems_per_round(paper):
     procs, k = train_processes(cfg), cfg["rl"]["eval_k"]
     per_device = eval_batch_size([30] * 4, k, cfg["rl"]["eval_batch_size"], procs)
     problems_per_round = per_device * procs // k
-    assert procs == 8 and problems_per_round >= 3 and 30 % problems_per_round == 0
+    # >= 2, not more: rl.eval_batch_size 8 is what the eval forward's sdpa mask leaves room for (rarft plan)
+    assert procs == 8 and problems_per_round >= 2 and 30 % problems_per_round == 0
 
 
 # ---- rl.trainer / rl.sft.trainer / retriever.train.trainer go verbatim to the trainers' config classes ----

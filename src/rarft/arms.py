@@ -5,8 +5,6 @@ Pure Python (no torch) so the Snakefile can import it at parse time to expand it
 
 from __future__ import annotations
 
-from rarft.config import ConfigError
-
 # The one list of retriever names (the config schema's enums are checked against it in tests):
 # offshelf = retriever.base_model as is (single-vector, e.g. Qwen3-Embedding); finetuned = it fine-tuned on
 # the labels; colbert = retriever.colbert.base_model as is (multi-vector late interaction, the paper's
@@ -41,7 +39,8 @@ def parse_setting(setting: str) -> tuple[str, str | None]:
         return "none", None
     mode, _, retriever = setting.partition("-")
     if mode not in ("top1", "topk") or not retriever:
-        raise ConfigError(f"--setting {setting!r}: expected none, top1-<retriever> or topk-<retriever>")
+        # ValueError, not ConfigError: rarft.config imports this module (evaluate's CLI turns it into one)
+        raise ValueError(f"--setting {setting!r}: expected none, top1-<retriever> or topk-<retriever>")
     return mode, retriever
 
 

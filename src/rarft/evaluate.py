@@ -235,7 +235,10 @@ def cli(argv: list[str]) -> int:
     p.add_argument("--k", type=int, help="samples per problem (default: evaluation.k)")
     args = p.parse_args(argv)
     config = load_config(args.config)
-    parse_setting(args.setting)
+    try:
+        parse_setting(args.setting)
+    except ValueError as e:
+        raise ConfigError(str(e)) from None
     benchmarks = load_benchmarks(args.benchmarks)
     retrieval = read_jsonl(args.retrieval) if args.retrieval else None
     corpus = read_jsonl(args.corpus) if args.corpus else None
