@@ -5,6 +5,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from rarft.config import deep_merge, load_config, merge_files, prune_deleted, validate_config
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -407,3 +409,24 @@ def test_trainer_fields_read_from_the_sources_are_the_dataclass_fields():
         module, _, name = target.partition(":")
         cls = getattr(importlib.import_module(module), name)
         assert dataclass_fields(target) == {f.name for f in dataclasses.fields(cls) if f.init}, target
+
+
+def test_grpo_only_trainer_fields_reach_the_grpo_family_and_not_the_rloo_arms(tmp_path):
+    """Review D6: the paper configs switch TRL's vLLM importance-sampling correction off in rl.grpo_trainer, which
+    GRPO and DAPO arms get over rl.trainer and RLOO arms (RLOOConfig has no such field) do not; a typo there fails."""
+    from trl import GRPOConfig
+
+    from rarft.arms import trainer_block
+    from rarft.config import ConfigError, load_config
+
+    for paper in ("config/qwen3-1.7b.yaml", "config/qwen3-4b.yaml"):
+        cfg = load_config([str(ROOT / "params.yaml"), str(ROOT / paper)])
+        for kind in ("grpo", "dapo"):
+            assert trainer_block(kind, cfg)["vllm_importance_sampling_correction"] is False, (paper, kind)
+        assert "vllm_importance_sampling_correction" not in trainer_block("rloo", cfg)
+        assert trainer_block("rloo", cfg) == cfg["rl"]["trainer"]
+    GRPOConfig(output_dir=str(tmp_path), use_cpu=True, bf16=False, vllm_importance_sampling_correction=False)
+    typo = tmp_path / "typo.yaml"
+    typo.write_text("rl: {grpo_trainer: {vllm_importance_sampling_corection: false}}\n")
+    with pytest.raises(ConfigError, match="rl.grpo_trainer.vllm_importance_sampling_corection"):
+        load_config([str(ROOT / "params.yaml"), str(typo)])

@@ -64,6 +64,15 @@ def trainer_of(arm: str) -> str:
     raise ValueError(f"unknown arm {arm!r}; known: {', '.join([*PLAIN_ARMS, *RA_ARMS])}")
 
 
+def trainer_block(trainer: str, config: dict) -> dict:
+    """The TRL config arguments a trainer kind (`trainer_of`) gets: `rl.sft.trainer` (SFT), `rl.trainer` (RLOO), or
+    `rl.trainer` with `rl.grpo_trainer` over it (GRPO and DAPO: GRPOConfig fields RLOOConfig lacks)."""
+    rl = config["rl"]
+    if trainer == "sft":
+        return rl["sft"]["trainer"]
+    return rl["trainer"] if trainer == "rloo" else {**rl["trainer"], **rl["grpo_trainer"]}
+
+
 def retriever_of(arm: str, config: dict) -> str | None:
     """The retriever whose top-1 trace an arm's prompts carry, or None for a plain arm."""
     trainer_of(arm)  # validates the name

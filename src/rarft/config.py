@@ -141,6 +141,7 @@ def load_config(paths: list[str | Path] | str | Path = "params.yaml") -> dict:
 TRAINER_CLASSES = {
     "rl.trainer": {"grpo": "trl.trainer.grpo_config:GRPOConfig", "dapo": "trl.trainer.grpo_config:GRPOConfig",
                    "rloo": "trl.trainer.rloo_config:RLOOConfig"},
+    "rl.grpo_trainer": {"grpo": "trl.trainer.grpo_config:GRPOConfig", "dapo": "trl.trainer.grpo_config:GRPOConfig"},
     "rl.sft.trainer": {"sft": "trl.trainer.sft_config:SFTConfig"},
     "retriever.train.trainer": {None: "sentence_transformers.sentence_transformer.training_args:"
                                       "SentenceTransformerTrainingArguments"},

@@ -17,7 +17,7 @@ import math
 import re
 from dataclasses import asdict, dataclass, field
 
-from rarft.arms import eval_settings, retriever_of, retrievers_needed, trainer_of
+from rarft.arms import eval_settings, retriever_of, retrievers_needed, trainer_block, trainer_of
 from rarft.config import add_config_argument, load_config, rule_resource
 from rarft.launch import train_processes
 
@@ -603,7 +603,7 @@ def policy_train_memory(config: dict, arm: str, arch: Arch, kind: str, gpu_gb: f
     rl = config["rl"]
     launcher, n = launcher_of(config, "train_policy")
     sft = trainer_of(arm) == "sft"
-    block = rl["sft"]["trainer"] if sft else rl["trainer"]
+    block = trainer_block(trainer_of(arm), config)
     cuda = _cuda(config)
     param_bytes = dtype_bytes(rl["param_dtype"])
     mixed = bool(setting(block, "bf16", TRL_DEFAULTS)) and cuda
@@ -862,7 +862,7 @@ def memory_plan(config: dict) -> list[MemoryRow]:
         for arm in config["rl"]["arms"]:
             est = policy_train_memory(config, arm, p_arch, kind, gpu_gb)
             sft = trainer_of(arm) == "sft"
-            block = config["rl"]["sft"]["trainer"] if sft else config["rl"]["trainer"]
+            block = trainer_block(trainer_of(arm), config)
             kept = setting(block, "save_total_limit", TRL_DEFAULTS)
             kept = int(kept) if kept else math.ceil(int(block["max_steps"]) / int(block["save_steps"])) \
                 if "max_steps" in block and "save_steps" in block else 0

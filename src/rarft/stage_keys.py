@@ -34,7 +34,7 @@ HOW_KEYS = frozenset({
     "retriever.train.launcher", "retriever.train.mini_batch_size",  # GradCache: same loss, less memory
     "rl.launcher", "rl.eval_batch_size",
 })
-TRAINER_BLOCKS = ("rl.trainer", "rl.sft.trainer", "retriever.train.trainer")
+TRAINER_BLOCKS = ("rl.trainer", "rl.grpo_trainer", "rl.sft.trainer", "retriever.train.trainer")
 TRAINER_HOW_FIELDS = frozenset({
     "save_strategy", "save_steps", "save_total_limit", "save_only_model", "logging_strategy", "logging_steps",
     "logging_first_step", "report_to", "disable_tqdm", "dataloader_num_workers", "dataloader_pin_memory",
@@ -76,6 +76,8 @@ def _arm_keys(config: dict, arm: str) -> list[str]:
     if trainer == "sft":
         return keys + ["rl.sft.trainer"]
     keys += ["rl.trainer", "rl.eval_k", "rl.curve_arms"]  # rl.curve_arms: only whether this arm records one
+    if trainer in ("grpo", "dapo"):
+        keys.append("rl.grpo_trainer")
     if trainer == "dapo":
         keys.append("rl.dapo")
     elif trainer == "grpo":

@@ -25,7 +25,7 @@ import signal as posix_signal  # `signal` is the rollout signal in train_policy
 import time
 from pathlib import Path
 
-from rarft.arms import retriever_of, trainer_of
+from rarft.arms import retriever_of, trainer_block, trainer_of
 from rarft.config import ConfigError, add_config_argument, load_config, trainer_config
 from rarft.contracts import read_retrieval
 from rarft.io import (
@@ -159,7 +159,7 @@ def rl_args(trainer: str, config: dict, run_dir: Path, n_problems: list[int], re
     from accelerate import PartialState
 
     rl = config["rl"]
-    block = rl["trainer"]
+    block = trainer_block(trainer, config)
     gen, batch = block["num_generations"], block["per_device_train_batch_size"]
     accum = block["gradient_accumulation_steps"]
     eval_k = int(rl["eval_k"])
