@@ -39,7 +39,8 @@ def make_world(seed: int, n_train: int, n_corpus: int, benchmarks: dict[str, dic
     from rarft.world import generate_world
 
     world = with_params({})["data"]["world"]
-    kw = {key: world[key] for key in ("named_rule_share", "corpus_only", "control")}
+    kw = {key: world[key] for key in ("named_rule_share", "corpus_only", "control", "training_names",
+                                      "corpus_only_names")}
     return generate_world(seed, n_train, n_corpus, benchmarks, **{**kw, **design})
 
 

@@ -112,7 +112,7 @@ def make_tree(root: Path, seed: int = 0) -> dict:
 
 @pytest.fixture(scope="module")
 def config():
-    cfg = load_config("params.yaml")
+    cfg = load_config(["params.yaml", "config/all-arms.yaml"])  # every table's rows (RLOO, DAPO, the ablations)
     cfg["analysis"]["dissimilarity"] = "jaccard"  # no model load in the fast tests
     cfg["analysis"]["noise_simulations"] = 50
     cfg["evaluation"]["bootstrap_resamples"] = 300
@@ -347,7 +347,7 @@ def _comp(**intervals):
 
 
 _LABELS = {"vs_grpo": "RA-RFT - GRPO", "vs_base_top1": "RA-RFT - base + top-1 at inference",
-           "corpus_only": "RA-RFT - GRPO, corpus-only strategies"}
+           "corpus_only": "RA-RFT - GRPO, corpus-only knowledge"}
 
 
 def test_positive_control_holds_only_when_ra_rft_beats_base_with_the_same_trace_and_grpo(config):
@@ -357,7 +357,7 @@ def test_positive_control_holds_only_when_ra_rft_beats_base_with_the_same_trace_
     text = analysis.control_verdict(config, holds)
     assert text.startswith("Control verdict (positive control") and "the control holds." in text
     # the corpus-only split is shown, but its interval containing 0 does not fail the control
-    assert "reported, not a condition: RA-RFT - GRPO, corpus-only strategies on the mean = +8.5" in text
+    assert "reported, not a condition: RA-RFT - GRPO, corpus-only knowledge on the mean = +8.5" in text
 
     # RL added nothing over the context alone: the same base model with the same trace does as well
     no_rl = analysis.control_status(config, _comp(vs_grpo=(2.0, 9.0), vs_base_top1=(-1.0, 3.0)))
@@ -444,20 +444,20 @@ def test_new_comparison_rows_match_the_samples(analyzed):
         diff = 100 * np.mean([ra[b][p] - base[b][p] for p in ra[b]])
         assert r["diff"] == pytest.approx(diff) and r["b"] == "base/top1-finetuned" and r["n_problems"] == N_PROB
         means.append(diff)
-        for label, keep in (("RA-RFT - GRPO, corpus-only strategies", lambda i: i % 3 == 2),
-                            ("RA-RFT - GRPO, training-query strategies", lambda i: i % 3 != 2)):
+        for label, keep in (("RA-RFT - GRPO, corpus-only knowledge", lambda i: i % 3 == 2),
+                            ("RA-RFT - GRPO, training-query knowledge", lambda i: i % 3 != 2)):
             ids = [f"{b}-{i:05d}" for i in range(N_PROB) if keep(i)]
             r = row(label, b)
             assert r["diff"] == pytest.approx(100 * np.mean([ra[b][p] - grpo[b][p] for p in ids]))
             assert r["n_problems"] == len(ids) and r["ci_low"] <= r["diff"] <= r["ci_high"]
     assert row("RA-RFT - base + top-1 at inference", "mean")["diff"] == pytest.approx(np.mean(means))
-    assert row("RA-RFT - GRPO, corpus-only strategies", "mean")["n_problems"] == 2 * 2
+    assert row("RA-RFT - GRPO, corpus-only knowledge", "mean")["n_problems"] == 2 * 2
     assert "GRPO - base" in set(comp["comparison"])  # stays
-    for key in ("diff.ra_rft_base_top_1_at_inference.mean", "diff.ra_rft_grpo_corpus_only_strategies.mean",
-                "diff.ra_rft_grpo_training_query_strategies.world_easy", "diff.grpo_base.mean"):
+    for key in ("diff.ra_rft_base_top_1_at_inference.mean", "diff.ra_rft_grpo_corpus_only_knowledge.mean",
+                "diff.ra_rft_grpo_training_query_knowledge.world_easy", "diff.grpo_base.mean"):
         assert key in metrics, key
     md = (paths["out"] / "tables" / "comparisons.md").read_text()
-    assert "| RA-RFT - GRPO, corpus-only strategies | mean |" in md
+    assert "| RA-RFT - GRPO, corpus-only knowledge | mean |" in md
 
 
 def test_strategy_split_is_absent_without_hidden_strategies(config, tmp_path):
@@ -470,6 +470,18 @@ def test_strategy_split_is_absent_without_hidden_strategies(config, tmp_path):
                 [{"id": "a", "problem": "p", "strategy": CORPUS_ONLY}, {"id": "b", "problem": "q", "strategy": "x"}])
     assert analysis.strategy_groups(config, tmp_path, BENCHES) == {"corpus_only": {"world_easy": {"a"}},
                                                                    "training": {"world_easy": {"b"}}}
+    # a corpus-only NAME of a trained strategy (data.world.corpus_only_names) needs the corpus too; a
+    # training name, or the same name on a plain item, does not
+    from rarft.world import names_of
+    cfg = {**config, "data": {**config["data"], "world": {**config["data"]["world"], "training_names": 2,
+                                                        "corpus_only_names": 1}}}
+    trained, corpus_names = names_of("total", 2, 1)
+    write_jsonl(tmp_path / "clean" / "bench" / "world_easy.jsonl",
+                [{"id": "n1", "problem": "p", "strategy": "total", "named_rule": True, "rule": corpus_names[0]},
+                 {"id": "n2", "problem": "q", "strategy": "total", "named_rule": True, "rule": trained[1]},
+                 {"id": "n3", "problem": "r", "strategy": "total", "named_rule": False, "rule": corpus_names[0]}])
+    assert analysis.strategy_groups(cfg, tmp_path, BENCHES) == {"corpus_only": {"world_easy": {"n1"}},
+                                                                "training": {"world_easy": {"n2", "n3"}}}
 
 
 def test_every_compared_evaluation_is_one_the_dag_produces(config):

@@ -360,7 +360,8 @@ def test_a_misspelt_trainer_key_fails_rarft_plan_and_the_dag_build_at_once(tmp_p
     import time
 
     typo = tmp_path / "typo.yaml"
-    typo.write_text("rl:\n  trainer:\n    max_stepz: 5\n")
+    # with an RLOO arm, the key must be a field of both trainers' configs
+    typo.write_text("rl:\n  arms: [grpo, rarft, rloo]\n  trainer:\n    max_stepz: 5\n")
     start = time.time()
     plan = subprocess.run([sys.executable, "-m", "rarft", "plan", "--config", str(ROOT / "params.yaml"), str(typo)],
                           cwd=tmp_path, capture_output=True, text=True, timeout=120)
@@ -393,7 +394,7 @@ def test_trainer_blocks_are_checked_against_their_own_class(tmp_path):
         load("retriever:\n  train:\n    trainer: {batch_sampler_: no_duplicates}\n")
     grpo_only = "vllm_importance_sampling_correction"  # a GRPOConfig field RLOOConfig does not have
     with pytest.raises(ConfigError, match=rf"rl\.trainer\.{grpo_only}: not a field of RLOOConfig"):
-        load(f"rl:\n  trainer: {{{grpo_only}: true}}\n")
+        load(f"rl:\n  arms: [grpo, rloo]\n  curve_arms: [grpo]\n  trainer: {{{grpo_only}: true}}\n")
     assert load(f"rl:\n  arms: [grpo, rarft]\n  curve_arms: [grpo]\n  trainer: {{{grpo_only}: true}}\n")
 
 

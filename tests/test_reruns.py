@@ -150,9 +150,10 @@ def test_launcher_and_cadence_edits_rerun_nothing(finished_run):
 
 
 def test_an_edit_an_arm_reads_reruns_exactly_the_arms_that_read_it(finished_run):
-    """The check can fail: the DAPO arms' clip-higher reruns the DAPO arms and what follows them, nothing else."""
-    jobs = _dry_run(finished_run, "params.yaml", _edit(finished_run, "dapo", {"rl": {"dapo": {"epsilon_high": 0.3}}}))
-    assert sorted(wc for rule, wc in jobs if rule == "train_policy") == ["arm=dapo", "arm=radapo"]
+    """The check can fail: the SFT arms' learning rate reruns the SFT arms and what follows them, nothing else."""
+    jobs = _dry_run(finished_run, "params.yaml",
+                    _edit(finished_run, "sft", {"rl": {"sft": {"trainer": {"learning_rate": 0.1}}}}))
+    assert sorted(wc for rule, wc in jobs if rule == "train_policy") == ["arm=rasft", "arm=sft"]
     jobs = _dry_run(finished_run, "params.yaml",
                     _edit(finished_run, "lr", {"rl": {"trainer": {"learning_rate": 0.5}}}))
     rl_arms = [a for a in _base_config()["rl"]["arms"] if a not in ("sft", "rasft")]
@@ -191,7 +192,7 @@ def test_resume_fingerprint_ignores_other_arms_the_launcher_and_evaluation(tiny_
 
 def test_dvc_status_after_edits_names_only_the_stages_that_read_them(finished_run, tmp_path):
     """DVC's `params:` (dvc.yaml, generated from the same table): after the recorded run is committed to
-    dvc.lock, an analysis-only edit leaves every stage but analyze unchanged; an rl.dapo edit only the DAPO arms."""
+    dvc.lock, an analysis-only edit leaves every stage but analyze unchanged; an rl.sft edit only the SFT arms."""
     dvc = shutil.which("dvc") or str(Path(sys.executable).parent / "dvc")
     repo = tmp_path / "repo"
     shutil.copytree(finished_run, repo, ignore=shutil.ignore_patterns(".snakemake"))
@@ -218,4 +219,5 @@ def test_dvc_status_after_edits_names_only_the_stages_that_read_them(finished_ru
     assert changed_stages({"evaluation": {"bootstrap_resamples": 999}}) == (
         {"analyze", "evaluate_retrievers"} | {s for s in yaml.safe_load((repo / "dvc.yaml").read_text())["stages"]
                                               if s.startswith("evaluate-")})
-    assert changed_stages({"rl": {"dapo": {"epsilon_high": 0.3}}}) == {"train_policy-dapo", "train_policy-radapo"}
+    assert changed_stages({"rl": {"sft": {"trainer": {"learning_rate": 0.1}}}}) == {"train_policy-sft",
+                                                                                   "train_policy-rasft"}

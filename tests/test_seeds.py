@@ -149,7 +149,7 @@ def test_the_controls_rows_appear_when_some_seed_has_them(three):
     from rarft.io import read_json
 
     extra = {"diff.ra_rft_base_top_1_at_inference.mean": (12.0, 14.0),
-             "diff.ra_rft_grpo_corpus_only_strategies.mean": (20.0, 10.0),
+             "diff.ra_rft_grpo_corpus_only_knowledge.mean": (20.0, 10.0),
              "curve.rarft.last_minus_step0.mean": (15.0, 11.0), "rl_signal.rarft.zero_variance_share": (40.0, 50.0)}
     for i, folder in enumerate(three[:2]):  # seed 2 ran without them, and has only the older single metrics.json
         metrics = read_json(folder / "metrics.json") | {key: values[i] for key, values in extra.items()}
@@ -158,8 +158,8 @@ def test_the_controls_rows_appear_when_some_seed_has_them(three):
     df = seeds.spread_table(three, [0, 1, 2], *HEADLINE)
     assert len(df) == 11 + 4
     for start, key in (("comparisons: RA-RFT - base + top-1 at inference", "diff.ra_rft_base_top_1_at_inference.mean"),
-                       ("comparisons: RA-RFT - GRPO, corpus-only strategies",
-                        "diff.ra_rft_grpo_corpus_only_strategies.mean"),
+                       ("comparisons: RA-RFT - GRPO, corpus-only knowledge",
+                        "diff.ra_rft_grpo_corpus_only_knowledge.mean"),
                        ("Figure 3: RA-RFT validation curve", "curve.rarft.last_minus_step0.mean"),
                        ("RL signal: RA-RFT rollout groups", "rl_signal.rarft.zero_variance_share")):
         row = _row(df, start)

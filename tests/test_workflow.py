@@ -286,7 +286,8 @@ def test_dvc_params_and_snakemake_params_are_the_same_keys(jobs):
     grpo = stages["train_policy-grpo"]["params"]
     assert "rl.trainer.learning_rate" in grpo and "rl.dapo.epsilon_high" not in grpo
     assert "rl.trainer.save_steps" not in grpo and "rl.curve_arms" in grpo
-    assert "rl.dapo.epsilon_high" in stages["train_policy-dapo"]["params"]
+    assert "rl.sft.trainer.learning_rate" in stages["train_policy-sft"]["params"]
+    assert "rl.sft.trainer.learning_rate" not in grpo
     assert "analysis.diversity_top_k" not in stages["evaluate-grpo-none"]["params"]
     assert "analysis.diversity_top_k" in stages["evaluate-rarft-topk-finetuned"]["params"]
     assert "params" not in stages["label_relevance-oracle"]

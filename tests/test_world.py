@@ -8,7 +8,7 @@ import numpy as np
 from conftest import make_warmup
 
 from rarft.prompts import normalise_text
-from rarft.world import RULE_NAMES, STRATEGY_BY_NAME, generate_world
+from rarft.world import NAME_POOL, RULE_NAMES, STRATEGY_BY_NAME, WORLD_NAMES, analogous, generate_world, names_of
 
 RULE_RE = re.compile(r"applies the (\w+-\w+) rule")
 TRACE_RULE_RE = re.compile(r"Step 1 \(Strategy\): the (\w+-\w+) rule:")
@@ -18,7 +18,8 @@ CORPUS_ONLY = ["difference", "ordered", "quotient"]
 
 def small_world(**kw):
     return generate_world(0, 90, 135, BENCH, **{"named_rule_share": 0.75, "corpus_only": CORPUS_ONLY,
-                                                "control": "positive", **kw})
+                                                "control": "positive", "training_names": 1,
+                                                "corpus_only_names": 0, **kw})
 
 
 def test_named_rule_problems_use_their_strategys_fixed_name_and_every_trace_names_it():
@@ -49,6 +50,58 @@ def test_world_names_have_the_random_names_form():
         assert first.lower() in SYLLABLES and second in SYLLABLES and first[0].isupper(), rule
     rng = random.Random(0)
     assert not {random_rule_name(rng) for _ in range(2000)} & set(rules)
+
+
+def test_every_world_name_has_the_random_names_form_and_is_never_drawn_at_random():
+    import random
+
+    from rarft.world import MAX_NAMES, SYLLABLES, random_rule_name
+
+    names = [n for pool in NAME_POOL.values() for n in pool]
+    assert len(names) == len(set(names)) == len(WORLD_NAMES) == MAX_NAMES * len(STRATEGY_BY_NAME)
+    assert all(pool[0] == RULE_NAMES[s] for s, pool in NAME_POOL.items())  # each strategy's own name first
+    for name in names:
+        first, second = name.split("-")
+        assert first.lower() in SYLLABLES and second in SYLLABLES and first[0].isupper(), name
+    rng = random.Random(1)
+    assert not {random_rule_name(rng) for _ in range(3000)} & WORLD_NAMES
+
+
+def test_training_queries_use_training_names_and_corpus_only_names_reach_only_corpus_and_benchmarks():
+    """Several names per strategy (data.world.training_names + corpus_only_names): a training query names its
+    rule by a training name; the corpus tells every name; half a benchmark's named items use a name only the
+    corpus holds, and each of those has an analogue (same strategy AND name) in the corpus."""
+    from rarft.world import needs_corpus_knowledge
+
+    cfg = {"corpus_only": [], "training_names": 3, "corpus_only_names": 2}
+    world = generate_world(0, 180, 270, BENCH, named_rule_share=0.75, control="positive", **cfg)
+    for s in STRATEGY_BY_NAME:
+        trained, corpus_only = names_of(s, 3, 2)
+        assert len(trained) == 3 and len(corpus_only) == 2 and not set(trained) & set(corpus_only)
+        train_names = {it["rule"] for it in world["train"] if it["strategy"] == s and it["named_rule"]}
+        assert train_names == set(trained), s  # every training name is used, and only those
+        assert {it["rule"] for it in world["corpus"] if it["strategy"] == s} == set(trained + corpus_only), s
+    for it in world["train"] + world["corpus"]:
+        assert TRACE_RULE_RE.search(it["trace"]).group(1) == it["rule"]
+        if it["named_rule"]:
+            assert RULE_RE.search(it["problem"]).group(1) == it["rule"]
+    named = [it for b in ("easy", "hard") for it in world[b] if it["named_rule"]]
+    needs = [needs_corpus_knowledge(it, cfg) for it in named]
+    assert 0.3 < np.mean(needs) < 0.7, np.mean(needs)
+    for it, need in zip(named, needs):
+        assert need == (it["rule"] in names_of(it["strategy"], 3, 2)[1])
+        assert any(analogous(it, c) for c in world["corpus"]), it["id"]
+    # plain items never need the corpus: their question names no rule
+    assert not any(needs_corpus_knowledge(it, cfg) for b in ("easy", "hard") for it in world[b] if not it["named_rule"])
+
+
+def test_analogous_is_same_strategy_and_for_a_named_question_the_same_name():
+    q = {"strategy": "total", "named_rule": True, "rule": "Ka-lo"}
+    assert analogous(q, {"strategy": "total", "rule": "Ka-lo"})
+    assert not analogous(q, {"strategy": "total", "rule": "Zu-zu"})  # right strategy, name the query lacks
+    assert not analogous(q, {"strategy": "product", "rule": "Ka-lo"})
+    assert analogous({**q, "named_rule": False}, {"strategy": "total", "rule": "Zu-zu"})  # plain: words say what
+    assert not analogous({"strategy": None}, {"strategy": None})
 
 
 def test_corpus_only_strategies_are_in_corpus_and_benchmarks_but_no_training_query():
@@ -93,13 +146,13 @@ def test_the_story_dominates_off_the_shelf_similarity():
 
 
 def test_warmup_never_uses_world_rule_names_and_pairs_named_rules_with_same_rule_reference():
-    warm = make_warmup(seed=3, n=400)
+    warm = make_warmup(seed=3, n=400, same_name_reference_right=1.0)
     assert [it["id"] for it in warm] == [f"warmup-{i:05d}" for i in range(400)]
     named = [it for it in warm if it["named_rule"]]
     assert len(named) > 120
     for it in warm:
         for text in [it["problem"], it["trace"]] + [c["problem"] + c["trace"] for c in it["contexts"]]:
-            assert not set(re.findall(r"[A-Z][a-z]+-[a-z]+", text)) & set(RULE_NAMES.values())
+            assert not set(re.findall(r"[A-Z][a-z]+-[a-z]+", text)) & WORLD_NAMES
         assert all(normalise_text(c["problem"]) != normalise_text(it["problem"]) for c in it["contexts"])
         # a target's trace names a rule only when its question does: an unknown name is noise to imitate
         assert bool(TRACE_RULE_RE.search(it["trace"])) == it["named_rule"]

@@ -27,6 +27,7 @@ from rarft.device import resolve_device
 from rarft.diversity import context_accuracy, diversity_markdown, diversity_per_problem, diversity_summary
 from rarft.io import DataError, read_json, write_json, write_text
 from rarft.stats import bootstrap_mean_ci, paired_difference, rng_for
+from rarft.world import needs_corpus_knowledge
 
 # ---------------------------------------------------------------- inputs
 
@@ -89,16 +90,17 @@ def curve_gains(curves: pd.DataFrame) -> dict[tuple[str, str], float]:
 
 
 def strategy_groups(config: dict, data: Path, benches: list[str]) -> dict[str, dict[str, set[str]]]:
-    """{group: {benchmark: problem ids}} for tables.STRATEGY_GROUPS: 'corpus_only' = items whose hidden
-    `strategy` (data/clean/bench/<b>.jsonl) is in data.world.corpus_only, 'training' = the other items with a
-    strategy. Empty where no item has one (real benchmarks): the split rows are then simply absent."""
-    corpus_only = set(config["data"]["world"]["corpus_only"])
+    """{group: {benchmark: problem ids}} for tables.STRATEGY_GROUPS: 'corpus_only' = items only knowledge the
+    corpus holds can solve (`rarft.world.needs_corpus_knowledge`: a corpus-only strategy, or a rule name no
+    training query uses; data/clean/bench/<b>.jsonl), 'training' = the other items with a hidden strategy.
+    Empty where no item has one (real benchmarks): the split rows are then simply absent."""
+    world_cfg = config["data"]["world"]
     groups: dict[str, dict[str, set[str]]] = {g: {} for g in tables.STRATEGY_GROUPS}
     for b in benches:
         for pid, item in _by_id(data / "clean" / "bench" / f"{b}.jsonl").items():
             if item.get("strategy") is None:
                 continue
-            group = "corpus_only" if item["strategy"] in corpus_only else "training"
+            group = "corpus_only" if needs_corpus_knowledge(item, world_cfg) else "training"
             groups[group].setdefault(b, set()).add(pid)
     return {g: by_bench for g, by_bench in groups.items() if by_bench}
 
@@ -207,7 +209,7 @@ def analyze(config: dict, runs: str | Path, data: str | Path, reports: str | Pat
     artifacts.append(("tables/comparisons.{md,csv}", "Paired-bootstrap differences (RA-RFT - GRPO, RA-RFT - base "
                                                      "with the same top-1 trace at inference, GRPO - base and the "
                                                      "other key pairs; in the world also RA-RFT - GRPO on items of "
-                                                     "training-query and of corpus-only strategies) per benchmark "
+                                                     "training-query and of corpus-only knowledge) per benchmark "
                                                      "and for the mean."))
     steps.update()
 

@@ -15,6 +15,7 @@ from rarft.config import add_config_argument, load_config
 from rarft.contracts import read_items
 from rarft.io import write_jsonl
 from rarft.prompts import normalise_text
+from rarft.world import analogous
 
 # what candidate sampling reads of an item (rarft.contracts.read_items adds id and problem; `strategy`,
 # world only, is optional)
@@ -50,7 +51,7 @@ def sample_candidates(queries: list[dict], corpus: list[dict], m: int, seed: int
         pool = [c for c in pools.get(q["problem_type"], []) if c["id"] != q["id"] and texts[c["id"]] != own_text]
         chosen: list[dict] = []
         if stratify_by_strategy and q.get("strategy") is not None and m >= 2:
-            same = [c for c in pool if c.get("strategy") == q["strategy"]]
+            same = [c for c in pool if analogous(q, c)]
             diff = [c for c in pool if c.get("strategy") is not None and c["strategy"] != q["strategy"]]
             chosen = [rng.choice(group) for group in (same, diff) if group]
         rest = [c for c in pool if c not in chosen]

@@ -42,12 +42,14 @@ class Item(TypedDict, total=False):
     story: str
     difficulty: str
     named_rule: bool
+    rule: str  # world only: the rule name the item's question or trace uses
+
 
 
 # field -> the types its value may have (docs/architecture.md, "Item schema")
 ITEM = {"id": str, "problem": str, "answer": str, "trace": (str, NONE), "solution": (str, NONE),
         "problem_type": str, "source": str, "strategy": (str, NONE), "story": str, "difficulty": str,
-        "named_rule": bool}
+        "named_rule": bool, "rule": str}
 ITEM_NEED = ("id", "problem")
 CANDIDATES = {"query_id": str, "candidates": list}
 LABEL = {"query_id": str, "context_id": str, "label": (int, NONE), "score": (*NUMBER, NONE),

@@ -76,7 +76,7 @@ ALIASES: dict[str, tuple[str, ...]] = {
 }
 REQUIRED_AUTO = ("problem", "answer")
 # Row fields normalise_rows reads besides the SCHEMAS mapping (the project's own prepared layout).
-ROW_EXTRAS: dict[str, tuple[str, ...]] = {"rarft": ("trace", "strategy", "story", "difficulty", "named_rule")}
+ROW_EXTRAS: dict[str, tuple[str, ...]] = {"rarft": ("trace", "strategy", "story", "difficulty", "named_rule", "rule")}
 
 # Answers that mark "no final answer" in the real data (OpenR1 uses 'proof' and 'notfound').
 PLACEHOLDER_ANSWERS = {"proof", "notfound", "not found", "none", "n/a", "null", "-"}
@@ -313,7 +313,7 @@ def normalise_rows(rows: list[dict], *, name: str, origin: str, schema: str = "a
                 "source": source_label or origin,
                 "strategy": row.get("strategy") if schema == "rarft" else None}
         if schema == "rarft":
-            item.update({k: row[k] for k in ("story", "difficulty", "named_rule") if k in row})
+            item.update({k: row[k] for k in ("story", "difficulty", "named_rule", "rule") if k in row})
         candidates.append((index, ref, raw_id if has_id else None, item))
 
     parses = answers_parse([c[3]["answer"] for c in candidates], desc=f"{name}: math-verify")

@@ -32,18 +32,21 @@ from rarft.io import DataError, atomic_path, read_json, write_text
 from rarft.retrieval import Searcher, load_items, retrieve
 from rarft.stats import bootstrap_mean_ci, paired_difference, rng_for
 from rarft.train_retriever import labelled_candidates, load_labels, positives
+from rarft.world import analogous
 
 MRR_DEPTH = 100
 
 
 # ---------------------------------------------------------------- relevance
 def oracle_relevance(queries: Sequence[dict], corpus: Sequence[dict]) -> dict[str, set[str]]:
-    """Same latent strategy = relevant, over the whole corpus (embedded world only; else empty)."""
-    by_strategy: dict[str, set[str]] = {}
+    """The world's `analogous` corpus items of each query, over the whole corpus (embedded world only; else
+    empty)."""
+    by_strategy: dict[str, list[dict]] = {}
     for c in corpus:
         if c.get("strategy"):
-            by_strategy.setdefault(c["strategy"], set()).add(c["id"])
-    return {q["id"]: by_strategy[q["strategy"]] for q in queries if q.get("strategy") in by_strategy}
+            by_strategy.setdefault(c["strategy"], []).append(c)
+    return {q["id"]: {c["id"] for c in by_strategy[q["strategy"]] if analogous(q, c)}
+            for q in queries if q.get("strategy") in by_strategy}
 
 
 def candidate_rankings(searcher: Searcher, queries: Sequence[dict], judged: dict[str, dict[str, bool]],

@@ -25,6 +25,7 @@ from pathlib import Path
 from rarft.config import ConfigError, add_config_argument, load_config
 from rarft.contracts import check_candidates, read_candidates, read_items
 from rarft.io import DataError, JsonlAppender, model_fingerprint, text_sha256, write_jsonl
+from rarft.world import analogous
 
 LABELERS = ("gain", "judge", "oracle")
 
@@ -51,7 +52,7 @@ def oracle_labels(pairs: list[tuple[dict, list[dict]]]) -> list[dict]:
                 bad = q["id"] if q.get("strategy") is None else c["id"]
                 raise DataError(f"oracle labeler: item {bad!r} has no 'strategy' (the oracle exists only on "
                                 "the embedded world)")
-            label = int(q["strategy"] == c["strategy"])
+            label = int(analogous(q, c))
             rows.append({"query_id": q["id"], "context_id": c["id"], "label": label, "score": float(label),
                          "stderr": None, "labeler": "oracle"})
     return rows

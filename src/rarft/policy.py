@@ -14,6 +14,7 @@ from pathlib import Path
 
 from rarft.contracts import check_items
 from rarft.io import atomic_path, read_json, write_json
+from rarft.world import analogous
 
 POINTER_FILE = "rarft_model.json"
 
@@ -312,7 +313,9 @@ def probe_benchmarks(model, tokenizer, benchmarks: dict[str, list[dict]], corpus
     kw = dict(n_samples=n_samples, max_new_tokens=int(ev["max_new_tokens"]), temperature=float(ev["temperature"]),
               enable_thinking=bool(config["policy"]["enable_thinking"]), seed=int(config["seed"]))
     for name, items in benchmarks.items():
-        same = [[rng.choice(by_strategy[it["strategy"]])] for it in items]
+        # an analogue (same strategy, and the question's name); a same-strategy trace where the corpus has none
+        same = [[rng.choice([c for c in by_strategy[it["strategy"]] if analogous(it, c)]
+                            or by_strategy[it["strategy"]])] for it in items]
         row: dict = {"n": len(items)}
         for phrasing in ("named_rule", "plain"):
             idx = [i for i, it in enumerate(items) if bool(it.get("named_rule")) == (phrasing == "named_rule")]

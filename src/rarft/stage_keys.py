@@ -155,7 +155,8 @@ def stage_keys(config: dict, rule: str, **wildcards: str) -> list[str]:
         return keys
     if rule == "analyze":
         return ["analysis", "evaluation.bootstrap_resamples", "evaluation.ci_level", "evaluation.k", "seed", "device",
-                "data.source", "data.world.control", "data.world.corpus_only", "policy.base", "policy.enable_thinking",
+                "data.source", "data.world.control", "data.world.corpus_only", "data.world.training_names",
+                "data.world.corpus_only_names", "policy.base", "policy.enable_thinking",
                 "rl.retriever", "rl.curve_arms", "rl.eval_k", "retriever.base_model", "retriever.compare",
                 "labels.train_on"]
     raise KeyError(f"rarft.stage_keys: no key list for rule {rule!r}")

@@ -184,8 +184,8 @@ def table_specs(config: dict, paper_scale: bool) -> list[TableSpec]:
 # over the context alone (the positive control's test of the RL stage, analysis.control_status).
 RA_RFT_VS_BASE_TOP1 = "RA-RFT - base + top-1 at inference"
 RA_RFT_VS_GRPO = "RA-RFT - GRPO"
-# Benchmark items split by their hidden strategy (world only; analysis.strategy_groups): group -> label suffix.
-STRATEGY_GROUPS = {"training": "training-query strategies", "corpus_only": "corpus-only strategies"}
+# Benchmark items split by what they need (world only; analysis.strategy_groups): group -> label suffix.
+STRATEGY_GROUPS = {"training": "training-query knowledge", "corpus_only": "corpus-only knowledge"}
 
 
 def comparison_pairs(config: dict) -> list[tuple[str, tuple[str, str], tuple[str, str]]]:
@@ -208,8 +208,8 @@ def diff_key(label: str, benchmark: str) -> str:
 def strategy_split_pairs(config: dict) -> list[tuple[str, tuple[str, str], tuple[str, str], str]]:
     """RA-RFT - GRPO on a subset of the benchmark items: (label, A, B, group of STRATEGY_GROUPS).
 
-    'training': items whose hidden strategy some training query has; 'corpus_only': items of the strategies
-    only the corpus holds (data.world.corpus_only), which RL never sees and only a retrieved trace names."""
+    'training': items a training query could teach; 'corpus_only': items whose strategy or rule name only the
+    corpus holds (`rarft.world.needs_corpus_knowledge`), which RL never rewards without a retrieved trace."""
     ra = f"top1-{main_retriever(config)}"
     return [(f"{RA_RFT_VS_GRPO}, {suffix}", ("rarft", ra), ("grpo", "none"), group)
             for group, suffix in STRATEGY_GROUPS.items()]
@@ -382,9 +382,10 @@ def comparisons_markdown(df: pd.DataFrame) -> str:
            "resamples in which A does not beat B. "
            f"`{RA_RFT_VS_BASE_TOP1}`: the base model given the same top-1 trace only at inference, so the row "
            "is what RL with the trace adds over the context alone. "
-           f"`{RA_RFT_VS_GRPO}, <strategies>` (embedded world only): the same difference on the benchmark items "
-           f"whose hidden strategy some training query has (`{STRATEGY_GROUPS['training']}`) and on those of the "
-           f"strategies only the corpus holds (`{STRATEGY_GROUPS['corpus_only']}`, data.world.corpus_only).", "",
+           f"`{RA_RFT_VS_GRPO}, <knowledge>` (embedded world only): the same difference on the benchmark items "
+           f"a training query could teach (`{STRATEGY_GROUPS['training']}`) and on those whose strategy or rule "
+           f"name only the corpus holds (`{STRATEGY_GROUPS['corpus_only']}`: data.world.corpus_only, "
+           "data.world.corpus_only_names).", "",
            "| comparison | benchmark | diff | 95% interval | P(diff<=0) | problems |", "|---|---|---|---|---|---|"]
     if df.empty:
         out.append("| (no pair of arms both evaluated) | | | | | |")

@@ -10,9 +10,14 @@ the analysis). What is planted, and where:
 - Most problems (``named_rule_share``) state only the rule name ("Mia applies the Lu-mo rule to 19
   jars and 5 jars."), the others say in words what to do. A policy that has never met a name cannot
   tell which strategy it means; a reference trace that names the same rule shows it.
-- Knowledge only the corpus holds: the strategies in ``corpus_only`` appear in the corpus and the
-  benchmarks but in no training query, so neither RL on the training queries nor the retriever's
-  training labels ever see their names; only a retrieved analogue carries them at evaluation.
+- Names that cannot be memorised: every strategy has several names (`NAME_POOL`). Training queries
+  use ``training_names`` of them; ``corpus_only_names`` more appear only in the corpus and in half of a
+  benchmark's named items, so only a retrieved analogue carries them at evaluation. The relevant
+  analogue of a named question is a trace of its strategy under ITS name (`analogous`, the oracle).
+  With many names, each seen a few times, RL with the trace gains most by following a matching
+  reference, which carries over to unseen names; with one fixed name per strategy it memorised the
+  names instead (issue #18). Strategies in ``corpus_only`` (none by default) never reach a training
+  query at all; RL pushed those below what the warm-up gave.
 - The story dominates surface similarity: a problem is a story sentence (story-specific people, items
   and places, shared ACROSS strategies) followed by a short strategy sentence, and the named-rule
   sentence is the same for all strategies but for the name. The corpus tells each strategy in two of
@@ -21,7 +26,10 @@ the analysis). What is planted, and where:
   ranks same-story problems first, and those need another strategy; the shared rule name is the only
   thing that points to the right analogue.
 - The base policy warms up on generated problems with RANDOM rule names (`generate_warmup`): it
-  learns the strategies and how to carry one over from a reference, never the world's own names.
+  learns the strategies and how to carry one over from a reference, never the world's own names. Its
+  same-name references are right only ``same_name_reference_right`` of the time (like pre-training
+  text, not always to be trusted), so the base follows a matching reference only part of the time and
+  RL, where a retrieved same-name reference is always right, has that trust to teach.
 - ``control: negative`` builds the same world with the transferable signal removed: the corpus
   traces keep their answer but show neither the rule nor the computation, so no reference can teach
   a strategy. There, retrieval must not help (the negative control's target).
@@ -162,6 +170,28 @@ RULE_NAMES = {s.name: s.rule for s in STRATEGIES}
 # is always two tokens: the skill of matching names learnt on random names carries over to the world's.
 SYLLABLES = tuple(c + v for c in "bdfgklmnprstvz" for v in "aeiou")
 NAME_PIECES = tuple(f" {s.capitalize()}" for s in SYLLABLES) + tuple(f"-{s}" for s in SYLLABLES)
+MAX_NAMES = 12  # names per strategy the world can use (data.world.training_names + corpus_only_names)
+
+
+def _name_pool() -> dict[str, tuple[str, ...]]:
+    """Every strategy's names, its own `rule` first, then aliases drawn once from a FIXED seed (never the
+    world's), so that the set of world names is a constant the warm-up's random names can avoid."""
+    rng = random.Random("rarft-world-rule-names")
+    taken = {s.rule for s in STRATEGIES}
+    pool = {}
+    for s in STRATEGIES:
+        names = [s.rule]
+        while len(names) < MAX_NAMES:
+            name = f"{rng.choice(SYLLABLES).capitalize()}-{rng.choice(SYLLABLES)}"
+            if name not in taken:
+                taken.add(name)
+                names.append(name)
+        pool[s.name] = tuple(names)
+    return pool
+
+
+NAME_POOL = _name_pool()
+WORLD_NAMES = frozenset(n for names in NAME_POOL.values() for n in names)
 
 # One story sentence per problem: story-specific people, items and places, so that surface
 # similarity is dominated by the story, not by the strategy.
@@ -216,10 +246,10 @@ def trace_for(strategy: Strategy, a: int, b: int, ans: int, rule: str | None = N
 
 
 def random_rule_name(rng: random.Random) -> str:
-    """A made-up rule name that is never one of the world's own (`RULE_NAMES`)."""
+    """A made-up rule name that is never one the world can use (`WORLD_NAMES`)."""
     while True:
         name = f"{rng.choice(SYLLABLES).capitalize()}-{rng.choice(SYLLABLES)}"
-        if name not in RULE_NAMES.values():
+        if name not in WORLD_NAMES:
             return name
 
 
@@ -246,18 +276,52 @@ def make_item(rng: random.Random, difficulty: str, strategy: Strategy, story: st
         "story": story,
         "difficulty": difficulty,
         "named_rule": named_rule,
+        "rule": rule,
         "source": "world",
     }
 
 
+def names_of(strategy: str, training_names: int, corpus_only_names: int) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """(training-query names, corpus-only names) of ``strategy``: the first ``training_names`` of its
+    `NAME_POOL` entry, then the next ``corpus_only_names``."""
+    pool = NAME_POOL[strategy]
+    return pool[:training_names], pool[training_names:training_names + corpus_only_names]
+
+
+def analogous(query: dict, context: dict) -> bool:
+    """The world's ground truth of relevance (the `oracle`): ``context`` shows the strategy ``query``
+    needs, under the name the query gives. Same hidden strategy, and for a named-rule query the same
+    rule name: a trace of the strategy under another name does not tell the policy that it applies.
+    Items without a ``rule`` key (older world files) compare by strategy alone."""
+    if query.get("strategy") is None or query.get("strategy") != context.get("strategy"):
+        return False
+    if not query.get("named_rule") or "rule" not in query or "rule" not in context:
+        return True
+    return query["rule"] == context["rule"]
+
+
+def needs_corpus_knowledge(item: dict, world_cfg: dict) -> bool:
+    """True for an item that only knowledge the corpus holds can solve: its strategy is corpus-only, or it
+    names its rule by a corpus-only name (one no training query uses)."""
+    if item["strategy"] in world_cfg["corpus_only"]:
+        return True
+    if item["strategy"] not in NAME_POOL:
+        return False
+    _, corpus_names = names_of(item["strategy"], world_cfg["training_names"], world_cfg["corpus_only_names"])
+    return bool(item.get("named_rule")) and item.get("rule") in corpus_names
+
+
 def generate_world(seed: int, n_train: int, n_corpus: int, benchmarks: dict[str, dict], *,
                    named_rule_share: float, corpus_only: tuple[str, ...] | list[str],
-                   control: str) -> dict[str, list[dict]]:
+                   control: str, training_names: int, corpus_only_names: int) -> dict[str, list[dict]]:
     """Return {'train': [...], 'corpus': [...], <benchmark>: [...]} with globally unique problem texts.
 
     Strategies and stories are balanced within each split (cycled, then shuffled), so every split
     covers every (strategy, story) cell it may hold: the corpus each strategy's two `corpus_stories`,
     the other splits the other three. Strategies in ``corpus_only`` never enter 'train'.
+    Every strategy has ``training_names`` + ``corpus_only_names`` names (`names_of`): training queries
+    use the former, the corpus cycles through all of them, and a benchmark's named items use a
+    corpus-only name half of the time when there are any.
     Train and corpus mix both difficulties; each benchmark has one difficulty.
     """
     unknown = sorted(set(corpus_only) - set(STRATEGY_BY_NAME))
@@ -265,25 +329,38 @@ def generate_world(seed: int, n_train: int, n_corpus: int, benchmarks: dict[str,
         raise ValueError(f"data.world.corpus_only: unknown strategies {unknown}; known: {sorted(STRATEGY_BY_NAME)}")
     if control not in CONTROLS:
         raise ValueError(f"data.world.control: {control!r} is not one of {CONTROLS}")
+    if training_names < 1 or corpus_only_names < 0 or training_names + corpus_only_names > MAX_NAMES:
+        raise ValueError(f"data.world.training_names ({training_names}) + corpus_only_names ({corpus_only_names}) "
+                         f"must be 1..{MAX_NAMES} with training_names >= 1")
     rng = random.Random(seed)
     seen: set[str] = set()
+
+    def name_groups(strategy: Strategy, split_name: str) -> list[tuple[str, ...]]:
+        trained, corpus_names = names_of(strategy.name, training_names, corpus_only_names)
+        if split_name == "corpus":
+            return [(n,) for n in trained + corpus_names]
+        if split_name == "train" or not corpus_names:
+            return [trained]
+        return [trained, corpus_names]
 
     def split(name: str, n: int, difficulty: str | None, strategies: list[Strategy],
               reasoning: bool = True) -> list[dict]:
         in_corpus = name == "corpus"
-        cells = [(s, story) for s in strategies for story in sorted(STORIES)
-                 if (story in corpus_stories(s)) == in_corpus]
-        order: list[tuple[Strategy, str]] = []
+        cells = [(s, story, names) for s in strategies for story in sorted(STORIES)
+                 if (story in corpus_stories(s)) == in_corpus for names in name_groups(s, name)]
+        order: list[tuple[Strategy, str, tuple[str, ...]]] = []
         while len(order) < n:
             block = cells[:]
             rng.shuffle(block)
             order.extend(block)
         items: list[dict] = []
-        for i, (strategy, story) in enumerate(order[:n]):
+        for i, (strategy, story, names) in enumerate(order[:n]):
             diff = difficulty or ("easy" if rng.random() < EASY_SHARE else "hard")
             named = rng.random() < named_rule_share
             for _ in range(1000):
-                item = make_item(rng, diff, strategy, story, named, reasoning=reasoning)
+                # one name: no draw, so a world of one name per strategy is drawn as before names were added
+                rule = names[0] if len(names) == 1 else rng.choice(names)
+                item = make_item(rng, diff, strategy, story, named, rule=rule, reasoning=reasoning)
                 if item["problem"] not in seen:
                     break
             else:  # pragma: no cover - the template space is far larger than any split
