@@ -84,6 +84,8 @@ CHECKS = {
     ". .venv/bin/activate": ("dry", _check_venv, ""),
     "snakemake -n": ("run", "snakemake -n", "This was a dry-run"),
     "snakemake": ("dry", "snakemake -n", "This was a dry-run"),  # the whole DAG: a dry run here
+    "snakemake --configfile params.yaml config/all-arms.yaml": (
+        "dry", "snakemake -n --configfile params.yaml config/all-arms.yaml", "arm=radapo"),
     "dvc repro": ("dry", "dvc repro --dry prepare_data", "rarft prepare-data"),  # stages past it need its outputs
     "python -m rarft --help": ("run", "python -m rarft --help", "summary"),
     "snakemake --unlock": ("run", "snakemake --unlock", "Unlocked working directory"),

@@ -10,10 +10,10 @@ For every retriever in `retriever.compare`, on the queries that `rarft.train_ret
 - over the WHOLE corpus (`corpus_*` columns), with the exclusion rules of retrieval. Labels exist only for
   `labels.candidates_per_query` sampled candidates per query, so an unlabelled top-1 counts as a miss: against
   judge or gain labels this is near 0 for any retriever at paper scale (review N9). It is the right measure
-  only against a whole-corpus truth: the embedded world's oracle (same latent strategy).
+  only against a whole-corpus truth: the embedded world's oracle (`rarft.world.analogous`).
 
 Label sets: the `train_on` labels and, on the embedded world, the oracle (`oracle-strategy`: same latent
-strategy; its candidates are the `train_on` labels' candidates, judged by strategy).
+strategy under the question's rule name; its candidates are the `train_on` labels' candidates, judged so).
 """
 
 from __future__ import annotations
@@ -235,8 +235,8 @@ def cli(argv: list[str]) -> int:
         relevance["oracle-strategy"] = oracle
         judged["oracle-strategy"] = {q: {c: c in oracle.get(q, set()) for c in cands}
                                      for q, cands in judged[f"{train_on}-labels"].items()}
-        source = (f"oracle-strategy = same latent strategy (over the whole corpus; among the {train_on} labels' "
-                  "candidates, those of the query's strategy)")
+        source = (f"oracle-strategy = same latent strategy under the question's rule name (over the whole corpus; "
+                  f"among the {train_on} labels' candidates, those analogues)")
     elif args.oracle_labels:
         oracle_labels = load_labels(args.oracle_labels)
         relevance["oracle-labels"] = positives(oracle_labels, holdout)

@@ -410,7 +410,7 @@ def cli(argv: list[str]) -> int:
     p.add_argument("--exclude", nargs="*", default=[],
                    help="JSONL files whose problems the warm-up must never contain (the benchmarks)")
     p.add_argument("--probe-report", default=None,
-                   help="world only: write the benchmark probe (no reference / a same-strategy corpus trace) here")
+                   help="world only: write the benchmark probe (no reference / a corpus analogue) here")
     args = p.parse_args(argv)
     config = load_config(args.config)
     if args.probe_report and not probes_benchmarks(config):
@@ -430,7 +430,7 @@ def cli(argv: list[str]) -> int:
                                                       "final_loss", "seconds")}
         write_json(args.probe_report, report)
         probe = "; benchmarks " + ", ".join(f"{b}: {r['none']:.2f} alone / {r['same_strategy']:.2f} with a "
-                                            f"same-strategy trace" for b, r in report["benchmarks"].items())
+                                            f"corpus analogue" for b, r in report["benchmarks"].items())
     print(f"init-policy: tiny Qwen3 with {summary['params']:,} params, {summary['sft_steps']} SFT steps on "
           f"{summary['sft_examples']} examples in {summary['seconds']:.0f}s, train loss "
           f"{summary['first_loss']:.3f} -> {summary['final_loss']:.3f}{probe}; wrote {args.out}")

@@ -8,7 +8,7 @@ sample standard deviation (n - 1), min, max and n over seeds:
 
   Table 1      average@k on the mean over benchmarks of base (none), GRPO (none), RA-RFT (top1-<rl.retriever>),
                and the paired differences RA-RFT - GRPO and GRPO - base           (metrics.json, points %)
-  when present RA-RFT - base + top-1 at inference, RA-RFT - GRPO on corpus-only-strategy items, RA-RFT's
+  when present RA-RFT - base + top-1 at inference, RA-RFT - GRPO on corpus-only-knowledge items, RA-RFT's
                validation curve last step - step 0, RA-RFT's zero-variance rollout groups (metrics.json)
   retrievers   recall@1 of rl.retriever and offshelf on the held-out queries, and their difference
                (reports/retrievers.csv, against oracle-strategy, else <labels.train_on>-labels; a fraction)
