@@ -135,8 +135,10 @@ class ScriptedJudge:
                 # the world's relevance (rarft.world.analogous): the same strategy sentence and, when the
                 # question names its rule, the same rule name
                 names = [re.search(r"the (\w+-\w+) rule", st) for st in steps]
+                named = "applies the" in text.split("Its solution:")[0]
+                same_name = all(names) and len(names) == 2 and names[0].group(1) == names[1].group(1)
                 same = len(steps) == 2 and steps[0].split(": ")[-1] == steps[1].split(": ")[-1] and (
-                    "applies the" not in text.split("Its solution:")[0] or (all(names) and names[0].group(1) == names[1].group(1)))
+                    not named or same_name)
                 out.append([f"Justification: compared the strategies.\nVerdict: {'yes' if same else 'no'}"])
         return out
 

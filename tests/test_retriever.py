@@ -143,13 +143,17 @@ def test_training_on_same_strategy_positives_raises_oracle_recall(tmp_path):
     assert "an interval" in (tmp_path / "tables" / "retrievers.md").read_text()
 
 
-def test_oracle_relevance_is_whole_corpus_same_strategy():
-    world = make_world(1, n_train=9, n_corpus=18, benchmarks={})
+def test_oracle_relevance_is_whole_corpus_analogues():
+    """Every corpus item of the query's strategy, under the query's name when it names its rule."""
+    world = make_world(1, n_train=9, n_corpus=60, benchmarks={})
     rel = oracle_relevance(world["train"], world["corpus"])
-    strategy = {c["id"]: c["strategy"] for c in world["corpus"]}
+    corpus = {c["id"]: c for c in world["corpus"]}
     for q in world["train"]:
         # a query whose strategy has no corpus item has no relevant document (and no entry)
-        assert rel.get(q["id"], set()) == {c for c, s in strategy.items() if s == q["strategy"]}
+        expected = {i for i, c in corpus.items() if c["strategy"] == q["strategy"]
+                    and (not q["named_rule"] or c["rule"] == q["rule"])}
+        assert rel.get(q["id"], set()) == expected
+    assert any(rel.values()) and any(q["named_rule"] for q in world["train"])
     assert positives([{"query_id": "q", "context_id": "c", "label": None},
                       {"query_id": "q", "context_id": "d", "label": 1}]) == {"q": {"d"}}
 
