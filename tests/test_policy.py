@@ -229,3 +229,7 @@ def test_probe_benchmarks_reports_each_phrasing_and_their_weighted_mean(world_sm
     for setting in ("none", "same_strategy"):
         expected = sum(row.get(f"{p}_{setting}", 0) * row.get(f"{p}_n", 0) for p in ("named_rule", "plain")) / 16
         assert row[setting] == pytest.approx(expected) and 0 <= row[setting] <= 1
+    # items whose name no corpus trace carries fall back to a same-strategy trace, and the row counts them
+    missing = sum(not any(c["strategy"] == it["strategy"] and (not it["named_rule"] or c["rule"] == it["rule"])
+                          for c in world_small["corpus"]) for it in bench["b"])
+    assert row["no_analogue"] == missing

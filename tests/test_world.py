@@ -146,7 +146,7 @@ def test_the_story_dominates_off_the_shelf_similarity():
 
 
 def test_warmup_never_uses_world_rule_names_and_pairs_named_rules_with_same_rule_reference():
-    warm = make_warmup(seed=3, n=400, same_name_reference_right=1.0)
+    warm = make_warmup(seed=3, n=400, same_name_reference_right=1.0, other_name_reference=0.0)
     assert [it["id"] for it in warm] == [f"warmup-{i:05d}" for i in range(400)]
     named = [it for it in warm if it["named_rule"]]
     assert len(named) > 120
@@ -189,7 +189,7 @@ def test_same_name_references_show_the_questions_strategy_at_the_configured_rate
     """The warm-up's planted trust: a same-name reference is right only at `same_name_reference_right`; when
     wrong it still carries the question's name but shows another strategy of the same type."""
     for rate in (0.4, 0.8):
-        warm = make_warmup(seed=5, n=3000, same_name_reference_right=rate)
+        warm = make_warmup(seed=5, n=3000, same_name_reference_right=rate, other_name_reference=0.0)
         with_ref = [it for it in warm if it["named_rule"] and it["contexts"]]
         right = [it for it in with_ref if it["contexts"][0]["strategy"] == it["strategy"]]
         share = len(right) / len(with_ref)
@@ -199,3 +199,25 @@ def test_same_name_references_show_the_questions_strategy_at_the_configured_rate
             (ref,) = it["contexts"]
             assert ref["problem_type"] == it["problem_type"]
             assert TRACE_RULE_RE.search(ref["trace"]).group(1) == RULE_RE.search(it["problem"]).group(1)
+
+
+def test_other_name_references_come_at_the_configured_rate_and_say_nothing():
+    """The warm-up's name check: an ``other_name_reference`` share of the named questions' references carries
+    another name and shows any strategy of the type, the question's own at chance, so only a matching name
+    tells the strategy; same-name references keep their configured rate of being right."""
+    other_rate, right_rate = 0.3, 0.6
+    warm = make_warmup(seed=6, n=4000, same_name_reference_right=right_rate, other_name_reference=other_rate)
+    with_ref = [it for it in warm if it["named_rule"] and it["contexts"]]
+    other = [it for it in with_ref if TRACE_RULE_RE.search(it["contexts"][0]["trace"]).group(1)
+             != RULE_RE.search(it["problem"]).group(1)]
+    same = [it for it in with_ref if it not in other]
+
+    def near(share, rate, n):
+        return abs(share - rate) < 4 * (rate * (1 - rate) / n) ** 0.5
+
+    assert near(len(other) / len(with_ref), other_rate, len(with_ref))
+    assert all(it["contexts"][0]["problem_type"] == it["problem_type"] for it in other)
+    own = sum(it["contexts"][0]["strategy"] == it["strategy"] for it in other)
+    assert near(own / len(other), 1 / 3, len(other)), own / len(other)  # 3 strategies per type: chance
+    right = sum(it["contexts"][0]["strategy"] == it["strategy"] for it in same)
+    assert near(right / len(same), right_rate, len(same)), right / len(same)

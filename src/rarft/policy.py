@@ -314,9 +314,10 @@ def probe_benchmarks(model, tokenizer, benchmarks: dict[str, list[dict]], corpus
               enable_thinking=bool(config["policy"]["enable_thinking"]), seed=int(config["seed"]))
     for name, items in benchmarks.items():
         # an analogue (same strategy, and the question's name); a same-strategy trace where the corpus has none
-        same = [[rng.choice([c for c in by_strategy[it["strategy"]] if analogous(it, c)]
-                            or by_strategy[it["strategy"]])] for it in items]
-        row: dict = {"n": len(items)}
+        # (a world too small to hold every name), counted in the row so the report says how often
+        analogues = [[c for c in by_strategy[it["strategy"]] if analogous(it, c)] for it in items]
+        same = [[rng.choice(pool or by_strategy[it["strategy"]])] for it, pool in zip(items, analogues)]
+        row: dict = {"n": len(items), "no_analogue": sum(not pool for pool in analogues)}
         for phrasing in ("named_rule", "plain"):
             idx = [i for i, it in enumerate(items) if bool(it.get("named_rule")) == (phrasing == "named_rule")]
             if idx:
@@ -429,8 +430,10 @@ def cli(argv: list[str]) -> int:
         report["warmup"] = {k: summary[k] for k in ("params", "sft_examples", "sft_steps", "first_loss",
                                                       "final_loss", "seconds")}
         write_json(args.probe_report, report)
-        probe = "; benchmarks " + ", ".join(f"{b}: {r['none']:.2f} alone / {r['same_strategy']:.2f} with a "
-                                            f"corpus analogue" for b, r in report["benchmarks"].items())
+        probe = "; benchmarks " + ", ".join(
+            f"{b}: {r['none']:.2f} alone / {r['same_strategy']:.2f} with a corpus analogue"
+            + (f" ({r['no_analogue']} items with none: a same-strategy trace instead)" if r["no_analogue"] else "")
+            for b, r in report["benchmarks"].items())
     print(f"init-policy: tiny Qwen3 with {summary['params']:,} params, {summary['sft_steps']} SFT steps on "
           f"{summary['sft_examples']} examples in {summary['seconds']:.0f}s, train loss "
           f"{summary['first_loss']:.3f} -> {summary['final_loss']:.3f}{probe}; wrote {args.out}")

@@ -13,7 +13,7 @@ sample standard deviation (n - 1), min, max and n over seeds:
   retrievers   recall@1 of rl.retriever and offshelf on the held-out queries, and their difference
                (reports/retrievers.csv, against oracle-strategy, else <labels.train_on>-labels; a fraction)
   labelers     Cohen's kappa of the gain labeler vs the oracle (reports/labelers.csv)
-  probe        init-policy's accuracy with a same-strategy trace, over all benchmark items and on the
+  probe        init-policy's accuracy with an analogue (its `same_strategy` key), over all benchmark items and on the
                lowest benchmark (reports/policy_probe.json; the world's tiny policy only; a fraction)
 
 Which seed a folder holds is given on the command line (`--seeds`, in the order of `--results`): nothing
@@ -65,9 +65,9 @@ def measures(retriever: str, against: str) -> list[Measure]:
         Measure("retrievers: offshelf recall@1", "fraction", f"{recall}, offshelf"),
         Measure(f"retrievers: {retriever} - offshelf recall@1", "fraction", f"{recall}, difference"),
         Measure("labelers: gain vs oracle, Cohen's kappa", "kappa", "reports/labelers.csv: agreement gain/oracle"),
-        Measure("policy probe: with a same-strategy trace, all benchmark items", "fraction",
+        Measure("policy probe: with an analogue, all benchmark items", "fraction",
                 "reports/policy_probe.json: same_strategy, weighted by n"),
-        Measure("policy probe: with a same-strategy trace, lowest benchmark", "fraction",
+        Measure("policy probe: with an analogue, lowest benchmark", "fraction",
                 "reports/policy_probe.json: same_strategy, min over benchmarks"),
     ]
 
@@ -128,7 +128,7 @@ def read_kappa(path: Path, a: str = "gain", b: str = "oracle") -> float | None:
 
 
 def read_probe(path: Path) -> tuple[float, float]:
-    """init-policy's probe (the world's tiny policy only): accuracy with a same-strategy trace over all benchmark
+    """init-policy's probe (the world's tiny policy only): accuracy with an analogue over all benchmark
     items and on the lowest benchmark; NaN, NaN if the run wrote none."""
     if not path.is_file():
         return math.nan, math.nan

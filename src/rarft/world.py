@@ -29,7 +29,10 @@ the analysis). What is planted, and where:
   learns the strategies and how to carry one over from a reference, never the world's own names. Its
   same-name references are right only ``same_name_reference_right`` of the time (like pre-training
   text, not always to be trusted), so the base follows a matching reference only part of the time and
-  RL, where a retrieved same-name reference is always right, has that trust to teach.
+  RL, where a retrieved same-name reference is always right, has that trust to teach. A share of its
+  named questions (``other_name_reference``) gets a reference under ANOTHER name that shows any strategy
+  of the type, so the base learns that only a matching name says which strategy applies, and a trace of
+  another strategy helps it less than an analogue does (the gain labels' contrast).
 - ``control: negative`` builds the same world with the transferable signal removed: the corpus
   traces keep their answer but show neither the rule nor the computation, so no reference can teach
   a strategy. There, retrieval must not help (the negative control's target).
@@ -379,7 +382,7 @@ def generate_world(seed: int, n_train: int, n_corpus: int, benchmarks: dict[str,
 
 # The warm-up mix: keys of policy.tiny.sft (params.yaml) that `generate_warmup` takes.
 WARMUP_MIX = ("context_fraction", "wrong_context_fraction", "named_rule_share", "named_without_reference",
-              "same_name_reference_right")
+              "same_name_reference_right", "other_name_reference")
 
 
 def warmup_mix(sft_cfg: dict) -> dict[str, float]:
@@ -389,7 +392,8 @@ def warmup_mix(sft_cfg: dict) -> dict[str, float]:
 
 def generate_warmup(seed: int, n: int, exclude: set[str], *, context_fraction: float,
                     wrong_context_fraction: float, named_rule_share: float,
-                    named_without_reference: float, same_name_reference_right: float) -> list[dict]:
+                    named_without_reference: float, same_name_reference_right: float,
+                    other_name_reference: float) -> list[dict]:
     """Warm-up examples for the tiny policy, standing in for a base model's pre-training.
 
     Same strategies, templates and stories as the world, but every example draws a fresh RANDOM name
@@ -423,14 +427,20 @@ def generate_warmup(seed: int, n: int, exclude: set[str], *, context_fraction: f
         contexts: list[dict] = []
         if named:
             if rng.random() >= named_without_reference:
-                ref = strategy
+                ref, ref_rule = strategy, rule
+                # A reference under ANOTHER name shows any strategy of the type, the question's own included, so
+                # it says nothing: the base learns to check the name, and only a same-name reference moves it
+                # (drawn only when the share is above 0, so 0 leaves the draws as they were).
+                other_name = other_name_reference > 0 and rng.random() < other_name_reference
+                if other_name:
+                    ref, ref_rule = rng.choice(by_type[strategy.problem_type]), random_rule_name(rng)
                 # A same-name reference shows another strategy of the type with probability
                 # 1 - same_name_reference_right (drawn only when that is below 1, so 1.0 leaves the draws as
                 # they were): pre-training's references are not always right, so the base follows a
                 # matching name only part of the time and RL with always-right retrieval has trust to teach.
-                if same_name_reference_right < 1 and rng.random() >= same_name_reference_right:
+                if not other_name and same_name_reference_right < 1 and rng.random() >= same_name_reference_right:
                     ref = rng.choice([st for st in by_type[strategy.problem_type] if st is not strategy])
-                contexts = [make_item(rng, difficulty, ref, rng.choice(stories), rng.random() < 0.5, rule=rule)]
+                contexts = [make_item(rng, difficulty, ref, rng.choice(stories), rng.random() < 0.5, rule=ref_rule)]
         elif rng.random() < context_fraction:
             ref = strategy
             if rng.random() < wrong_context_fraction:
