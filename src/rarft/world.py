@@ -31,8 +31,9 @@ the analysis). What is planted, and where:
   text, not always to be trusted), so the base follows a matching reference only part of the time and
   RL, where a retrieved same-name reference is always right, has that trust to teach. A share of its
   named questions (``other_name_reference``) gets a reference under ANOTHER name that shows any strategy
-  of the type, so the base learns that only a matching name says which strategy applies, and a trace of
-  another strategy helps it less than an analogue does (the gain labels' contrast).
+  of the type, so that only a matching name says which strategy applies. The tiny base did not learn
+  that check (a same-strategy trace under another name helps it as much as an analogue; docs/world.md,
+  experiment F); the 60% trust is what makes an analogue help it more than another strategy does.
 - ``control: negative`` builds the same world with the transferable signal removed: the corpus
   traces keep their answer but show neither the rule nor the computation, so no reference can teach
   a strategy. There, retrieval must not help (the negative control's target).
@@ -429,8 +430,8 @@ def generate_warmup(seed: int, n: int, exclude: set[str], *, context_fraction: f
             if rng.random() >= named_without_reference:
                 ref, ref_rule = strategy, rule
                 # A reference under ANOTHER name shows any strategy of the type, the question's own included, so
-                # it says nothing: the base learns to check the name, and only a same-name reference moves it
-                # (drawn only when the share is above 0, so 0 leaves the draws as they were).
+                # it says nothing: only a same-name reference should move the base (drawn only when the share
+                # is above 0, so 0 leaves the draws as they were).
                 other_name = other_name_reference > 0 and rng.random() < other_name_reference
                 if other_name:
                     ref, ref_rule = rng.choice(by_type[strategy.problem_type]), random_rule_name(rng)
