@@ -194,8 +194,8 @@ def test_cli_writes_markdown_and_csv(three, tmp_path, capsys):
     assert rc == 0
     csv = pd.read_csv(out / "seeds.csv")
     assert len(csv) == 11 and _row(csv, "Table 1: GRPO,")["sd"] == pytest.approx(2.0)
-    overall, lowest = _row(csv, "policy probe: with a same-strategy trace, all"), _row(csv, "policy probe: with a "
-                                                                                   "same-strategy trace, lowest")
+    overall, lowest = _row(csv, "policy probe: with an analogue, all"), _row(csv, "policy probe: with an analogue, "
+                                                                             "lowest")
     assert overall["seed_0"] == pytest.approx((0.9 * 32 + 0.7 * 16) / 48) and overall["seed_1"] == pytest.approx(0.8)
     assert lowest["seed_0"] == pytest.approx(0.7) and lowest["n"] == 2 and math.isnan(lowest["seed_2"])
     md = (out / "seeds.md").read_text()
