@@ -232,4 +232,4 @@ def test_probe_benchmarks_reports_each_phrasing_and_their_weighted_mean(world_sm
     # items whose name no corpus trace carries fall back to a same-strategy trace, and the row counts them
     missing = sum(not any(c["strategy"] == it["strategy"] and (not it["named_rule"] or c["rule"] == it["rule"])
                           for c in world_small["corpus"]) for it in bench["b"])
-    assert row["no_analogue"] == missing
+    assert missing > 0 and row["no_analogue"] == missing  # world_small's corpus is too small to hold every name

@@ -8,7 +8,17 @@ import numpy as np
 from conftest import make_warmup
 
 from rarft.prompts import normalise_text
-from rarft.world import NAME_POOL, RULE_NAMES, STRATEGY_BY_NAME, WORLD_NAMES, analogous, generate_world, names_of
+from rarft.world import (
+    NAME_POOL,
+    PROBLEM_TYPES,
+    RULE_NAMES,
+    STRATEGIES,
+    STRATEGY_BY_NAME,
+    WORLD_NAMES,
+    analogous,
+    generate_world,
+    names_of,
+)
 
 RULE_RE = re.compile(r"applies the (\w+-\w+) rule")
 TRACE_RULE_RE = re.compile(r"Step 1 \(Strategy\): the (\w+-\w+) rule:")
@@ -218,6 +228,9 @@ def test_other_name_references_come_at_the_configured_rate_and_say_nothing():
     assert near(len(other) / len(with_ref), other_rate, len(with_ref))
     assert all(it["contexts"][0]["problem_type"] == it["problem_type"] for it in other)
     own = sum(it["contexts"][0]["strategy"] == it["strategy"] for it in other)
-    assert near(own / len(other), 1 / 3, len(other)), own / len(other)  # 3 strategies per type: chance
+    per_type = {t: sum(s.problem_type == t for s in STRATEGIES) for t in PROBLEM_TYPES}
+    assert len(set(per_type.values())) == 1, per_type  # one chance level for every type
+    chance = 1 / per_type[PROBLEM_TYPES[0]]
+    assert near(own / len(other), chance, len(other)), own / len(other)
     right = sum(it["contexts"][0]["strategy"] == it["strategy"] for it in same)
     assert near(right / len(same), right_rate, len(same)), right / len(same)

@@ -33,7 +33,8 @@ the analysis). What is planted, and where:
   named questions (``other_name_reference``) gets a reference under ANOTHER name that shows any strategy
   of the type, so that only a matching name says which strategy applies. The tiny base did not learn
   that check (a same-strategy trace under another name helps it as much as an analogue; docs/world.md,
-  experiment F); the 60% trust is what makes an analogue help it more than another strategy does.
+  experiment F); trusting a same-name reference often enough (0.6, not 0.4) is what makes an analogue
+  help it more than another strategy does.
 - ``control: negative`` builds the same world with the transferable signal removed: the corpus
   traces keep their answer but show neither the rule nor the computation, so no reference can teach
   a strategy. There, retrieval must not help (the negative control's target).
