@@ -1,0 +1,181 @@
+"""The world's learnability experiments (issue #18, docs/world.md sections F and G), rerunnable.
+
+One warm-up design, one RL setting, outside the DAG:
+  1. build the world and warm up a tiny base (`rarft.policy.init_policy`), or reuse one (--base);
+  2. probe the base (`rarft.policy.probe_benchmarks`: benchmarks alone and with an analogue) and run the
+     strategy diagnostic on it;
+  3. train RA-RFT (`rarft.train.train_policy`) with an oracle-like top-1 (a random corpus analogue per query),
+     so the retriever's quality is not part of the measure;
+  4. probe RA-RFT and run the diagnostic again.
+
+The strategy diagnostic: for named training queries, the share of samples that write the query's strategy
+(its Step 1 wording) when the context is none / an analogue / a trace of another strategy of the type / a
+trace of the query's strategy under another name. It says what the base trusts, which the probe alone cannot.
+
+    python experiments/world_rl.py --out runs/experiments/F2 \\
+        --set policy.tiny.sft.same_name_reference_right=0.6 rl.trainer.max_steps=100
+
+--set takes dotted keys of params.yaml (values read as YAML), checked by the schema like any override file.
+Writes <out>/result.json; the base goes to <out>/base (reused by a rerun), RA-RFT to <out>/rarft.
+Cost on 2 CPU cores at the default sizes: ~4 min warm-up, ~4 min RL, ~3 min of probes and diagnostics.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import random
+import sys
+from collections import Counter
+from pathlib import Path
+
+import yaml
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+from rarft.config import ConfigError, add_config_argument, deep_merge, merge_files, validate_config  # noqa: E402
+from rarft.io import write_json  # noqa: E402
+from rarft.world import STRATEGIES, analogous, generate_world  # noqa: E402
+
+CONTEXT_KINDS = ("alone", "analogue", "other_strategy", "same_strategy_other_name")
+
+
+def parse_sets(pairs: list[str]) -> dict:
+    """['a.b=1', ...] -> {'a': {'b': 1}}: the override file --set stands for."""
+    over: dict = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise ConfigError(f"--set {pair!r}: expected dotted.key=value")
+        node = over
+        *parents, leaf = key.split(".")
+        for part in parents:
+            node = node.setdefault(part, {})
+        node[leaf] = yaml.safe_load(value)
+    return over
+
+
+def world_splits(config: dict) -> dict[str, list[dict]]:
+    world = dict(config["data"]["world"])
+    return generate_world(world.pop("seed"), world.pop("n_train"), world.pop("n_corpus"), world.pop("benchmarks"),
+                          **world)
+
+
+def oracle_context(item: dict, corpus: list[dict], rng: random.Random) -> dict:
+    """A random corpus analogue of ``item`` (a same-strategy trace where the corpus holds none under its name)."""
+    same = [c for c in corpus if c["strategy"] == item["strategy"]]
+    return rng.choice([c for c in same if analogous(item, c)] or same)
+
+
+def strategy_diagnostic(model, tokenizer, queries: list[dict], corpus: list[dict], *, samples: int, seed: int,
+                        max_new_tokens: int, enable_thinking: bool) -> dict:
+    """{kind: {'n', 'query_strategy', 'context_strategy', 'correct'}}: shares of samples, by kind of context."""
+    import torch
+
+    from rarft.prompts import build_prompt
+    from rarft.reward import math_reward
+
+    describe = {s.name: s.describe for s in STRATEGIES}
+
+    def written(text: str) -> str | None:
+        return next((name for name, words in describe.items() if words in text), None)
+
+    rng = random.Random(seed)
+    torch.manual_seed(seed)
+    counts: Counter = Counter()
+    for q in queries:
+        pools = {"analogue": [c for c in corpus if analogous(q, c)],
+                 "other_strategy": [c for c in corpus if c["problem_type"] == q["problem_type"]
+                                    and c["strategy"] != q["strategy"]],
+                 "same_strategy_other_name": [c for c in corpus if c["strategy"] == q["strategy"]
+                                              and c.get("rule") != q.get("rule")]}
+        for kind in CONTEXT_KINDS:
+            ctx = None if kind == "alone" else (rng.choice(pools[kind]) if pools[kind] else None)
+            if kind != "alone" and ctx is None:
+                continue
+            text = tokenizer.apply_chat_template(build_prompt(q["problem"], [ctx] if ctx else []), tokenize=False,
+                                                 add_generation_prompt=True, enable_thinking=enable_thinking)
+            enc = tokenizer([text] * samples, return_tensors="pt")
+            with torch.no_grad():
+                out = model.generate(**enc, do_sample=True, temperature=1.0, max_new_tokens=max_new_tokens,
+                                     pad_token_id=tokenizer.pad_token_id)
+            completions = tokenizer.batch_decode(out[:, enc["input_ids"].shape[1]:], skip_special_tokens=True)
+            for completion in completions:
+                wrote = written(completion)
+                counts[kind, "n"] += 1
+                counts[kind, "query_strategy"] += wrote == q["strategy"]
+                counts[kind, "context_strategy"] += ctx is not None and wrote == ctx["strategy"]
+                counts[kind, "correct"] += math_reward(completion, q["answer"], thinking=enable_thinking)
+    return {kind: {"n": counts[kind, "n"],
+                   **{k: round(counts[kind, k] / counts[kind, "n"], 3) if counts[kind, "n"] else None
+                      for k in ("query_strategy", "context_strategy", "correct")}}
+            for kind in CONTEXT_KINDS}
+
+
+def measure(model_dir: Path, splits: dict, config: dict, args) -> dict:
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from rarft.policy import probe_benchmarks
+
+    tokenizer = AutoTokenizer.from_pretrained(model_dir)
+    model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32).eval()
+    benchmarks = {name: splits[name] for name in config["data"]["world"]["benchmarks"]}
+    named = [q for q in splits["train"] if q.get("named_rule")][: args.diag_queries]
+    return {"probe": probe_benchmarks(model, tokenizer, benchmarks, splits["corpus"], config)["benchmarks"],
+            "diagnostic": strategy_diagnostic(model, tokenizer, named, splits["corpus"], samples=args.diag_samples,
+                                              seed=int(config["seed"]),
+                                              max_new_tokens=int(config["evaluation"]["max_new_tokens"]),
+                                              enable_thinking=bool(config["policy"]["enable_thinking"]))}
+
+
+def main(argv: list[str] | None = None) -> dict:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    add_config_argument(p)
+    p.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="dotted params.yaml keys to override")
+    p.add_argument("--out", required=True, type=Path)
+    p.add_argument("--base", type=Path, default=None, help="a warmed-up base to reuse (default: <out>/base)")
+    p.add_argument("--diag-queries", type=int, default=120, help="named training queries in the diagnostic")
+    p.add_argument("--diag-samples", type=int, default=8, help="samples per query and kind of context")
+    args = p.parse_args(argv)
+    config = validate_config(deep_merge(merge_files(args.config), parse_sets(args.set)), source="--config + --set")
+    import torch
+
+    torch.manual_seed(int(config["seed"]))
+    from rarft.policy import init_policy
+    from rarft.train import train_policy
+
+    splits = world_splits(config)
+    benchmark_items = [it for name in config["data"]["world"]["benchmarks"] for it in splits[name]]
+    base = args.base or args.out / "base"
+    result: dict = {"set": args.set, "config": args.config}
+    if not base.exists():
+        summary = init_policy(splits["train"], splits["corpus"], config, base, exclude_items=benchmark_items)
+        result["warmup"] = {k: summary[k] for k in ("sft_steps", "first_loss", "final_loss", "seconds")}
+    result["base"] = measure(base, splits, config, args)
+
+    rng = random.Random(int(config["seed"]))
+    retrieval = {"train": {q["id"]: [{"id": oracle_context(q, splits["corpus"], rng)["id"], "score": 1.0}]
+                           for q in splits["train"]}}
+    config["rl"]["curve_arms"] = []  # the probe, not the validation curve, measures RL here
+    summary = train_policy("rarft", base, splits["train"], {c["id"]: c for c in splits["corpus"]}, retrieval, {},
+                           config, args.out / "rarft", args.out / "rarft_run")
+    result["rl"] = {k: summary.get(k) for k in ("final_reward", "rollout_signal", "seconds")}
+    result["rarft"] = measure(args.out / "rarft", splits, config, args)
+    write_json(args.out / "result.json", result)
+    for stage in ("base", "rarft"):
+        diag = result[stage]["diagnostic"]
+        probe = result[stage]["probe"]
+        print(f"{stage}: probe with an analogue " + ", ".join(f"{b} {r['same_strategy']:.3f}" for b, r in probe.items())
+              + "; writes the query's strategy " + " / ".join(f"{diag[k]['query_strategy']}" for k in CONTEXT_KINDS)
+              + f" ({' / '.join(CONTEXT_KINDS)})")
+    print(f"wrote {args.out / 'result.json'}")
+    return result
+
+
+if __name__ == "__main__":
+    try:
+        main()
+    except ConfigError as err:
+        sys.exit(f"world_rl: {err}")

@@ -1,0 +1,59 @@
+"""experiments/world_rl.py, the world's learnability experiment (docs/world.md F, G): its --set parsing, and one
+tiny run end to end on the random tiny policy (a warm-up of its own would take minutes)."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+from pathlib import Path
+
+import pytest
+
+from rarft.config import ConfigError
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def load_script():
+    spec = importlib.util.spec_from_file_location("world_rl", ROOT / "experiments" / "world_rl.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_set_pairs_nest_and_read_values_as_yaml():
+    world_rl = load_script()
+    over = world_rl.parse_sets(["policy.tiny.sft.same_name_reference_right=0.6", "rl.arms=[grpo]", "seed=3"])
+    assert over == {"policy": {"tiny": {"sft": {"same_name_reference_right": 0.6}}}, "rl": {"arms": ["grpo"]},
+                    "seed": 3}
+    with pytest.raises(ConfigError, match="'rl.trainer.max_steps'"):
+        world_rl.parse_sets(["rl.trainer.max_steps"])
+
+
+def test_a_bad_set_key_is_named_by_the_schema(tmp_path):
+    world_rl = load_script()
+    with pytest.raises(ConfigError, match="same_name_reference_rigth"):
+        world_rl.main(["--config", str(ROOT / "params.yaml"), "--out", str(tmp_path),
+                       "--set", "policy.tiny.sft.same_name_reference_rigth=0.6"])
+
+
+@pytest.mark.slow
+def test_one_tiny_experiment_writes_probes_diagnostics_and_rl(tiny_policy_dir, tmp_path):
+    world_rl = load_script()
+    sets = ["data.world.n_train=60", "data.world.n_corpus=90",
+            "data.world.benchmarks={bench_easy: {n: 8, difficulty: easy}, bench_hard: {n: 8, difficulty: hard}}",
+            "policy.tiny.probe_samples=1", "evaluation.max_new_tokens=8",
+            "rl.trainer.max_steps=2", "rl.trainer.num_generations=2", "rl.trainer.per_device_train_batch_size=4",
+            "rl.trainer.max_completion_length=8", "rl.trainer.save_steps=100", "rl.trainer.report_to=[]"]
+    out = tmp_path / "exp"
+    world_rl.main(["--config", str(ROOT / "params.yaml"), "--out", str(out), "--base", str(tiny_policy_dir),
+                   "--diag-queries", "3", "--diag-samples", "2", "--set", *sets])
+    result = json.loads((out / "result.json").read_text())
+    assert result["rl"]["rollout_signal"]["steps"] == 2 and (out / "rarft" / "model.safetensors").exists()
+    for stage in ("base", "rarft"):
+        assert set(result[stage]["probe"]) == {"bench_easy", "bench_hard"}
+        assert all(0.0 <= row["same_strategy"] <= 1.0 for row in result[stage]["probe"].values())
+        diag = result[stage]["diagnostic"]
+        assert list(diag) == list(world_rl.CONTEXT_KINDS)
+        assert diag["alone"]["n"] == 3 * 2  # every query alone; each other kind where the corpus has such a trace
+        assert all(d["n"] <= 6 and (d["n"] == 0 or 0.0 <= d["query_strategy"] <= 1.0) for d in diag.values())
