@@ -32,6 +32,7 @@ STAGES = {
     "evaluate": "rarft.evaluate",
     "analyze": "rarft.analysis",
     "seed-spread": "rarft.seeds",
+    "control-contrast": "rarft.controls",
     "summary": "rarft.summary",
     "plan": "rarft.plan",
     "export-dvc": "rarft.dvcgen",
