@@ -41,7 +41,7 @@ def test_a_bad_set_key_is_named_by_the_schema(tmp_path):
 def test_one_tiny_experiment_writes_probes_diagnostics_and_rl(tiny_policy_dir, tmp_path):
     world_rl = load_script()
     sets = ["data.world.n_train=60", "data.world.n_corpus=90",
-            "data.world.benchmarks={bench_easy: {n: 8, difficulty: easy}, bench_hard: {n: 8, difficulty: hard}}",
+            "data.world.benchmarks.world_easy.n=8", "data.world.benchmarks.world_hard.n=8",
             "policy.tiny.probe_samples=1", "evaluation.max_new_tokens=8",
             "rl.trainer.max_steps=2", "rl.trainer.num_generations=2", "rl.trainer.per_device_train_batch_size=4",
             "rl.trainer.max_completion_length=8", "rl.trainer.save_steps=100", "rl.trainer.report_to=[]"]
@@ -51,7 +51,7 @@ def test_one_tiny_experiment_writes_probes_diagnostics_and_rl(tiny_policy_dir, t
     result = json.loads((out / "result.json").read_text())
     assert result["rl"]["rollout_signal"]["steps"] == 2 and (out / "rarft" / "model.safetensors").exists()
     for stage in ("base", "rarft"):
-        assert set(result[stage]["probe"]) == {"bench_easy", "bench_hard"}
+        assert set(result[stage]["probe"]) == {"world_easy", "world_hard"}
         assert all(0.0 <= row["same_strategy"] <= 1.0 for row in result[stage]["probe"].values())
         diag = result[stage]["diagnostic"]
         assert list(diag) == list(world_rl.CONTEXT_KINDS)
