@@ -21,7 +21,8 @@ N_PROB = 6
 STRATS = ["total", "remainder", "pairs"]
 # true accuracy level per (policy, setting): the samples are drawn from these
 LEVEL = {("base", "none"): 0.3, ("grpo", "none"): 0.45, ("rarft", "top1-finetuned"): 0.7,
-         ("grpo", "top1-finetuned"): 0.35, ("sft", "none"): 0.4, ("base", "top1-finetuned"): 0.5}
+         ("grpo", "top1-finetuned"): 0.35, ("sft", "none"): 0.4, ("base", "top1-finetuned"): 0.5,
+         ("rarft", "none"): 0.45}
 CORPUS_ONLY = "pairs"  # the config fixture's data.world.corpus_only: bench items i % 3 == 2
 
 
@@ -451,6 +452,20 @@ def test_new_comparison_rows_match_the_samples(analyzed):
             assert r["diff"] == pytest.approx(100 * np.mean([ra[b][p] - grpo[b][p] for p in ids]))
             assert r["n_problems"] == len(ids) and r["ci_low"] <= r["diff"] <= r["ci_high"]
     assert row("RA-RFT - base + top-1 at inference", "mean")["diff"] == pytest.approx(np.mean(means))
+    # the trace benefit: (RA-RFT + top-1 - RA-RFT alone) - (base + top-1 - base alone), paired per problem
+    ra_alone = {b: per_problem("rarft", "none", b) for b in BENCHES}
+    base_alone = {b: per_problem("base", "none", b) for b in BENCHES}
+    benefits = []
+    for b in BENCHES:
+        r = row("trace benefit: RA-RFT - base", b)
+        benefit = 100 * np.mean([(ra[b][p] - ra_alone[b][p]) - (base[b][p] - base_alone[b][p]) for p in ra[b]])
+        assert r["diff"] == pytest.approx(benefit) and r["ci_low"] <= r["diff"] <= r["ci_high"]
+        assert r["a"] == "rarft/top1-finetuned - rarft/none" and r["n_problems"] == N_PROB
+        benefits.append(benefit)
+    assert row("trace benefit: RA-RFT - base", "mean")["diff"] == pytest.approx(np.mean(benefits))
+    assert metrics["diff.trace_benefit_ra_rft_base.mean"] == pytest.approx(np.mean(benefits), abs=1e-3)
+    assert "- reported, not a condition: trace benefit: RA-RFT - base on the mean" in \
+        (paths["out"] / "README.md").read_text()
     assert row("RA-RFT - GRPO, corpus-only knowledge", "mean")["n_problems"] == 2 * 2
     assert "GRPO - base" in set(comp["comparison"])  # stays
     for key in ("diff.ra_rft_base_top_1_at_inference.mean", "diff.ra_rft_grpo_corpus_only_knowledge.mean",

@@ -45,9 +45,9 @@ def test_counts_match_hand_computation(small):
     assert rows["train-policy rarft"].generations == 48
     assert rows["train-policy rarft"].prompt_tokens > grpo.prompt_tokens  # RA prompts carry a trace
     assert rows["train-policy sft"].generations == 0 and rows["train-policy sft"].train_tokens > 0
-    # base: none + top1; grpo: none + top1 (Table 4); rarft: top1 + top-2 separately; sft: none -> 8 x 4 x 3
+    # base: none + top1; grpo: none + top1 (Table 4); rarft: top1, none, top-2 separately; sft: none -> 9 x 4 x 3
     ev = rows["evaluate"]
-    assert ev.generations == 8 * 4 * 3 and ev.generated_tokens == 96 * 9
+    assert ev.generations == 9 * 4 * 3 and ev.generated_tokens == 108 * 9
     assert rows["build-traces"].generations == 0
 
 
@@ -71,7 +71,7 @@ def test_real_sizes_and_caps(small):
     small["data"]["real"]["max_train"] = 100
     rows = by_stage(plan(small))
     assert rows["label-relevance judge"].judge_calls == 100 * 3
-    assert rows["evaluate"].generations == 8 * 4 * 30 * 3  # four 30-problem benchmarks
+    assert rows["evaluate"].generations == 9 * 4 * 30 * 3  # 9 policy settings, four 30-problem benchmarks
 
 
 def test_model_sizes_from_the_table_a_local_config_or_the_name(tmp_path):

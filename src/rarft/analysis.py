@@ -105,6 +105,11 @@ def strategy_groups(config: dict, data: Path, benches: list[str]) -> dict[str, d
     return {g: by_bench for g, by_bench in groups.items() if by_bench}
 
 
+def _per_problem_difference(pp_a: dict[str, dict[str, float]], pp_b: dict[str, dict[str, float]]) -> dict:
+    """{benchmark: {problem: a - b}} over the problems both score (a per-problem paired difference)."""
+    return {b: {p: pp_a[b][p] - pp_b[b][p] for p in pp_a[b] if p in pp_b.get(b, {})} for b in pp_a}
+
+
 def _restrict(per_problem: dict[str, dict[str, float]], ids: dict[str, set[str]]) -> dict[str, dict[str, float]]:
     return {b: {p: v for p, v in per_problem.get(b, {}).items() if p in keep} for b, keep in ids.items()}
 
@@ -193,6 +198,14 @@ def analyze(config: dict, runs: str | Path, data: str | Path, reports: str | Pat
             for r in paired_difference(summaries[pa]["per_problem"], summaries[pb]["per_problem"], benches,
                                        resamples, level, rng_for(seed, label)):
                 comp_rows.append({"comparison": label, "a": "/".join(pa), "b": "/".join(pb), **r})
+                metrics[tables.diff_key(label, r["benchmark"])] = round(r["diff"], 4)
+    for label, with_a, with_b in tables.trace_benefit_pairs(config):
+        if {*with_a, *with_b} <= set(summaries):
+            benefit = [_per_problem_difference(summaries[x]["per_problem"], summaries[y]["per_problem"])
+                       for x, y in (with_a, with_b)]
+            for r in paired_difference(*benefit, benches, resamples, level, rng_for(seed, label)):
+                comp_rows.append({"comparison": label, "a": " - ".join("/".join(c) for c in with_a),
+                                  "b": " - ".join("/".join(c) for c in with_b), **r})
                 metrics[tables.diff_key(label, r["benchmark"])] = round(r["diff"], 4)
     groups = strategy_groups(config, data, benches)
     for label, pa, pb, group in tables.strategy_split_pairs(config):
@@ -423,10 +436,10 @@ def control_status(config: dict, comp: pd.DataFrame) -> dict:
             failed.append(label)
         lines.append(f"- {meaning} (needed: an interval {need}): {_interval_text(label, r)}, "
                      f"so this {'holds' if ok else 'FAILS'}.")
-    for group in ("corpus_only",):  # reported beside the conditions, not one of them
-        label = f"{tables.RA_RFT_VS_GRPO}, {tables.STRATEGY_GROUPS[group]}"
+    # reported beside the conditions, not one of them
+    for label in (f"{tables.RA_RFT_VS_GRPO}, {tables.STRATEGY_GROUPS['corpus_only']}", tables.TRACE_BENEFIT):
         r = _mean_row(comp, label)
-        if r is not None and config["data"]["world"]["control"] == "positive":
+        if r is not None and (label == tables.TRACE_BENEFIT or config["data"]["world"]["control"] == "positive"):
             lines.append(f"- reported, not a condition: {_interval_text(label, r)}.")
     verdict = "fails" if failed else "not scored" if not_scored else "holds"
     return {"verdict": verdict, "failed": failed, "not_scored": not_scored, "lines": lines}

@@ -88,7 +88,8 @@ def eval_settings(policy: str, config: dict) -> list[str]:
     the base model both ways (Figure 3's step 0; with the main retriever's top-1 trace it is the
     comparison "RA-RFT - base + top-1 at inference", the positive control's test that RL, not the
     context alone, carries the effect), the GRPO checkpoint with the top-1 trace added only at
-    inference (Table 4), and RA-RFT under each of its top-k traces separately (Figure 4).
+    inference (Table 4), RA-RFT without its trace (how much the trace gives the policy RL trained with it:
+    tables.TRACE_BENEFIT) and under each of its top-k traces separately (Figure 4).
     """
     main = config["rl"]["retriever"]
     if policy == "base":
@@ -98,7 +99,7 @@ def eval_settings(policy: str, config: dict) -> list[str]:
     if policy == "grpo":
         settings.append(f"top1-{main}")
     if policy == "rarft":
-        settings.append(f"topk-{main}")
+        settings += ["none", f"topk-{main}"]
     return settings
 
 

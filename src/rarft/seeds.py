@@ -8,7 +8,8 @@ sample standard deviation (n - 1), min, max and n over seeds:
 
   Table 1      average@k on the mean over benchmarks of base (none), GRPO (none), RA-RFT (top1-<rl.retriever>),
                and the paired differences RA-RFT - GRPO and GRPO - base           (metrics.json, points %)
-  when present RA-RFT - base + top-1 at inference, RA-RFT - GRPO on corpus-only-knowledge items, RA-RFT's
+  when present RA-RFT - base + top-1 at inference, RA-RFT - GRPO on corpus-only-knowledge items, the trace benefit
+               (what RA-RFT gets out of its trace minus what the base gets), RA-RFT's
                validation curve last step - step 0, RA-RFT's zero-variance rollout groups (metrics.json)
   retrievers   recall@1 of rl.retriever and offshelf on the held-out queries, and their difference
                (reports/retrievers.csv, against oracle-strategy, else <labels.train_on>-labels; a fraction)
@@ -38,7 +39,7 @@ import yaml
 
 from rarft.config import add_config_argument, load_config
 from rarft.io import DataError, atomic_path, read_json, write_text
-from rarft.tables import RA_RFT_VS_BASE_TOP1, RA_RFT_VS_GRPO, STRATEGY_GROUPS, diff_key, main_retriever
+from rarft.tables import RA_RFT_VS_BASE_TOP1, RA_RFT_VS_GRPO, STRATEGY_GROUPS, TRACE_BENEFIT, diff_key, main_retriever
 
 STATS = ("mean", "sd", "min", "max", "n")
 
@@ -79,6 +80,7 @@ def optional_measures() -> list[tuple[Measure, str]]:
     corpus_only = f"{RA_RFT_VS_GRPO}, {STRATEGY_GROUPS['corpus_only']}"
     rows = [(f"comparisons: {RA_RFT_VS_BASE_TOP1} (mean)", "points", diff_key(RA_RFT_VS_BASE_TOP1, "mean")),
             (f"comparisons: {corpus_only} (mean)", "points", diff_key(corpus_only, "mean")),
+            (f"comparisons: {TRACE_BENEFIT} (mean)", "points", diff_key(TRACE_BENEFIT, "mean")),
             ("Figure 3: RA-RFT validation curve, last step - step 0 (mean)", "points",
              "curve.rarft.last_minus_step0.mean"),
             ("RL signal: RA-RFT rollout groups with zero reward variance", "%", "rl_signal.rarft.zero_variance_share")]

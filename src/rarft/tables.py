@@ -184,6 +184,10 @@ def table_specs(config: dict, paper_scale: bool) -> list[TableSpec]:
 # over the context alone (the positive control's test of the RL stage, analysis.control_status).
 RA_RFT_VS_BASE_TOP1 = "RA-RFT - base + top-1 at inference"
 RA_RFT_VS_GRPO = "RA-RFT - GRPO"
+# What the top-1 trace gives a policy: the same policy with it minus without it. Under the base that is the context
+# alone; under RA-RFT, after RL with it. Their difference (paired per problem) is what RL taught the policy to get out
+# of the trace, with RL's gain on the bare question taken out (GRPO - base measures that gain).
+TRACE_BENEFIT = "trace benefit: RA-RFT - base"
 # Benchmark items split by what they need (world only; analysis.strategy_groups): group -> label suffix.
 STRATEGY_GROUPS = {"training": "training-query knowledge", "corpus_only": "corpus-only knowledge"}
 
@@ -197,7 +201,16 @@ def comparison_pairs(config: dict) -> list[tuple[str, tuple[str, str], tuple[str
             ("RA-SFT - SFT", ("rasft", ra), ("sft", "none")),
             ("RA-RLOO - RLOO", ("rarloo", ra), ("rloo", "none")),
             ("RA-DAPO - DAPO", ("radapo", ra), ("dapo", "none")),
-            ("GRPO + top-1 at inference - GRPO", ("grpo", ra), ("grpo", "none"))]
+            ("GRPO + top-1 at inference - GRPO", ("grpo", ra), ("grpo", "none")),
+            ("base + top-1 at inference - base", ("base", ra), ("base", "none")),
+            ("RA-RFT + top-1 - RA-RFT alone", ("rarft", ra), ("rarft", "none"))]
+
+
+def trace_benefit_pairs(config: dict) -> list[tuple[str, tuple[tuple[str, str], tuple[str, str]],
+                                                     tuple[tuple[str, str], tuple[str, str]]]]:
+    """Differences of two paired differences: (label, (A, B), (C, D)) for (A - B) - (C - D), per problem."""
+    ra = f"top1-{main_retriever(config)}"
+    return [(TRACE_BENEFIT, (("rarft", ra), ("rarft", "none")), (("base", ra), ("base", "none")))]
 
 
 def diff_key(label: str, benchmark: str) -> str:
@@ -382,6 +395,8 @@ def comparisons_markdown(df: pd.DataFrame) -> str:
            "resamples in which A does not beat B. "
            f"`{RA_RFT_VS_BASE_TOP1}`: the base model given the same top-1 trace only at inference, so the row "
            "is what RL with the trace adds over the context alone. "
+           f"`{TRACE_BENEFIT}`: (RA-RFT + top-1 - RA-RFT alone) - (base + top-1 - base alone), per problem: how much "
+           "more the policy gets out of the same trace after RL with it than before. "
            f"`{RA_RFT_VS_GRPO}, <knowledge>` (embedded world only): the same difference on the benchmark items "
            f"a training query could teach (`{STRATEGY_GROUPS['training']}`) and on those whose strategy or rule "
            f"name only the corpus holds (`{STRATEGY_GROUPS['corpus_only']}`: data.world.corpus_only, "
