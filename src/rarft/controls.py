@@ -1,16 +1,19 @@
-"""`control-contrast`: the RL row of the positive and of the negative control side by side (issue #18).
+"""`control-contrast`: the positive and the negative control's tests of the RL stage side by side (issue #18).
 
 The positive control's verdict needs RA-RFT - (base + the same top-1 trace at inference) above 0: RL with the
-trace, not the trace alone. RL can meet that without learning to USE an analogue: where a retrieved trace
-misleads the base, RL that only learns to ignore the trace also beats the base given it. The negative world
-(`make negative-control`: traces that carry nothing) measures that part alone, so
+trace, not the trace alone. RL can meet that without learning to USE an analogue: it also improves the bare
+question (GRPO - base), and where a retrieved trace misleads the base, RL that only learns to ignore the trace
+beats the base given it. The negative world (`make negative-control`: traces that carry nothing) has only those
+two parts, so for each row
 
-    contrast = RL row of the positive run - RL row of the negative run
+    contrast = row in the positive run - row in the negative run
 
-is what learning to use the analogue adds. Reported per benchmark and on the mean, with a 95% interval.
+is what the informative trace adds. Rows: the RL row, and the trace benefit (RA-RFT + top-1 - RA-RFT alone) -
+(base + top-1 - base alone), which takes RL's gain on the bare question out. Per benchmark and on the mean,
+with a 95% interval.
 
 The interval: the two runs are separate DAG runs on the same benchmark items, and only their paired-bootstrap
-intervals are kept (tables/comparisons.csv), so the contrast's interval treats them as independent normal
+intervals are kept (tables/comparisons.csv), so a contrast's interval treats them as independent normal
 estimates (half-widths added in quadrature). That is an approximation; a per-problem bootstrap across the two
 runs would need both runs' evaluation files side by side.
 
@@ -28,32 +31,39 @@ import pandas as pd
 
 from rarft.io import DataError, write_text
 from rarft.summary import read_table_csv
-from rarft.tables import RA_RFT_VS_BASE_TOP1
+from rarft.tables import RA_RFT_VS_BASE_TOP1, TRACE_BENEFIT
+
+CONTRASTED = (RA_RFT_VS_BASE_TOP1, TRACE_BENEFIT)
 
 
-def rl_rows(comparisons: pd.DataFrame, source: str) -> pd.DataFrame:
-    """The RL row (RA-RFT - base + top-1 at inference) per benchmark, indexed by benchmark."""
-    rows = comparisons[comparisons["comparison"] == RA_RFT_VS_BASE_TOP1]
+def comparison_rows(comparisons: pd.DataFrame, label: str, source: str) -> pd.DataFrame:
+    """One comparison's rows per benchmark, indexed by benchmark."""
+    rows = comparisons[comparisons["comparison"] == label]
     if rows.empty:
-        raise DataError(f"{source}: no {RA_RFT_VS_BASE_TOP1!r} rows (a world run with the base given the top-1 "
-                        "trace at inference writes them)")
+        raise DataError(f"{source}: no {label!r} rows (a world run of this version's analyze writes them)")
     return rows.set_index("benchmark")[["diff", "ci_low", "ci_high"]]
 
 
 def contrast(positive: pd.DataFrame, negative: pd.DataFrame) -> pd.DataFrame:
-    """Per benchmark both runs scored: positive, negative and contrast (diff, ci_low, ci_high each)."""
-    pos, neg = rl_rows(positive, "positive run"), rl_rows(negative, "negative run")
+    """Per contrasted comparison and benchmark both runs scored: positive, negative and contrast (each with
+    its interval)."""
+    return pd.concat([_contrast(label, comparison_rows(positive, label, "positive run"),
+                                comparison_rows(negative, label, "negative run")) for label in CONTRASTED],
+                     ignore_index=True)
+
+
+def _contrast(label: str, pos: pd.DataFrame, neg: pd.DataFrame) -> pd.DataFrame:
     rows = []
     for bench in [b for b in pos.index if b in neg.index]:
         p, n = pos.loc[bench], neg.loc[bench]
         diff = p["diff"] - n["diff"]
         half = math.hypot((p["ci_high"] - p["ci_low"]) / 2, (n["ci_high"] - n["ci_low"]) / 2)
-        rows.append({"benchmark": bench, "positive": p["diff"], "positive_ci_low": p["ci_low"],
+        rows.append({"comparison": label, "benchmark": bench, "positive": p["diff"], "positive_ci_low": p["ci_low"],
                      "positive_ci_high": p["ci_high"], "negative": n["diff"], "negative_ci_low": n["ci_low"],
                      "negative_ci_high": n["ci_high"], "contrast": diff, "contrast_ci_low": diff - half,
                      "contrast_ci_high": diff + half})
     if not rows:
-        raise DataError("control-contrast: the positive and negative runs share no benchmark")
+        raise DataError(f"control-contrast: the positive and negative runs share no benchmark for {label!r}")
     return pd.DataFrame(rows)
 
 
@@ -61,19 +71,23 @@ def contrast_markdown(table: pd.DataFrame) -> str:
     def cell(row, key):
         return f"{row[key]:+.1f} [{row[key + '_ci_low']:+.1f}, {row[key + '_ci_high']:+.1f}]"
 
-    mean = table[table["benchmark"] == "mean"]
-    head = table.iloc[-1] if mean.empty else mean.iloc[0]
-    holds = head["contrast_ci_low"] > 0
-    lines = ["# RL row, positive vs negative control", "",
-             f"Generated by `python -m rarft control-contrast`. The RL row is `{RA_RFT_VS_BASE_TOP1}` (points %).",
-             "Contrast = positive - negative: what RL adds by learning to use an analogue, beyond learning to ignore "
-             "a trace that carries nothing. Its interval combines the two runs' paired-bootstrap intervals as "
-             "independent normal ones (an approximation).", "",
-             f"RL learned to use the analogue (needed: the contrast's interval above 0, on {head['benchmark']}): "
-             f"{cell(head, 'contrast')}: {'holds' if holds else 'does NOT hold'}.", "",
-             "| benchmark | positive run | negative run | contrast |", "|---|---|---|---|"]
-    lines += [f"| {r['benchmark']} | {cell(r, 'positive')} | {cell(r, 'negative')} | {cell(r, 'contrast')} |"
-              for _, r in table.iterrows()]
+    lines = ["# The RL stage's tests, positive vs negative control", "",
+             "Generated by `python -m rarft control-contrast` (points %). Contrast = positive - negative: what the "
+             "informative trace adds to the row, beyond RL's gain on the bare question and beyond learning to "
+             "ignore a trace that carries nothing. "
+             f"`{TRACE_BENEFIT}` = (RA-RFT + top-1 - RA-RFT alone) - (base + top-1 - base alone). A contrast's "
+             "interval combines the two runs' paired-bootstrap intervals as independent normal ones (an "
+             "approximation).", ""]
+    for label in dict.fromkeys(table["comparison"]):
+        rows = table[table["comparison"] == label]
+        mean = rows[rows["benchmark"] == "mean"]
+        head = rows.iloc[-1] if mean.empty else mean.iloc[0]
+        holds = head["contrast_ci_low"] > 0
+        lines.append(f"- {label}, positive - negative (needed to credit the informative trace: an interval above 0, "
+                     f"on {head['benchmark']}): {cell(head, 'contrast')}: {'holds' if holds else 'does NOT hold'}.")
+    lines += ["", "| comparison | benchmark | positive run | negative run | contrast |", "|---|---|---|---|---|"]
+    lines += [f"| {r['comparison']} | {r['benchmark']} | {cell(r, 'positive')} | {cell(r, 'negative')} | "
+              f"{cell(r, 'contrast')} |" for _, r in table.iterrows()]
     return "\n".join(lines) + "\n"
 
 
@@ -87,5 +101,5 @@ def cli(argv: list[str]) -> int:
                      read_table_csv(args.negative / "tables" / "comparisons.csv"))
     text = contrast_markdown(table)
     write_text(args.out, text)
-    print(next(line for line in text.splitlines() if line.startswith("RL learned")) + f" Wrote {args.out}")
+    print("\n".join(line for line in text.splitlines() if line.startswith("- ")) + f"\nWrote {args.out}")
     return 0
