@@ -17,7 +17,7 @@ trace of the query's strategy under another name. It says what the base trusts, 
 
 --set takes dotted keys of params.yaml (values read as YAML), checked by the schema like any override file.
 Writes <out>/result.json; the base goes to <out>/base (reused by a rerun), RA-RFT to <out>/rarft.
-Cost on 2 CPU cores at the default sizes: ~4 min warm-up, ~4 min RL, ~3 min of probes and diagnostics.
+Cost on 2 CPU cores at the default sizes: ~4 min warm-up, ~5 min RL, ~3 min of probes and diagnostics.
 """
 
 from __future__ import annotations
