@@ -188,6 +188,8 @@ RA_RFT_VS_GRPO = "RA-RFT - GRPO"
 # alone; under RA-RFT, after RL with it. Their difference (paired per problem) is what RL taught the policy to get out
 # of the trace, with RL's gain on the bare question taken out (GRPO - base measures that gain).
 TRACE_BENEFIT = "trace benefit: RA-RFT - base"
+BASE_WITH_TRACE = "base + top-1 at inference - base"
+RA_RFT_WITH_TRACE = "RA-RFT + top-1 - RA-RFT alone"
 # Benchmark items split by what they need (world only; analysis.strategy_groups): group -> label suffix.
 STRATEGY_GROUPS = {"training": "training-query knowledge", "corpus_only": "corpus-only knowledge"}
 
@@ -202,15 +204,15 @@ def comparison_pairs(config: dict) -> list[tuple[str, tuple[str, str], tuple[str
             ("RA-RLOO - RLOO", ("rarloo", ra), ("rloo", "none")),
             ("RA-DAPO - DAPO", ("radapo", ra), ("dapo", "none")),
             ("GRPO + top-1 at inference - GRPO", ("grpo", ra), ("grpo", "none")),
-            ("base + top-1 at inference - base", ("base", ra), ("base", "none")),
-            ("RA-RFT + top-1 - RA-RFT alone", ("rarft", ra), ("rarft", "none"))]
+            (BASE_WITH_TRACE, ("base", ra), ("base", "none")),
+            (RA_RFT_WITH_TRACE, ("rarft", ra), ("rarft", "none"))]
 
 
 def trace_benefit_pairs(config: dict) -> list[tuple[str, tuple[tuple[str, str], tuple[str, str]],
                                                      tuple[tuple[str, str], tuple[str, str]]]]:
-    """Differences of two paired differences: (label, (A, B), (C, D)) for (A - B) - (C - D), per problem."""
-    ra = f"top1-{main_retriever(config)}"
-    return [(TRACE_BENEFIT, (("rarft", ra), ("rarft", "none")), (("base", ra), ("base", "none")))]
+    """Differences of two of `comparison_pairs`: (label, (A, B), (C, D)) for (A - B) - (C - D), per problem."""
+    pairs = {label: (a, b) for label, a, b in comparison_pairs(config)}
+    return [(TRACE_BENEFIT, pairs[RA_RFT_WITH_TRACE], pairs[BASE_WITH_TRACE])]
 
 
 def diff_key(label: str, benchmark: str) -> str:
