@@ -41,10 +41,12 @@ def test_each_row_gets_its_own_verdict():
     assert rl_line.endswith(": holds.") and benefit_line.endswith(": does NOT hold.")
 
 
-def test_a_run_without_a_contrasted_row_is_named():
+def test_a_run_without_a_contrasted_row_or_column_is_named():
     bare = comparisons({"mean": (1.0, 0.0, 2.0)})
     with pytest.raises(DataError, match=f"negative run: no '{TRACE_BENEFIT}' rows"):
         contrast(bare, bare[bare["comparison"] != TRACE_BENEFIT])
+    with pytest.raises(DataError, match=r"positive run: tables/comparisons.csv lacks column\(s\) \['ci_high'\]"):
+        contrast(bare.drop(columns="ci_high"), bare)
 
 
 def test_cli_reads_both_results_folders_and_writes_the_table(tmp_path, capsys):

@@ -38,6 +38,10 @@ CONTRASTED = (RA_RFT_VS_BASE_TOP1, TRACE_BENEFIT)
 
 def comparison_rows(comparisons: pd.DataFrame, label: str, source: str) -> pd.DataFrame:
     """One comparison's rows per benchmark, indexed by benchmark."""
+    missing = {"comparison", "benchmark", "diff", "ci_low", "ci_high"} - set(comparisons.columns)
+    if missing:
+        raise DataError(f"{source}: tables/comparisons.csv lacks column(s) {sorted(missing)}; found "
+                        f"{list(comparisons.columns)}")
     rows = comparisons[comparisons["comparison"] == label]
     if rows.empty:
         raise DataError(f"{source}: no {label!r} rows (a world run of this version's analyze writes them)")
