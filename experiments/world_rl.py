@@ -140,6 +140,8 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--diag-samples", type=int, default=8, help="samples per query and kind of context")
     args = p.parse_args(argv)
     config = validate_config(deep_merge(merge_files(args.config), parse_sets(args.set)), source="--config + --set")
+    if args.base is not None and not (args.base / "config.json").is_file():
+        raise ConfigError(f"--base {args.base}: not a saved policy (no config.json); omit --base to warm one up")
     import torch
 
     torch.manual_seed(int(config["seed"]))

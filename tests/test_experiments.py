@@ -57,3 +57,9 @@ def test_one_tiny_experiment_writes_probes_diagnostics_and_rl(tiny_policy_dir, t
         assert list(diag) == list(world_rl.CONTEXT_KINDS)
         assert diag["alone"]["n"] == 3 * 2  # every query alone; each other kind where the corpus has such a trace
         assert all(d["n"] <= 6 and (d["n"] == 0 or 0.0 <= d["query_strategy"] <= 1.0) for d in diag.values())
+
+
+def test_a_base_that_is_not_a_policy_is_named(tmp_path):
+    world_rl = load_script()
+    with pytest.raises(ConfigError, match="--base .*not a saved policy"):
+        world_rl.main(["--config", str(ROOT / "params.yaml"), "--out", str(tmp_path), "--base", str(tmp_path / "nope")])
