@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 
 import numpy as np
+import pytest
 from conftest import make_warmup
 
 from rarft.prompts import normalise_text
@@ -75,6 +76,15 @@ def test_every_world_name_has_the_random_names_form_and_is_never_drawn_at_random
         assert first.lower() in SYLLABLES and second in SYLLABLES and first[0].isupper(), name
     rng = random.Random(1)
     assert not {random_rule_name(rng) for _ in range(3000)} & WORLD_NAMES
+
+
+def test_more_names_per_strategy_than_the_pool_holds_is_named_by_its_keys():
+    """The bound on training_names + corpus_only_names lives in rarft.world.MAX_NAMES only (not the schema)."""
+    from rarft.world import MAX_NAMES
+
+    with pytest.raises(ValueError, match=r"training_names \(6\) \+ corpus_only_names \(%d\)" % (MAX_NAMES - 5)):
+        small_world(training_names=6, corpus_only_names=MAX_NAMES - 5)
+    small_world(training_names=6, corpus_only_names=MAX_NAMES - 6)  # the pool's size itself is allowed
 
 
 def test_training_queries_use_training_names_and_corpus_only_names_reach_only_corpus_and_benchmarks():
