@@ -475,6 +475,19 @@ def test_new_comparison_rows_match_the_samples(analyzed):
     assert "| RA-RFT - GRPO, corpus-only knowledge | mean |" in md
 
 
+def test_per_problem_differences_average_to_each_comparison_row(analyzed):
+    """tables/comparisons_per_problem.csv (what control-contrast pairs two runs by): per comparison and
+    benchmark, its rows average to the comparisons.csv row and number its problems."""
+    paths, _ = analyzed
+    comp = pd.read_csv(paths["out"] / "tables" / "comparisons.csv")
+    pp = pd.read_csv(paths["out"] / "tables" / "comparisons_per_problem.csv")
+    assert set(pp["comparison"]) == set(comp["comparison"])
+    for r in comp[comp["benchmark"] != "mean"].itertuples(index=False):
+        rows = pp[(pp["comparison"] == r.comparison) & (pp["benchmark"] == r.benchmark)]
+        assert len(rows) == r.n_problems == rows["problem_id"].nunique(), (r.comparison, r.benchmark)
+        assert 100 * rows["diff"].mean() == pytest.approx(r.diff), (r.comparison, r.benchmark)
+
+
 def test_strategy_split_is_absent_without_hidden_strategies(config, tmp_path):
     """Real benchmarks carry no `strategy`: no split rows, and no error."""
     for b in BENCHES:

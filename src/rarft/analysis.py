@@ -23,6 +23,7 @@ from rarft import figures, tables
 from rarft.arms import CURVE_ARMS
 from rarft.config import ConfigError, add_config_argument, load_config
 from rarft.contracts import read_curve, read_items, read_retrieval
+from rarft.controls import PER_PROBLEM_COLUMNS
 from rarft.device import resolve_device
 from rarft.diversity import context_accuracy, diversity_markdown, diversity_per_problem, diversity_summary
 from rarft.io import DataError, read_json, write_json, write_text
@@ -191,10 +192,15 @@ def analyze(config: dict, runs: str | Path, data: str | Path, reports: str | Pat
         artifacts.append((f"tables/{spec.name}.{{md,csv,tex}}", f"{spec.title}. Claim: {spec.claim}"))
     steps.update()
 
-    # Paired differences
-    comp_rows = []
+    # Paired differences, and the per-problem differences behind each (control-contrast pairs two runs by them)
+    comp_rows, per_problem_rows = [], []
+
+    def record(label: str, diffs: dict[str, dict[str, float]]) -> None:
+        per_problem_rows.extend({"comparison": label, "benchmark": b, "problem_id": p, "diff": d}
+                                for b in benches for p, d in sorted(diffs.get(b, {}).items()))
     for label, pa, pb in tables.comparison_pairs(config):
         if pa in summaries and pb in summaries:
+            record(label, _per_problem_difference(summaries[pa]["per_problem"], summaries[pb]["per_problem"]))
             for r in paired_difference(summaries[pa]["per_problem"], summaries[pb]["per_problem"], benches,
                                        resamples, level, rng_for(seed, label)):
                 comp_rows.append({"comparison": label, "a": "/".join(pa), "b": "/".join(pb), **r})
@@ -203,6 +209,7 @@ def analyze(config: dict, runs: str | Path, data: str | Path, reports: str | Pat
         if {*with_a, *with_b} <= set(summaries):
             benefit = [_per_problem_difference(summaries[x]["per_problem"], summaries[y]["per_problem"])
                        for x, y in (with_a, with_b)]
+            record(label, _per_problem_difference(*benefit))
             for r in paired_difference(*benefit, benches, resamples, level, rng_for(seed, label)):
                 comp_rows.append({"comparison": label, "a": " - ".join("/".join(c) for c in with_a),
                                   "b": " - ".join("/".join(c) for c in with_b), **r})
@@ -210,20 +217,24 @@ def analyze(config: dict, runs: str | Path, data: str | Path, reports: str | Pat
     groups = strategy_groups(config, data, benches)
     for label, pa, pb, group in tables.strategy_split_pairs(config):
         if pa in summaries and pb in summaries and group in groups:
-            for r in paired_difference(_restrict(summaries[pa]["per_problem"], groups[group]),
-                                       _restrict(summaries[pb]["per_problem"], groups[group]), benches,
-                                       resamples, level, rng_for(seed, label)):
+            in_a, in_b = (_restrict(summaries[x]["per_problem"], groups[group]) for x in (pa, pb))
+            record(label, _per_problem_difference(in_a, in_b))
+            for r in paired_difference(in_a, in_b, benches, resamples, level, rng_for(seed, label)):
                 comp_rows.append({"comparison": label, "a": "/".join(pa), "b": "/".join(pb), **r})
                 metrics[tables.diff_key(label, r["benchmark"])] = round(r["diff"], 4)
     comp = pd.DataFrame(comp_rows, columns=["comparison", "a", "b", "benchmark", "diff", "ci_low", "ci_high",
                                             "p_le_0", "n_problems"])
     write_text(tdir / "comparisons.md", tables.comparisons_markdown(comp))
     _write_csv(comp, tdir / "comparisons.csv")
+    _write_csv(pd.DataFrame(per_problem_rows, columns=list(PER_PROBLEM_COLUMNS)), tdir / "comparisons_per_problem.csv")
     artifacts.append(("tables/comparisons.{md,csv}", "Paired-bootstrap differences (RA-RFT - GRPO, RA-RFT - base "
                                                      "with the same top-1 trace at inference, GRPO - base and the "
                                                      "other key pairs; in the world also RA-RFT - GRPO on items of "
                                                      "training-query and of corpus-only knowledge) per benchmark "
                                                      "and for the mean."))
+    artifacts.append(("tables/comparisons_per_problem.csv", "The per-problem differences behind each comparison "
+                                                            "(accuracy of a minus b over its k samples, a fraction): "
+                                                            "`rarft control-contrast` pairs two runs by them."))
     steps.update()
 
     # RL signal: how many rollout groups could teach anything (a group with one reward has no advantage)

@@ -12,28 +12,33 @@ is what the informative trace adds. Rows: the RL row, and the trace benefit (RA-
 (base + top-1 - base alone), which takes RL's gain on the bare question out. Per benchmark and on the mean,
 with a 95% interval.
 
-The interval: the two runs are separate DAG runs on the same benchmark items, and only their paired-bootstrap
-intervals are kept (tables/comparisons.csv), so a contrast's interval treats them as independent normal
-estimates (half-widths added in quadrature). That is an approximation; a per-problem bootstrap across the two
-runs would need both runs' evaluation files side by side.
+The interval: both runs score the same benchmark problems (the negative world changes the corpus, not the
+benchmarks), so a contrast is paired by problem. Each run's analyze keeps the per-problem differences behind its
+rows (tables/comparisons_per_problem.csv); the contrast resamples problems once for both runs
+(`rarft.stats.paired_difference` on the two runs' per-problem differences, evaluation.bootstrap_resamples and
+ci_level of the config). Pairing keeps what the runs share per problem (how hard it is for the same base) out of
+the interval.
 
     python -m rarft control-contrast --positive results --negative results/negative_control \\
-        --out results/negative_control/contrast.md
+        --out results/negative_control/contrast.md [--config params.yaml]
 """
 
 from __future__ import annotations
 
 import argparse
-import math
 from pathlib import Path
 
 import pandas as pd
 
+from rarft.config import add_config_argument, load_config
 from rarft.io import DataError, write_text
+from rarft.stats import paired_difference, rng_for
 from rarft.summary import read_table_csv
 from rarft.tables import RA_RFT_VS_BASE_TOP1, TRACE_BENEFIT
 
 CONTRASTED = (RA_RFT_VS_BASE_TOP1, TRACE_BENEFIT)
+# tables/comparisons_per_problem.csv, written by analyze: one row per comparison, benchmark and problem
+PER_PROBLEM_COLUMNS = ("comparison", "benchmark", "problem_id", "diff")
 
 
 def comparison_rows(comparisons: pd.DataFrame, label: str, source: str) -> pd.DataFrame:
@@ -48,27 +53,46 @@ def comparison_rows(comparisons: pd.DataFrame, label: str, source: str) -> pd.Da
     return rows.set_index("benchmark")[["diff", "ci_low", "ci_high"]]
 
 
-def contrast(positive: pd.DataFrame, negative: pd.DataFrame) -> pd.DataFrame:
-    """Per contrasted comparison and benchmark both runs scored: positive, negative and contrast (each with
-    its interval)."""
-    return pd.concat([_contrast(label, comparison_rows(positive, label, "positive run"),
-                                comparison_rows(negative, label, "negative run")) for label in CONTRASTED],
-                     ignore_index=True)
+def per_problem_differences(table: pd.DataFrame, label: str, source: str) -> dict[str, dict[str, float]]:
+    """One comparison's per-problem differences, {benchmark: {problem_id: diff}}."""
+    missing = set(PER_PROBLEM_COLUMNS) - set(table.columns)
+    if missing:
+        raise DataError(f"{source}: tables/comparisons_per_problem.csv lacks column(s) {sorted(missing)}; found "
+                        f"{list(table.columns)}")
+    rows = table[table["comparison"] == label]
+    if rows.empty:
+        raise DataError(f"{source}: tables/comparisons_per_problem.csv has no {label!r} rows (rerun analyze)")
+    out: dict[str, dict[str, float]] = {}
+    for r in rows.itertuples(index=False):
+        out.setdefault(str(r.benchmark), {})[str(r.problem_id)] = float(r.diff)
+    return out
 
 
-def _contrast(label: str, pos: pd.DataFrame, neg: pd.DataFrame) -> pd.DataFrame:
-    rows = []
-    for bench in [b for b in pos.index if b in neg.index]:
-        p, n = pos.loc[bench], neg.loc[bench]
-        diff = p["diff"] - n["diff"]
-        half = math.hypot((p["ci_high"] - p["ci_low"]) / 2, (n["ci_high"] - n["ci_low"]) / 2)
-        rows.append({"comparison": label, "benchmark": bench, "positive": p["diff"], "positive_ci_low": p["ci_low"],
-                     "positive_ci_high": p["ci_high"], "negative": n["diff"], "negative_ci_low": n["ci_low"],
-                     "negative_ci_high": n["ci_high"], "contrast": diff, "contrast_ci_low": diff - half,
-                     "contrast_ci_high": diff + half})
-    if not rows:
-        raise DataError(f"control-contrast: the positive and negative runs share no benchmark for {label!r}")
-    return pd.DataFrame(rows)
+def contrast(positive: pd.DataFrame, negative: pd.DataFrame, positive_per_problem: pd.DataFrame,
+             negative_per_problem: pd.DataFrame, resamples: int, level: float, seed: int) -> pd.DataFrame:
+    """Per contrasted comparison and benchmark both runs scored: positive, negative (each with its own
+    interval, from comparisons.csv) and contrast = positive - negative, paired by problem."""
+    out = []
+    for label in CONTRASTED:
+        pos, neg = comparison_rows(positive, label, "positive run"), comparison_rows(negative, label, "negative run")
+        pos_pp = per_problem_differences(positive_per_problem, label, "positive run")
+        neg_pp = per_problem_differences(negative_per_problem, label, "negative run")
+        benches = [b for b in pos.index if b in neg.index and b in pos_pp and b in neg_pp]
+        if not benches:
+            raise DataError(f"control-contrast: the positive and negative runs share no benchmark for {label!r}")
+        for b in benches:
+            if set(pos_pp[b]) != set(neg_pp[b]):
+                raise DataError(f"control-contrast: {label!r} on {b}: the runs scored different problems "
+                                f"({len(pos_pp[b])} vs {len(neg_pp[b])}, {len(set(pos_pp[b]) ^ set(neg_pp[b]))} "
+                                f"in one only); a contrast pairs the same problems")
+        for r in paired_difference(pos_pp, neg_pp, benches, resamples, level, rng_for(seed, "contrast", label)):
+            p, n = pos.loc[r["benchmark"]], neg.loc[r["benchmark"]]
+            out.append({"comparison": label, "benchmark": r["benchmark"], "positive": p["diff"],
+                        "positive_ci_low": p["ci_low"], "positive_ci_high": p["ci_high"], "negative": n["diff"],
+                        "negative_ci_low": n["ci_low"], "negative_ci_high": n["ci_high"], "contrast": r["diff"],
+                        "contrast_ci_low": r["ci_low"], "contrast_ci_high": r["ci_high"],
+                        "n_problems": r["n_problems"]})
+    return pd.DataFrame(out)
 
 
 def contrast_markdown(table: pd.DataFrame) -> str:
@@ -79,9 +103,9 @@ def contrast_markdown(table: pd.DataFrame) -> str:
              "Generated by `python -m rarft control-contrast` (points %). Contrast = positive - negative: what the "
              "informative trace adds to the row, beyond RL's gain on the bare question and beyond learning to "
              "ignore a trace that carries nothing. "
-             f"`{TRACE_BENEFIT}` = (RA-RFT + top-1 - RA-RFT alone) - (base + top-1 - base alone). A contrast's "
-             "interval combines the two runs' paired-bootstrap intervals as independent normal ones (an "
-             "approximation).", ""]
+             f"`{TRACE_BENEFIT}` = (RA-RFT + top-1 - RA-RFT alone) - (base + top-1 - base alone). Both runs "
+             "score the same benchmark problems, so a contrast's interval is a bootstrap over problems paired across "
+             "the two runs (tables/comparisons_per_problem.csv).", ""]
     for label in dict.fromkeys(table["comparison"]):
         rows = table[table["comparison"] == label]
         mean = rows[rows["benchmark"] == "mean"]
@@ -100,9 +124,14 @@ def cli(argv: list[str]) -> int:
     p.add_argument("--positive", required=True, type=Path, help="the positive run's results/ folder")
     p.add_argument("--negative", required=True, type=Path, help="the negative control's results/ folder")
     p.add_argument("--out", required=True, type=Path, help="the Markdown table to write")
+    add_config_argument(p)
     args = p.parse_args(argv)
-    table = contrast(read_table_csv(args.positive / "tables" / "comparisons.csv"),
-                     read_table_csv(args.negative / "tables" / "comparisons.csv"))
+    config = load_config(args.config)
+    ev = config["evaluation"]
+    runs = (args.positive, args.negative)
+    table = contrast(*[read_table_csv(run / "tables" / "comparisons.csv") for run in runs],
+                     *[read_table_csv(run / "tables" / "comparisons_per_problem.csv") for run in runs],
+                     int(ev["bootstrap_resamples"]), float(ev["ci_level"]), int(config["seed"]))
     text = contrast_markdown(table)
     write_text(args.out, text)
     print("\n".join(line for line in text.splitlines() if line.startswith("- ")) + f"\nWrote {args.out}")
