@@ -15,6 +15,9 @@ trace of the query's strategy under another name. It says what the base trusts, 
     python experiments/world_rl.py --out runs/experiments/F2 \\
         --set policy.tiny.sft.same_name_reference_right=0.6 rl.trainer.max_steps=100
 
+--labels adds the DAG's first stage on the base (gain labels of the training queries' candidates, kappa against
+the oracle, mean gain per kind of candidate); --skip-rl stops after the base.
+
 --set takes dotted keys of params.yaml (values read as YAML), checked by the schema like any override file.
 Writes <out>/result.json; the base goes to <out>/base (reused by a rerun), RA-RFT to <out>/rarft.
 Cost on 2 CPU cores at the default sizes: ~4 min warm-up, ~5 min RL, ~3 min of probes and diagnostics.
@@ -130,6 +133,41 @@ def measure(model_dir: Path, splits: dict, config: dict, args) -> dict:
                                               enable_thinking=bool(config["policy"]["enable_thinking"]))}
 
 
+def label_agreement(base: Path, splits: dict, config: dict, out: Path) -> dict:
+    """The DAG's first stage on this base: the gain labels of the training queries' candidates (the DAG's
+    `sample-candidates` draw) against the oracle: Cohen's kappa, and per kind of candidate its mean gain and
+    share labelled positive (docs/world.md, section H's table)."""
+    from rarft.candidates import sample_candidates
+    from rarft.labels import label_relevance
+    from rarft.labels_compare import compare_labelers
+
+    lcfg = config["labels"]
+    candidates = sample_candidates(splits["train"], splits["corpus"], int(lcfg["candidates_per_query"]),
+                                   int(config["seed"]), bool(lcfg["stratify_by_strategy"]))
+    sets = {name: label_relevance(name, splits["train"], splits["corpus"], candidates, config, policy_dir=str(base),
+                                  cache_path=out / f"labels_{name}.cache.jsonl", progress=False)
+            for name in ("gain", "oracle")}
+    metrics, _ = compare_labelers(sets, {}, {})
+    kappa = metrics[(metrics["section"] == "agreement") & (metrics["metric"] == "cohen_kappa")]["value"].iloc[0]
+    queries = {q["id"]: q for q in splits["train"]}
+    corpus = {c["id"]: c for c in splits["corpus"]}
+    kinds: dict[str, list[tuple[float, int]]] = {}
+    for row in sets["gain"]:
+        q, c = queries[row["query_id"]], corpus[row["context_id"]]
+        if not q.get("named_rule"):
+            kind = "plain question"
+        elif analogous(q, c):
+            kind = "analogue"
+        elif c["strategy"] == q["strategy"]:
+            kind = "same strategy, other name"
+        else:
+            kind = "other strategy"
+        kinds.setdefault(kind, []).append((row["score"], row["label"]))
+    return {"kappa": round(float(kappa), 3),
+            "by_kind": {k: {"pairs": len(v), "mean_gain": round(sum(g for g, _ in v) / len(v), 3),
+                            "positive": round(sum(lab for _, lab in v) / len(v), 3)} for k, v in sorted(kinds.items())}}
+
+
 def main(argv: list[str] | None = None) -> dict:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     add_config_argument(p)
@@ -138,6 +176,9 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--base", type=Path, default=None, help="a warmed-up base to reuse (default: <out>/base)")
     p.add_argument("--diag-queries", type=int, default=120, help="named training queries in the diagnostic")
     p.add_argument("--diag-samples", type=int, default=8, help="samples per query and kind of context")
+    p.add_argument("--labels", action="store_true",
+                   help="also gain-label the training queries' candidates on the base: kappa against the oracle")
+    p.add_argument("--skip-rl", action="store_true", help="measure the base only (no RA-RFT)")
     args = p.parse_args(argv)
     config = validate_config(deep_merge(merge_files(args.config), parse_sets(args.set)), source="--config + --set")
     if args.base is not None and not (args.base / "config.json").is_file():
@@ -156,6 +197,15 @@ def main(argv: list[str] | None = None) -> dict:
         summary = init_policy(splits["train"], splits["corpus"], config, base, exclude_items=benchmark_items)
         result["warmup"] = {k: summary[k] for k in ("sft_steps", "first_loss", "final_loss", "seconds")}
     result["base"] = measure(base, splits, config, args)
+    if args.labels:
+        result["labels"] = label_agreement(base, splits, config, args.out)
+        print(f"gain labels vs oracle: kappa {result['labels']['kappa']}; " + "; ".join(
+            f"{k}: gain {v['mean_gain']}, positive {v['positive']} ({v['pairs']} pairs)"
+            for k, v in result["labels"]["by_kind"].items()))
+    if args.skip_rl:
+        write_json(args.out / "result.json", result)
+        print(f"wrote {args.out / 'result.json'} (base only)")
+        return result
 
     rng = random.Random(int(config["seed"]))
     retrieval = {"train": {q["id"]: [{"id": oracle_context(q, splits["corpus"], rng)["id"], "score": 1.0}]

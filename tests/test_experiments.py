@@ -63,3 +63,21 @@ def test_a_base_that_is_not_a_policy_is_named(tmp_path):
     world_rl = load_script()
     with pytest.raises(ConfigError, match="--base .*not a saved policy"):
         world_rl.main(["--config", str(ROOT / "params.yaml"), "--out", str(tmp_path), "--base", str(tmp_path / "nope")])
+
+
+@pytest.mark.slow
+def test_labels_on_the_base_only_give_kappa_and_every_candidate_a_kind(tiny_policy_dir, tmp_path):
+    world_rl = load_script()
+    sets = ["data.world.n_train=24", "data.world.n_corpus=90", "data.world.benchmarks.world_easy.n=4",
+            "data.world.benchmarks.world_hard.n=4", "policy.tiny.probe_samples=1", "evaluation.max_new_tokens=8",
+            "labels.gain.n_samples=2", "labels.gain.max_new_tokens=8"]
+    out = tmp_path / "exp"
+    result = world_rl.main(["--config", str(ROOT / "params.yaml"), "--out", str(out), "--base", str(tiny_policy_dir),
+                            "--diag-queries", "2", "--diag-samples", "1", "--labels", "--skip-rl", "--set", *sets])
+    assert "rl" not in result and not (out / "rarft").exists()  # --skip-rl: the base only
+    labels = json.loads((out / "result.json").read_text())["labels"]
+    assert -1.0 <= labels["kappa"] <= 1.0
+    # every candidate pair falls in one kind: 24 queries x labels.candidates_per_query (4)
+    assert sum(kind["pairs"] for kind in labels["by_kind"].values()) == 24 * 4
+    assert set(labels["by_kind"]) <= {"analogue", "same strategy, other name", "other strategy", "plain question"}
+    assert labels["by_kind"]["analogue"]["pairs"] >= 1
