@@ -23,7 +23,6 @@ from rarft import figures, tables
 from rarft.arms import CURVE_ARMS
 from rarft.config import ConfigError, add_config_argument, load_config
 from rarft.contracts import read_curve, read_items, read_retrieval
-from rarft.controls import PER_PROBLEM_COLUMNS
 from rarft.device import resolve_device
 from rarft.diversity import context_accuracy, diversity_markdown, diversity_per_problem, diversity_summary
 from rarft.io import DataError, read_json, write_json, write_text
@@ -226,7 +225,8 @@ def analyze(config: dict, runs: str | Path, data: str | Path, reports: str | Pat
                                             "p_le_0", "n_problems"])
     write_text(tdir / "comparisons.md", tables.comparisons_markdown(comp))
     _write_csv(comp, tdir / "comparisons.csv")
-    _write_csv(pd.DataFrame(per_problem_rows, columns=list(PER_PROBLEM_COLUMNS)), tdir / "comparisons_per_problem.csv")
+    per_problem_table = pd.DataFrame(per_problem_rows, columns=list(tables.PER_PROBLEM_COLUMNS))
+    _write_csv(per_problem_table, tdir / "comparisons_per_problem.csv")
     artifacts.append(("tables/comparisons.{md,csv}", "Paired-bootstrap differences (RA-RFT - GRPO, RA-RFT - base "
                                                      "with the same top-1 trace at inference, GRPO - base and the "
                                                      "other key pairs; in the world also RA-RFT - GRPO on items of "

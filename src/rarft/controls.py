@@ -34,11 +34,9 @@ from rarft.config import add_config_argument, load_config
 from rarft.io import DataError, write_text
 from rarft.stats import paired_difference, rng_for
 from rarft.summary import read_table_csv
-from rarft.tables import RA_RFT_VS_BASE_TOP1, TRACE_BENEFIT
+from rarft.tables import PER_PROBLEM_COLUMNS, RA_RFT_VS_BASE_TOP1, TRACE_BENEFIT
 
 CONTRASTED = (RA_RFT_VS_BASE_TOP1, TRACE_BENEFIT)
-# tables/comparisons_per_problem.csv, written by analyze: one row per comparison, benchmark and problem
-PER_PROBLEM_COLUMNS = ("comparison", "benchmark", "problem_id", "diff")
 
 
 def comparison_rows(comparisons: pd.DataFrame, label: str, source: str) -> pd.DataFrame:

@@ -190,6 +190,9 @@ RA_RFT_VS_GRPO = "RA-RFT - GRPO"
 TRACE_BENEFIT = "trace benefit: RA-RFT - base"
 BASE_WITH_TRACE = "base + top-1 at inference - base"
 RA_RFT_WITH_TRACE = "RA-RFT + top-1 - RA-RFT alone"
+# tables/comparisons_per_problem.csv, written by analyze, read by control-contrast: the per-problem differences
+# behind each comparisons.csv row (a fraction, a minus b over its k samples), one row per problem.
+PER_PROBLEM_COLUMNS = ("comparison", "benchmark", "problem_id", "diff")
 # Benchmark items split by what they need (world only; analysis.strategy_groups): group -> label suffix.
 STRATEGY_GROUPS = {"training": "training-query knowledge", "corpus_only": "corpus-only knowledge"}
 
