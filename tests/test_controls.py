@@ -73,12 +73,17 @@ def test_each_row_gets_its_own_verdict():
 def test_a_run_without_a_contrasted_row_or_column_or_with_other_problems_is_named():
     run = run_tables({"easy": [0.1, 0.2, 0.3]})
     comp, pp = run
-    with pytest.raises(DataError, match=f"negative run: no '{TRACE_BENEFIT}' rows"):
+    with pytest.raises(DataError, match=f"negative run: tables/comparisons.csv has no '{TRACE_BENEFIT}' rows"):
         contrast(comp, comp[comp["comparison"] != TRACE_BENEFIT], pp, pp, RESAMPLES, LEVEL, SEED)
     with pytest.raises(DataError, match=r"positive run: tables/comparisons.csv lacks column\(s\) \['ci_high'\]"):
         contrast(comp.drop(columns="ci_high"), comp, pp, pp, RESAMPLES, LEVEL, SEED)
     with pytest.raises(DataError, match=r"negative run: tables/comparisons_per_problem.csv has no"):
         contrast(comp, comp, pp, pp[pp["comparison"] != RA_RFT_VS_BASE_TOP1], RESAMPLES, LEVEL, SEED)
+    broken = pp.astype({"diff": object})
+    broken.loc[broken.index[1], "diff"] = "n/a"
+    with pytest.raises(DataError, match=r"positive run: .*'RA-RFT - base \+ top-1 at inference', easy problem "
+                                        r"easy-001: diff 'n/a' is not a number"):
+        contrast(comp, comp, broken, pp, RESAMPLES, LEVEL, SEED)
     other = run_tables({"easy": [0.1, 0.2, 0.3, 0.4]})
     with pytest.raises(DataError, match=r"on easy: the runs scored different problems \(3 vs 4, 1 in one only\)"):
         contrast_of(run, other)

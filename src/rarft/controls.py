@@ -39,30 +39,36 @@ from rarft.tables import PER_PROBLEM_COLUMNS, RA_RFT_VS_BASE_TOP1, TRACE_BENEFIT
 CONTRASTED = (RA_RFT_VS_BASE_TOP1, TRACE_BENEFIT)
 
 
+def _label_rows(table: pd.DataFrame, columns, label: str, source: str, file: str) -> pd.DataFrame:
+    """``table``'s rows of one comparison; a missing column or an absent comparison named with its file."""
+    missing = set(columns) - set(table.columns)
+    if missing:
+        raise DataError(f"{source}: tables/{file} lacks column(s) {sorted(missing)}; found {list(table.columns)}")
+    rows = table[table["comparison"] == label]
+    if rows.empty:
+        raise DataError(f"{source}: tables/{file} has no {label!r} rows (a world run of this version's analyze "
+                        f"writes them)")
+    return rows
+
+
 def comparison_rows(comparisons: pd.DataFrame, label: str, source: str) -> pd.DataFrame:
     """One comparison's rows per benchmark, indexed by benchmark."""
-    missing = {"comparison", "benchmark", "diff", "ci_low", "ci_high"} - set(comparisons.columns)
-    if missing:
-        raise DataError(f"{source}: tables/comparisons.csv lacks column(s) {sorted(missing)}; found "
-                        f"{list(comparisons.columns)}")
-    rows = comparisons[comparisons["comparison"] == label]
-    if rows.empty:
-        raise DataError(f"{source}: no {label!r} rows (a world run of this version's analyze writes them)")
+    rows = _label_rows(comparisons, ("comparison", "benchmark", "diff", "ci_low", "ci_high"), label, source,
+                       "comparisons.csv")
     return rows.set_index("benchmark")[["diff", "ci_low", "ci_high"]]
 
 
 def per_problem_differences(table: pd.DataFrame, label: str, source: str) -> dict[str, dict[str, float]]:
     """One comparison's per-problem differences, {benchmark: {problem_id: diff}}."""
-    missing = set(PER_PROBLEM_COLUMNS) - set(table.columns)
-    if missing:
-        raise DataError(f"{source}: tables/comparisons_per_problem.csv lacks column(s) {sorted(missing)}; found "
-                        f"{list(table.columns)}")
-    rows = table[table["comparison"] == label]
-    if rows.empty:
-        raise DataError(f"{source}: tables/comparisons_per_problem.csv has no {label!r} rows (rerun analyze)")
+    rows = _label_rows(table, PER_PROBLEM_COLUMNS, label, source, "comparisons_per_problem.csv")
+    diffs = pd.to_numeric(rows["diff"], errors="coerce")
+    if diffs.isna().any():
+        bad = rows[diffs.isna()].iloc[0]
+        raise DataError(f"{source}: tables/comparisons_per_problem.csv: {label!r}, {bad['benchmark']} problem "
+                        f"{bad['problem_id']}: diff {bad['diff']!r} is not a number")
     out: dict[str, dict[str, float]] = {}
-    for r in rows.itertuples(index=False):
-        out.setdefault(str(r.benchmark), {})[str(r.problem_id)] = float(r.diff)
+    for bench, problem_id, diff in zip(rows["benchmark"], rows["problem_id"], diffs):
+        out.setdefault(str(bench), {})[str(problem_id)] = float(diff)
     return out
 
 
