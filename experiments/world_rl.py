@@ -65,6 +65,16 @@ def world_splits(config: dict) -> dict[str, list[dict]]:
                           **world)
 
 
+def context_kind(query: dict, context: dict) -> str:
+    """What a same-type trace is to a NAMED query: one of CONTEXT_KINDS after 'alone' (the oracle decides the
+    analogue; a plain query states its strategy, so it has no kinds: 'plain_question')."""
+    if not query.get("named_rule"):
+        return "plain_question"
+    if analogous(query, context):
+        return "analogue"
+    return "same_strategy_other_name" if context["strategy"] == query["strategy"] else "other_strategy"
+
+
 def oracle_context(item: dict, corpus: list[dict], rng: random.Random) -> dict:
     """A random corpus analogue of ``item`` (a same-strategy trace where the corpus holds none under its name)."""
     same = [c for c in corpus if c["strategy"] == item["strategy"]]
@@ -88,13 +98,12 @@ def strategy_diagnostic(model, tokenizer, queries: list[dict], corpus: list[dict
     torch.manual_seed(seed)
     counts: Counter = Counter()
     for q in queries:
-        pools = {"analogue": [c for c in corpus if analogous(q, c)],
-                 "other_strategy": [c for c in corpus if c["problem_type"] == q["problem_type"]
-                                    and c["strategy"] != q["strategy"]],
-                 "same_strategy_other_name": [c for c in corpus if c["strategy"] == q["strategy"]
-                                              and c.get("rule") != q.get("rule")]}
+        pools: dict[str, list[dict]] = {}
+        for c in corpus:
+            if c["problem_type"] == q["problem_type"]:
+                pools.setdefault(context_kind(q, c), []).append(c)
         for kind in CONTEXT_KINDS:
-            ctx = None if kind == "alone" else (rng.choice(pools[kind]) if pools[kind] else None)
+            ctx = None if kind == "alone" else (rng.choice(pools[kind]) if pools.get(kind) else None)
             if kind != "alone" and ctx is None:
                 continue
             text = tokenizer.apply_chat_template(build_prompt(q["problem"], [ctx] if ctx else []), tokenize=False,
@@ -153,15 +162,7 @@ def label_agreement(base: Path, splits: dict, config: dict, out: Path) -> dict:
     corpus = {c["id"]: c for c in splits["corpus"]}
     kinds: dict[str, list[tuple[float, int]]] = {}
     for row in sets["gain"]:
-        q, c = queries[row["query_id"]], corpus[row["context_id"]]
-        if not q.get("named_rule"):
-            kind = "plain question"
-        elif analogous(q, c):
-            kind = "analogue"
-        elif c["strategy"] == q["strategy"]:
-            kind = "same strategy, other name"
-        else:
-            kind = "other strategy"
+        kind = context_kind(queries[row["query_id"]], corpus[row["context_id"]])
         kinds.setdefault(kind, []).append((row["score"], row["label"]))
     return {"kappa": round(float(kappa), 3),
             "by_kind": {k: {"pairs": len(v), "mean_gain": round(sum(g for g, _ in v) / len(v), 3),

@@ -79,5 +79,5 @@ def test_labels_on_the_base_only_give_kappa_and_every_candidate_a_kind(tiny_poli
     assert -1.0 <= labels["kappa"] <= 1.0
     # every candidate pair falls in one kind: 24 queries x labels.candidates_per_query (4)
     assert sum(kind["pairs"] for kind in labels["by_kind"].values()) == 24 * 4
-    assert set(labels["by_kind"]) <= {"analogue", "same strategy, other name", "other strategy", "plain question"}
+    assert set(labels["by_kind"]) <= {*world_rl.CONTEXT_KINDS[1:], "plain_question"}
     assert labels["by_kind"]["analogue"]["pairs"] >= 1
