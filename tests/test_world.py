@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import random
 import re
 
 import numpy as np
@@ -18,6 +19,7 @@ from rarft.world import (
     WORLD_NAMES,
     analogous,
     generate_world,
+    make_item,
     names_of,
 )
 
@@ -45,6 +47,24 @@ def test_named_rule_problems_use_their_strategys_fixed_name_and_every_trace_name
             assert m.group(1) == RULE_NAMES[it["strategy"]]
         # every worked solution names its rule: any same-strategy trace teaches the name
         assert TRACE_RULE_RE.search(it["trace"]).group(1) == RULE_NAMES[it["strategy"]]
+
+
+def test_within_a_type_only_the_rule_name_tells_named_questions_apart():
+    """A named question states its type, and the strategies of a type share operands: drawn from the same random
+    state under the same name, the three strategies of a type give the same question, so neither the wording nor
+    the numbers say which strategy it means (a reference of another strategy reveals nothing; docs/world.md K)."""
+    for problem_type in PROBLEM_TYPES:
+        strategies = [s for s in STRATEGIES if s.problem_type == problem_type]
+        for difficulty in ("easy", "hard"):
+            for seed in range(20):
+                items = [make_item(random.Random(seed), difficulty, s, "farm", True, rule="Ba-be") for s in strategies]
+                assert len({it["problem"] for it in items}) == 1, [it["problem"] for it in items]
+                assert f"rule of {problem_type.replace('_', ' ')} to" in items[0]["problem"]
+                assert len({it["strategy"] for it in items}) == 3
+        # ... while their answers differ for most draws: the strategy, not the numbers, decides the answer
+        draws = [[make_item(random.Random(seed), "hard", s, "farm", True)["answer"] for s in strategies]
+                 for seed in range(50)]
+        assert sum(len(set(d)) == 3 for d in draws) >= 25, (problem_type, draws[:5])
 
 
 def test_world_names_have_the_random_names_form():

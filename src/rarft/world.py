@@ -7,9 +7,10 @@ the analysis). What is planted, and where:
 - 3 coarse problem types with 3 latent solution strategies each (9 in all). Every strategy has a
   made-up rule name ("the Lu-mo rule"), like a named theorem. Every worked solution (trace) names its
   rule in Step 1 and shows the computation in Step 2, so ANY trace of a strategy teaches its name.
-- Most problems (``named_rule_share``) state only the rule name ("Mia applies the Lu-mo rule to 19
-  jars and 5 jars."), the others say in words what to do. A policy that has never met a name cannot
-  tell which strategy it means; a reference trace that names the same rule shows it.
+- Most problems (``named_rule_share``) state only the rule name and the type ("Mia applies the Lu-mo
+  rule of number theory to 13 jars and 5 jars."), the others say in words what to do. A policy that has
+  never met a name cannot tell which strategy of the type it means; a reference trace that names the
+  same rule shows it.
 - Names that cannot be memorised: every strategy has several names (`NAME_POOL`). Training queries
   use ``training_names`` of them; ``corpus_only_names`` more appear only in the corpus and in half of a
   benchmark's named items, so only a retrieved analogue carries them at evaluation. The relevant
@@ -33,11 +34,13 @@ the analysis). What is planted, and where:
   named questions (``other_name_reference``) gets a reference under ANOTHER name that shows any strategy
   of the type, so that only a matching name says which strategy applies. The tiny base did not learn
   that check (a same-strategy trace under another name helps it as much as an analogue; docs/world.md,
-  experiment F); trusting a same-name reference often enough (0.6, not 0.4) is what makes an analogue
-  help it more than another strategy does.
+  experiments F and K), so it follows any reference about as often as its references were right overall.
 - ``control: negative`` builds the same world with the transferable signal removed: the corpus
   traces keep their answer but show neither the rule nor the computation, so no reference can teach
   a strategy. There, retrieval must not help (the negative control's target).
+- The strategies of a type share one operand range (and arity), so without a reference the base can
+  only guess among the three strategies of a named question's type: nothing but a matching name says
+  which one applies, and a trace of another strategy reveals nothing the question does not say.
 - Numbers stay small (operands at most 15; at most 16 operand pairs per strategy and difficulty), so
   the tiny policy can memorise the arithmetic in its warm-up and its errors are mostly about strategy.
   Its tokenizer makes each name syllable one token (`NAME_PIECES`).
@@ -45,7 +48,6 @@ the analysis). What is planted, and where:
 
 from __future__ import annotations
 
-import math
 import random
 from dataclasses import dataclass
 from typing import Callable
@@ -57,11 +59,14 @@ DIFFICULTIES = ("easy", "hard")
 EASY_SHARE = 0.5  # share of easy problems in the mixed splits (train, corpus, warm-up)
 CONTROLS = ("positive", "negative")
 
-# One sentence for every strategy's named-rule phrasing, by arity: only the name tells them apart.
+# One sentence for every strategy's named-rule phrasing, by arity: it states the problem type and the
+# rule's name, and within a type only the name tells the strategies apart. Stating the type keeps a trace
+# of another strategy from helping by revealing it (docs/world.md, sections I and K).
 NAMED_RULE_TEMPLATE = {
-    1: "{P} applies the {R} rule to {a} {x}. What is the result?",
-    2: "{P} applies the {R} rule to {a} {x} and {b} {x}. What is the result?",
+    1: "{P} applies the {R} rule of {T} to {a} {x}. What is the result?",
+    2: "{P} applies the {R} rule of {T} to {a} {x} and {b} {x}. What is the result?",
 }
+TYPE_WORDS = {"arithmetic": "arithmetic", "counting": "counting", "number_theory": "number theory"}
 
 
 @dataclass(frozen=True)
@@ -72,15 +77,9 @@ class Operands:
     b: dict[str, tuple[int, int]] | None = None
     a_gt_b: bool = False        # a > b (differences, divisions)
     not_multiple: bool = False  # a % b != 0 (so leftovers and full groups differ and are non-zero)
-    coprime_scale: bool = False  # a, b = g*m, g*n, g in ``a``, m != n in 1..3 coprime (a gcd worth finding)
 
     def draw(self, rng: random.Random, difficulty: str) -> tuple[int, int]:
         while True:
-            if self.coprime_scale:  # ``a`` holds the range of the common factor g
-                g, m, n = rng.randint(*self.a[difficulty]), rng.randint(1, 3), rng.randint(1, 3)
-                if m == n or math.gcd(m, n) != 1:
-                    continue
-                return g * m, g * n
             a = rng.randint(*self.a[difficulty])
             b = rng.randint(*self.b[difficulty]) if self.b else 0
             if self.a_gt_b and a <= b:
@@ -106,35 +105,38 @@ class Strategy:
         return 1 if self.operands.b is None else 2
 
 
-# Operand ranges keep every strategy's table of facts small (at most 16 (a, b) pairs per difficulty):
-# the tiny policy memorises its arithmetic in the warm-up, so its errors are about strategy. With tables
-# of up to 81 facts (addition at 1-9 + 1-9) arithmetic was its main error (world probe, T = 1: 80% of
-# the addition items with a same-strategy trace wrong, 16-43% of all named-rule items). Addition and
-# subtraction never share an operand pair: with the same hard pairs (10-13 and 2-5) the policy mixed
-# their results up (50% and 33% right).
-_SMALL = {"easy": (2, 5), "hard": (4, 7)}
+# The strategies of a type share one operand range (and so one arity): a named question states its type,
+# and its numbers must not say which strategy of the type it means. When each strategy had its own ranges,
+# the base guessed the strategy behind an unknown name from the numbers (0.56 of named training queries once
+# the type was stated, against a third by chance), so a matching reference added little and the gain labels
+# could not single out analogues (issue #18, docs/world.md section K).
+# Ranges stay small (at most 16 (a, b) pairs per difficulty): the tiny policy memorises every strategy's
+# table of facts in the warm-up, so its errors are about strategy. With tables of up to 81 facts (addition
+# at 1-9 + 1-9) arithmetic was its main error. Sharing a pair between addition and subtraction once mixed
+# their results up (hard pairs 10-13 and 2-5: 50% and 33% right, a shorter warm-up); with the ranges below the
+# base writing the question's strategy gets the answer right as often as it writes it (section K).
+_ARITH = Operands(a={"easy": (4, 7), "hard": (8, 11)}, b={"easy": (2, 4), "hard": (3, 5)}, a_gt_b=True)
+_COUNT = Operands(a={"easy": (3, 6), "hard": (6, 9)})
 _GROUPS = Operands(a={"easy": (5, 12), "hard": (10, 15)}, b={"easy": (2, 4), "hard": (2, 4)},
                    a_gt_b=True, not_multiple=True)
-_COUNT = Operands(a={"easy": (3, 6), "hard": (6, 9)})
 
 STRATEGIES: tuple[Strategy, ...] = (
     Strategy(name="total", problem_type="arithmetic", rule="Ka-lo",
              templates=("{P} has {a} {x} and then gets {b} more {x}. How many {x} does {P} have now?",
                         "One crate holds {a} {x} and a second crate holds {b} {x}. How many {x} are there in all?"),
              describe="add the amounts.", compute=lambda a, b: a + b, show="{a} + {b} = {ans}",
-             operands=Operands(a={"easy": (1, 4), "hard": (6, 9)}, b={"easy": (1, 4), "hard": (5, 8)})),
+             operands=_ARITH),
     Strategy(name="difference", problem_type="arithmetic", rule="Mi-re",
              templates=("{P} has {a} {x} and gives away {b} of the {x}. How many {x} does {P} have now?",
                         "One crate holds {a} {x} and a second crate holds {b} {x}. "
                         "How many more {x} are in the first?"),
              describe="the larger minus the smaller.", compute=lambda a, b: a - b, show="{a} - {b} = {ans}",
-             operands=Operands(a={"easy": (5, 8), "hard": (10, 13)}, b={"easy": (1, 4), "hard": (2, 5)},
-                               a_gt_b=True)),
+             operands=_ARITH),
     Strategy(name="product", problem_type="arithmetic", rule="Tu-sa",
              templates=("{P} fills {a} crates with {b} {x} in each crate. How many {x} does {P} have now?",
                         "There are {a} rows of {x} with {b} {x} in every row. How many {x} are there in all?"),
              describe="groups times group size.", compute=lambda a, b: a * b, show="{a} * {b} = {ans}",
-             operands=Operands(a=_SMALL, b=_SMALL)),
+             operands=_ARITH),
     Strategy(name="pairs", problem_type="counting", rule="Ve-do",
              templates=("{P} has {a} {x} and compares every two of the {x} once. How many comparisons are made?",
                         "Each of {a} {x} is paired once with each other one. How many pairs are there?"),
@@ -146,10 +148,12 @@ STRATEGIES: tuple[Strategy, ...] = (
              describe="n for the first pick, n - 1 for the second.", compute=lambda a, b: a * (a - 1),
              show="{a} * ({a} - 1) = {ans}", operands=_COUNT),
     Strategy(name="choices", problem_type="counting", rule="Ra-pe",
-             templates=("{P} has {a} red {x} and {b} blue {x} and picks one of each colour. In how many ways?",
-                        "A set uses one of {a} large {x} and one of {b} small {x}. How many different sets?"),
-             describe="multiply the numbers of options.", compute=lambda a, b: a * b, show="{a} * {b} = {ans}",
-             operands=Operands(a=_SMALL, b=_SMALL)),
+             templates=("{P} has {a} {x} and picks one in the morning and one, maybe the same, at night. "
+                        "In how many ways?",
+                        "From {a} {x}, one is chosen for a first prize and one, perhaps the same, for a second. "
+                        "How many choices?"),
+             describe="n options for each of the two picks.", compute=lambda a, b: a * a, show="{a} * {a} = {ans}",
+             operands=_COUNT),
     Strategy(name="remainder", problem_type="number_theory", rule="Lu-mo",
              templates=("{P} packs {a} {x} into bags of {b}. How many {x} are left over?",
                         "{a} {x} are shared equally among {b} friends, as many as possible each. How many remain?"),
@@ -161,12 +165,15 @@ STRATEGIES: tuple[Strategy, ...] = (
                         "How many does each get?"),
              describe="the whole-number quotient.", compute=lambda a, b: a // b, show="{a} // {b} = {ans}",
              operands=_GROUPS),
-    Strategy(name="gcd", problem_type="number_theory", rule="Be-ru",
-             templates=("{P} splits {a} red {x} and {b} blue {x} into identical groups. What is the most groups?",
-                        "{a} {x} and {b} {x} are cut into equal batches with none spare. What is the largest batch?"),
-             describe="the greatest common divisor.", compute=lambda a, b: math.gcd(a, b),
-             show="gcd({a}, {b}) = {ans}",
-             operands=Operands(a={"easy": (2, 3), "hard": (4, 5)}, coprime_scale=True)),
+    # Not the gcd: on the type's shared operands a gcd is almost always 1 or the remainder, so a wrong strategy
+    # would often score by coincidence. The items in full groups never equal the remainder or the quotient.
+    Strategy(name="packed", problem_type="number_theory", rule="Be-ru",
+             templates=("{P} packs {a} {x} into bags of {b}. How many {x} are in full bags?",
+                        "{a} {x} are shared equally among {b} friends, as many as possible each. "
+                        "How many are handed out?"),
+             describe="the group size times the number of full groups.", compute=lambda a, b: b * (a // b),
+             show="{b} * ({a} // {b}) = {ans}",
+             operands=_GROUPS),
 )
 STRATEGY_BY_NAME = {s.name: s for s in STRATEGIES}
 RULE_NAMES = {s.name: s.rule for s in STRATEGIES}
@@ -270,7 +277,7 @@ def make_item(rng: random.Random, difficulty: str, strategy: Strategy, story: st
     rule = rule or strategy.rule
     template = NAMED_RULE_TEMPLATE[strategy.arity] if named_rule else rng.choice(strategy.templates)
     opener = rng.choice(st["openers"]).format(P=person)
-    question = template.format(P=person, x=item, a=a, b=b, R=rule)
+    question = template.format(P=person, x=item, a=a, b=b, R=rule, T=TYPE_WORDS[strategy.problem_type])
     return {
         "problem": f"{opener} {question}",
         "answer": str(ans),
