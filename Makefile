@@ -53,7 +53,7 @@ negative-control: setup
 # Checks the check (issue #18): the same DAG in its own working directory with the policy trainers' learning
 # rate 0 (config/broken-trainer.yaml). A trainer that learns nothing must fail the positive control, so this
 # prints results/README.md's verdict and exits non-zero unless it says the control FAILS. Its results/ go to
-# results/broken_trainer/. As long as `make run` (about 20 minutes on 2 cores).
+# results/broken_trainer/. As long as `make run` (about 12 minutes on 2 cores).
 BROKEN_DIR := runs/broken_trainer
 broken-trainer-control: setup
 	mkdir -p $(BROKEN_DIR) && cp params.yaml config/broken-trainer.yaml $(BROKEN_DIR)/
@@ -72,7 +72,7 @@ broken-trainer-control: setup
 # world, data.world.seed, stays. Each run's results/ goes to results/seeds/seed_<n>/; results/ itself is
 # params.yaml's seed. `rarft seed-spread` writes results/seeds/seeds.{md,csv} (not results/tables: that is the
 # analyze rule's output folder, which Snakemake empties before each rerun and DVC hashes). Each seed trains only
-# the arms the spread reports (config/seeds.yaml), ~15 minutes a seed.
+# the arms the spread reports (config/seeds.yaml), ~10 minutes a seed.
 SEEDS ?= 1 2
 SEEDS_DIR := runs/seeds
 seeds: setup
