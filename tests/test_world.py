@@ -159,14 +159,29 @@ def test_world_answers_follow_the_trace():
         assert STRATEGY_BY_NAME[it["strategy"]].describe in it["trace"]
 
 
+def _names_to_strategies(items: list[dict]) -> dict[str, set[str]]:
+    """{rule name a named problem gives: the hidden strategies of the problems that give it}"""
+    out: dict[str, set[str]] = {}
+    for c in items:
+        if c["named_rule"]:
+            out.setdefault(RULE_RE.search(c["problem"]).group(1), set()).add(c["strategy"])
+    return out
+
+
 def test_negative_control_keeps_queries_and_benchmarks_and_strips_the_corpus_of_reasoning():
     pos, neg = small_world(), small_world(control="negative")
     for split in ("train", "easy", "hard"):
         assert neg[split] == pos[split], split
-    assert [(c["problem"], c["answer"]) for c in neg["corpus"]] == [(c["problem"], c["answer"]) for c in pos["corpus"]]
-    for c in neg["corpus"]:
+    assert [(c["strategy"], c["answer"]) for c in neg["corpus"]] == [(c["strategy"], c["answer"])
+                                                                       for c in pos["corpus"]]
+    for c, p in zip(neg["corpus"], pos["corpus"]):
         assert "rule:" not in c["trace"] and "Compute" not in c["trace"] and "Strategy" not in c["trace"], c["trace"]
         assert c["trace"].endswith(f"$\\boxed{{{c['answer']}}}$")
+        assert RULE_RE.sub("", c["problem"]) == RULE_RE.sub("", p["problem"])  # the same problem but for its name
+    # ... and a name no longer says which strategy: most names head problems of several strategies (one each before)
+    by_name = _names_to_strategies(neg["corpus"])
+    assert sum(len(v) > 1 for v in by_name.values()) > len(by_name) / 2, by_name
+    assert all(len(v) == 1 for v in _names_to_strategies(pos["corpus"]).values())
 
 
 def test_the_story_dominates_off_the_shelf_similarity():

@@ -36,8 +36,9 @@ the analysis). What is planted, and where:
   that check (a same-strategy trace under another name helps it as much as an analogue; docs/world.md,
   experiments F and K), so it follows any reference about as often as its references were right overall.
 - ``control: negative`` builds the same world with the transferable signal removed: the corpus
-  traces keep their answer but show neither the rule nor the computation, so no reference can teach
-  a strategy. There, retrieval must not help (the negative control's target).
+  traces keep their answer but show neither the rule nor the computation, and every named corpus
+  problem names a random rule of its type, so no reference can teach a strategy or what a name
+  means. There, retrieval must not help (the negative control's target).
 - The strategies of a type share one operand range (and arity), so without a reference the base can
   only guess among the three strategies of a named question's type: nothing but a matching name says
   which one applies, and a trace of another strategy reveals nothing the question does not say.
@@ -386,6 +387,37 @@ def generate_world(seed: int, n_train: int, n_corpus: int, benchmarks: dict[str,
            "corpus": split("corpus", n_corpus, None, list(STRATEGIES), reasoning=control == "positive")}
     for name, spec in benchmarks.items():
         out[name] = split(name, spec["n"], spec["difficulty"], list(STRATEGIES))
+    if control == "negative":
+        out["corpus"] = _unbind_names(out["corpus"], seed, training_names, corpus_only_names, seen)
+    return out
+
+
+def _unbind_names(corpus: list[dict], seed: int, training_names: int, corpus_only_names: int,
+                  taken: set[str]) -> list[dict]:
+    """The negative control's corpus with every named problem renamed to a random world name of its type.
+
+    Stripping the traces' reasoning is not enough: a named problem's numbers and answer still say which strategy
+    of its type its name means (the three give different answers), and RA-RFT trained with such traces beat GRPO on
+    the items named by training names (docs/world.md, section K). Renamed after the whole world is drawn, with a generator of its own, so the queries and benchmarks
+    stay those of the positive world; a new text never repeats one in ``taken`` (every split's problems).
+    """
+    rng = random.Random(f"{seed}:negative-corpus-names")
+    type_names: dict[str, list[str]] = {}
+    for s in STRATEGIES:
+        type_names.setdefault(s.problem_type, []).extend(sum(names_of(s.name, training_names, corpus_only_names), ()))
+    out = []
+    for item in corpus:
+        if item["named_rule"]:
+            for _ in range(1000):
+                name = rng.choice(type_names[item["problem_type"]])
+                problem = item["problem"].replace(f" the {item['rule']} rule ", f" the {name} rule ")
+                if name == item["rule"] or problem not in taken:
+                    break
+            else:  # pragma: no cover - a type has at least 3 names and each problem few twins
+                raise RuntimeError(f"world: could not rename {item['id']} without repeating a problem")
+            taken.add(problem)
+            item = {**item, "problem": problem, "rule": name}
+        out.append(item)
     return out
 
 
