@@ -54,7 +54,15 @@ CFG = {"seed": 0, "generation": {"batch_size": 8}, "analysis": {"diversity_top_k
 
 @pytest.fixture()
 def benches(world_small):
-    return {"bench_easy": world_small["bench_easy"][:3], "bench_hard": world_small["bench_hard"][:2]}
+    """3 + 2 items, each benchmark with one the scripted backend gets wrong (odd problem length) and the rest right,
+    chosen rather than sliced so that both verdicts occur whatever the world's wording (the tests can fail)."""
+    def pick(items: list[dict], n: int) -> list[dict]:
+        even = [i for i in items if len(i["problem"]) % 2 == 0]
+        odd = [i for i in items if len(i["problem"]) % 2]
+        assert len(even) >= n - 1 and odd, "world_small lacks items of both parities"
+        return even[: n - 1] + odd[:1]
+
+    return {"bench_easy": pick(world_small["bench_easy"], 3), "bench_hard": pick(world_small["bench_hard"], 2)}
 
 
 def scripted(benches):

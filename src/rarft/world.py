@@ -398,8 +398,9 @@ def _unbind_names(corpus: list[dict], seed: int, training_names: int, corpus_onl
 
     Stripping the traces' reasoning is not enough: a named problem's numbers and answer still say which strategy
     of its type its name means (the three give different answers), and RA-RFT trained with such traces beat GRPO on
-    the items named by training names (docs/world.md, section K). Renamed after the whole world is drawn, with a generator of its own, so the queries and benchmarks
-    stay those of the positive world; a new text never repeats one in ``taken`` (every split's problems).
+    the items named by training names (docs/world.md, section K). Renamed after the whole world is drawn, with a
+    generator of its own, so the queries and benchmarks stay those of the positive world; a new text never repeats
+    one in ``taken`` (every split's problems).
     """
     rng = random.Random(f"{seed}:negative-corpus-names")
     type_names: dict[str, list[str]] = {}
