@@ -72,7 +72,7 @@ broken-trainer-control: setup
 # world, data.world.seed, stays. Each run's results/ goes to results/seeds/seed_<n>/; results/ itself is
 # params.yaml's seed. `rarft seed-spread` writes results/seeds/seeds.{md,csv} (not results/tables: that is the
 # analyze rule's output folder, which Snakemake empties before each rerun and DVC hashes). Each seed trains only
-# the arms the spread reports (config/seeds.yaml), ~10 minutes a seed.
+# the arms the spread reports (config/seeds.yaml), ~11 minutes a seed.
 SEEDS ?= 1 2
 SEEDS_DIR := runs/seeds
 seeds: setup
