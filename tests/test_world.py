@@ -184,6 +184,17 @@ def test_negative_control_keeps_queries_and_benchmarks_and_strips_the_corpus_of_
     assert all(len(v) == 1 for v in _names_to_strategies(pos["corpus"]).values())
 
 
+def test_negative_control_stops_when_a_named_problem_does_not_name_its_rule_as_expected(monkeypatch):
+    """Unbinding renames ' the <rule> rule ' in the text: a template worded otherwise must stop the world, not leave
+    each problem its old name."""
+    import rarft.world as world
+
+    reworded = {k: v.replace("the {R} rule of {T}", "rule {R} of {T}") for k, v in world.NAMED_RULE_TEMPLATE.items()}
+    monkeypatch.setattr(world, "NAMED_RULE_TEMPLATE", reworded)
+    with pytest.raises(RuntimeError, match="does not name its rule"):
+        small_world(control="negative")
+
+
 def test_the_story_dominates_off_the_shelf_similarity():
     """The off-the-shelf encoder ranks same-story problems first, and they usually need another strategy."""
     from rarft.retrieval import load_encoder

@@ -412,6 +412,8 @@ def _unbind_names(corpus: list[dict], seed: int, training_names: int, corpus_onl
             for _ in range(1000):
                 name = rng.choice(type_names[item["problem_type"]])
                 problem = item["problem"].replace(f" the {item['rule']} rule ", f" the {name} rule ")
+                if name != item["rule"] and problem == item["problem"]:  # the template no longer names it so
+                    raise RuntimeError(f"world: {item['id']} does not name its rule as ' the {item['rule']} rule '")
                 if name == item["rule"] or problem not in taken:
                     break
             else:  # pragma: no cover - a type has at least 3 names and each problem few twins
