@@ -16,7 +16,9 @@ trace of the query's strategy under another name. It says what the base trusts, 
         --set policy.tiny.sft.same_name_reference_right=0.6 rl.trainer.max_steps=100
 
 --labels adds the DAG's first stage on the base (gain labels of the training queries' candidates, kappa against
-the oracle, mean gain per kind of candidate); --skip-rl stops after the base.
+the oracle, mean gain per kind of candidate); --name-check N samples the base on N fresh questions of its own
+warm-up, each with the reference the warm-up's mix draws, and reports how often it follows a same-name reference
+and one under another name (does it compare names at all?); --skip-rl stops after the base.
 
 --set takes dotted keys of params.yaml (values read as YAML), checked by the schema like any override file.
 Writes <out>/result.json; the base goes to <out>/base (reused by a rerun), RA-RFT to <out>/rarft.
@@ -81,18 +83,33 @@ def oracle_context(item: dict, corpus: list[dict], rng: random.Random) -> dict:
     return rng.choice([c for c in same if analogous(item, c)] or same)
 
 
+def written_strategy(completion: str) -> str | None:
+    """The strategy whose Step 1 wording a completion writes (None: none of them)."""
+    return next((st.name for st in STRATEGIES if st.describe in completion), None)
+
+
+def sample(model, tokenizer, problem: str, contexts: list[dict], *, samples: int, max_new_tokens: int,
+           enable_thinking: bool) -> list[str]:
+    """``samples`` completions at T = 1 of the prompt the DAG builds for ``problem`` with ``contexts``."""
+    import torch
+
+    from rarft.prompts import build_prompt
+
+    text = tokenizer.apply_chat_template(build_prompt(problem, contexts), tokenize=False, add_generation_prompt=True,
+                                         enable_thinking=enable_thinking)
+    enc = tokenizer([text] * samples, return_tensors="pt")
+    with torch.no_grad():
+        out = model.generate(**enc, do_sample=True, temperature=1.0, max_new_tokens=max_new_tokens,
+                             pad_token_id=tokenizer.pad_token_id)
+    return tokenizer.batch_decode(out[:, enc["input_ids"].shape[1]:], skip_special_tokens=True)
+
+
 def strategy_diagnostic(model, tokenizer, queries: list[dict], corpus: list[dict], *, samples: int, seed: int,
                         max_new_tokens: int, enable_thinking: bool) -> dict:
     """{kind: {'n', 'query_strategy', 'context_strategy', 'correct'}}: shares of samples, by kind of context."""
     import torch
 
-    from rarft.prompts import build_prompt
     from rarft.reward import math_reward
-
-    describe = {s.name: s.describe for s in STRATEGIES}
-
-    def written(text: str) -> str | None:
-        return next((name for name, words in describe.items() if words in text), None)
 
     rng = random.Random(seed)
     torch.manual_seed(seed)
@@ -106,15 +123,10 @@ def strategy_diagnostic(model, tokenizer, queries: list[dict], corpus: list[dict
             ctx = None if kind == "alone" else (rng.choice(pools[kind]) if pools.get(kind) else None)
             if kind != "alone" and ctx is None:
                 continue
-            text = tokenizer.apply_chat_template(build_prompt(q["problem"], [ctx] if ctx else []), tokenize=False,
-                                                 add_generation_prompt=True, enable_thinking=enable_thinking)
-            enc = tokenizer([text] * samples, return_tensors="pt")
-            with torch.no_grad():
-                out = model.generate(**enc, do_sample=True, temperature=1.0, max_new_tokens=max_new_tokens,
-                                     pad_token_id=tokenizer.pad_token_id)
-            completions = tokenizer.batch_decode(out[:, enc["input_ids"].shape[1]:], skip_special_tokens=True)
+            completions = sample(model, tokenizer, q["problem"], [ctx] if ctx else [], samples=samples,
+                                 max_new_tokens=max_new_tokens, enable_thinking=enable_thinking)
             for completion in completions:
-                wrote = written(completion)
+                wrote = written_strategy(completion)
                 counts[kind, "n"] += 1
                 counts[kind, "query_strategy"] += wrote == q["strategy"]
                 counts[kind, "context_strategy"] += ctx is not None and wrote == ctx["strategy"]
@@ -123,6 +135,39 @@ def strategy_diagnostic(model, tokenizer, queries: list[dict], corpus: list[dict
                    **{k: round(counts[kind, k] / counts[kind, "n"], 3) if counts[kind, "n"] else None
                       for k in ("query_strategy", "context_strategy", "correct")}}
             for kind in CONTEXT_KINDS}
+
+
+NAME_CHECK_KINDS = ("same_name", "other_name_same_strategy", "other_name_other_strategy")
+
+
+def warmup_name_check(model, tokenizer, config: dict, *, items: int, samples: int, seed: int) -> dict:
+    """Does the base compare rule names on its OWN warm-up distribution (random names, never the world's)?
+
+    ``items`` fresh warm-up questions, each named and given the reference the warm-up's mix draws (a same-name one,
+    right at ``same_name_reference_right``, or one under another name showing any strategy of the type), sampled
+    ``samples`` times. Returns {kind: {'n', 'follows'}}: the share writing the reference's strategy. A base that
+    checks names follows a same-name reference far more often than another name's; one that does not follows both
+    at about the rate its warm-up's references were right overall (docs/world.md, section M)."""
+    import torch
+
+    from rarft.world import generate_warmup, warmup_mix
+
+    mix = {**warmup_mix(config["policy"]["tiny"]["sft"]), "named_rule_share": 1.0, "named_without_reference": 0.0}
+    drawn = generate_warmup(seed, items, set(), **mix)
+    torch.manual_seed(seed)
+    counts: Counter = Counter()
+    for item in drawn:
+        ref = item["contexts"][0]
+        kind = ("same_name" if ref["rule"] == item["rule"] else
+                "other_name_same_strategy" if ref["strategy"] == item["strategy"] else "other_name_other_strategy")
+        for completion in sample(model, tokenizer, item["problem"], item["contexts"], samples=samples,
+                                 max_new_tokens=int(config["evaluation"]["max_new_tokens"]),
+                                 enable_thinking=bool(config["policy"]["enable_thinking"])):
+            counts[kind, "n"] += 1
+            counts[kind, "follows"] += written_strategy(completion) == ref["strategy"]
+    return {kind: {"n": counts[kind, "n"],
+                   "follows": round(counts[kind, "follows"] / counts[kind, "n"], 3) if counts[kind, "n"] else None}
+            for kind in NAME_CHECK_KINDS}
 
 
 def measure(model_dir: Path, splits: dict, config: dict, args) -> dict:
@@ -180,6 +225,8 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--labels", action="store_true",
                    help="also gain-label the training queries' candidates on the base: kappa against the oracle")
     p.add_argument("--skip-rl", action="store_true", help="measure the base only (no RA-RFT)")
+    p.add_argument("--name-check", type=int, default=0, metavar="N",
+                   help="also sample the base on N fresh warm-up questions with a reference: does it compare names?")
     args = p.parse_args(argv)
     config = validate_config(deep_merge(merge_files(args.config), parse_sets(args.set)), source="--config + --set")
     if args.base is not None and not (args.base / "config.json").is_file():
@@ -203,6 +250,15 @@ def main(argv: list[str] | None = None) -> dict:
         print(f"gain labels vs oracle: kappa {result['labels']['kappa']}; " + "; ".join(
             f"{k}: gain {v['mean_gain']}, positive {v['positive']} ({v['pairs']} pairs)"
             for k, v in result["labels"]["by_kind"].items()))
+    if args.name_check:
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        model = AutoModelForCausalLM.from_pretrained(base, dtype=torch.float32).eval()
+        result["name_check"] = warmup_name_check(model, AutoTokenizer.from_pretrained(base), config,
+                                                 items=args.name_check, samples=args.diag_samples,
+                                                 seed=int(config["seed"]) + 1)
+        print("follows the reference's strategy on the warm-up's own questions: " + "; ".join(
+            f"{k} {v['follows']} (n {v['n']})" for k, v in result["name_check"].items()))
     if args.skip_rl:
         write_json(args.out / "result.json", result)
         print(f"wrote {args.out / 'result.json'} (base only)")

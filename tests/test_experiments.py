@@ -81,3 +81,24 @@ def test_labels_on_the_base_only_give_kappa_and_every_candidate_a_kind(tiny_poli
     assert sum(kind["pairs"] for kind in labels["by_kind"].values()) == 24 * 4
     assert set(labels["by_kind"]) <= {*world_rl.CONTEXT_KINDS[1:], "plain_question"}
     assert labels["by_kind"]["analogue"]["pairs"] >= 1
+
+
+@pytest.mark.slow
+def test_name_check_samples_the_warm_ups_own_questions_by_kind_of_reference(tiny_policy_dir, tmp_path):
+    world_rl = load_script()
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from rarft.config import load_config
+
+    config = load_config([str(ROOT / "params.yaml")])
+    config["evaluation"]["max_new_tokens"] = 8
+    model = AutoModelForCausalLM.from_pretrained(tiny_policy_dir).eval()
+    tokenizer = AutoTokenizer.from_pretrained(tiny_policy_dir)
+    check = world_rl.warmup_name_check(model, tokenizer, config, items=12, samples=2, seed=5)
+    assert list(check) == list(world_rl.NAME_CHECK_KINDS)
+    assert sum(row["n"] for row in check.values()) == 12 * 2  # every question once per sample, in one kind
+    assert check["same_name"]["n"] > 0 and all(r["follows"] is None or 0 <= r["follows"] <= 1 for r in check.values())
+    # with no other-name references in the mix, every question's reference carries its name
+    config["policy"]["tiny"]["sft"]["other_name_reference"] = 0.0
+    only_same = world_rl.warmup_name_check(model, tokenizer, config, items=6, samples=1, seed=5)
+    assert only_same["same_name"]["n"] == 6 and only_same["other_name_same_strategy"]["n"] == 0
