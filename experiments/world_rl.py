@@ -228,6 +228,8 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--name-check", type=int, default=0, metavar="N",
                    help="also sample the base on N fresh warm-up questions with a reference: does it compare names?")
     args = p.parse_args(argv)
+    if args.name_check < 0:
+        p.error(f"--name-check {args.name_check}: the number of warm-up questions must be 0 (off) or more")
     config = validate_config(deep_merge(merge_files(args.config), parse_sets(args.set)), source="--config + --set")
     if args.base is not None and not (args.base / "config.json").is_file():
         raise ConfigError(f"--base {args.base}: not a saved policy (no config.json); omit --base to warm one up")

@@ -102,3 +102,44 @@ def test_name_check_samples_the_warm_ups_own_questions_by_kind_of_reference(tiny
     config["policy"]["tiny"]["sft"]["other_name_reference"] = 0.0
     only_same = world_rl.warmup_name_check(model, tokenizer, config, items=6, samples=1, seed=5)
     assert only_same["same_name"]["n"] == 6 and only_same["other_name_same_strategy"]["n"] == 0
+
+
+def test_name_check_counts_who_follows_the_reference_by_kind(monkeypatch):
+    """The counting itself, with two stand-in policies: one that always copies the reference's strategy (follows
+    every kind at 1.0) and one that always writes the question's own (follows only right same-name references)."""
+    world_rl = load_script()
+    from rarft.config import load_config
+    from rarft.world import STRATEGIES
+
+    config = load_config([str(ROOT / "params.yaml")])
+    describe = {st.name: st.describe for st in STRATEGIES}
+    strategy_of = {}  # problem text -> its hidden strategy, from the same draw the check makes (same seed)
+
+    def copier(model, tokenizer, problem, contexts, *, samples, **_):
+        return [f"Step 1 (Strategy): {describe[contexts[0]['strategy']]}"] * samples
+
+    def own(model, tokenizer, problem, contexts, *, samples, **_):
+        return [f"Step 1 (Strategy): {describe[strategy_of[problem]]}"] * samples
+
+    from rarft.world import generate_warmup, warmup_mix
+
+    mix = {**warmup_mix(config["policy"]["tiny"]["sft"]), "named_rule_share": 1.0, "named_without_reference": 0.0}
+    strategy_of.update({it["problem"]: it["strategy"] for it in generate_warmup(7, 60, set(), **mix)})
+
+    monkeypatch.setattr(world_rl, "sample", copier)
+    follows_all = world_rl.warmup_name_check(None, None, config, items=60, samples=2, seed=7)
+    assert all(row["follows"] == 1.0 for row in follows_all.values())
+    monkeypatch.setattr(world_rl, "sample", own)
+    follows_own = world_rl.warmup_name_check(None, None, config, items=60, samples=2, seed=7)
+    assert follows_own["other_name_same_strategy"]["follows"] == 1.0
+    assert follows_own["other_name_other_strategy"]["follows"] == 0.0
+    # same-name references are right at same_name_reference_right (0.8): the question's own strategy follows them
+    # exactly when they are right
+    assert 0.5 < follows_own["same_name"]["follows"] < 1.0
+
+
+def test_a_negative_name_check_is_refused(tmp_path, capsys):
+    world_rl = load_script()
+    with pytest.raises(SystemExit):
+        world_rl.main(["--config", str(ROOT / "params.yaml"), "--out", str(tmp_path), "--name-check", "-3"])
+    assert "--name-check -3" in capsys.readouterr().err
